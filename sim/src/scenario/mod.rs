@@ -1,0 +1,3 @@
+//! Workloads the simulator runs against node software, with the checks that judge a run.
+
+pub mod register;
