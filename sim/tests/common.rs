@@ -1,5 +1,6 @@
 //! Helpers shared by the simulator's scenario tests.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
+#![allow(dead_code, reason = "each test file uses part of it")]
 
 use std::cell::RefCell;
 use std::future::Future;

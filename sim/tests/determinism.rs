@@ -1,5 +1,6 @@
 //! A seed reproduces a run exactly, different seeds explore different schedules, and a task that
 //! lets real randomness in (a randomly seeded hash map) is caught by the trace hash.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
 

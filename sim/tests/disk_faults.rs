@@ -1,4 +1,5 @@
 //! Each disk fault of the simulator, shown by its observable effect on a file.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Each network fault of the simulator, shown by what a receiver observes.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Process and clock faults: crash and restart, pause and resume, drift and jumps.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The simulated backend keeps the runtime layer's contract for files and streams: the semantics
 //! the io_uring backend must match (issue 3 runs the same bodies against it).
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
 

@@ -85,6 +85,7 @@ pub trait Backend {
 }
 
 /// An open file. Dropping the last handle closes it.
+#[allow(clippy::len_without_is_empty, reason = "len is an I/O operation, not a collection size")]
 pub trait FileBackend {
     /// Reads `min(buf.len(), file length - offset)` bytes into the front of `buf`; returns the
     /// count, which is short only at the end of the file.

@@ -78,6 +78,7 @@ impl std::fmt::Debug for File {
     }
 }
 
+#[allow(clippy::len_without_is_empty, reason = "len is an I/O operation, not a collection size")]
 impl File {
     /// Reads up to `buf.len()` bytes at `offset` into the front of `buf`; short only at the end.
     pub async fn read_at(&self, buf: Vec<u8>, offset: u64) -> BufResult<usize> {
