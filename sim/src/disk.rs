@@ -67,17 +67,6 @@ pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-fn validate(path: &str) -> io::Result<()> {
-    let bad = path.is_empty()
-        || path.starts_with('/')
-        || path.ends_with('/')
-        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..");
-    if bad {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad path {path:?}")));
-    }
-    Ok(())
-}
-
 fn apply(content: &mut Vec<u8>, op: &Pending) {
     match op {
         Pending::Write { offset, data } => {
@@ -130,7 +119,7 @@ impl SimDisk {
     }
 
     pub fn open(&mut self, path: &str, options: OpenOptions) -> io::Result<u64> {
-        validate(path)?;
+        strata_rt::check_path(path)?;
         if !self.directories.contains(parent(path)) {
             return Err(not_found(parent(path)));
         }
@@ -273,7 +262,7 @@ impl SimDisk {
     }
 
     pub fn remove(&mut self, path: &str) -> io::Result<()> {
-        validate(path)?;
+        strata_rt::check_path(path)?;
         if self.names.remove(path).is_none() {
             return Err(not_found(path));
         }
@@ -281,8 +270,8 @@ impl SimDisk {
     }
 
     pub fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
-        validate(from)?;
-        validate(to)?;
+        strata_rt::check_path(from)?;
+        strata_rt::check_path(to)?;
         if !self.directories.contains(parent(to)) {
             return Err(not_found(parent(to)));
         }
@@ -307,7 +296,7 @@ impl SimDisk {
     }
 
     pub fn create_dir_all(&mut self, dir: &str) -> io::Result<()> {
-        validate(dir)?;
+        strata_rt::check_path(dir)?;
         let mut prefix = String::new();
         for part in dir.split('/') {
             if !prefix.is_empty() {

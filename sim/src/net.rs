@@ -14,8 +14,8 @@ use strata_rt::{BufResult, NodeId};
 
 /// Messages waiting in a node's inbox beyond this are dropped, as a full socket buffer would.
 pub const INBOX_LENGTH_MAX: usize = 65_536;
-/// Connections waiting to be accepted on one listener.
-pub const BACKLOG_LENGTH_MAX: usize = 128;
+/// Connections waiting to be accepted on one listener (the production backend's listen backlog).
+pub const BACKLOG_LENGTH_MAX: usize = 1024;
 /// How long a connect across a partition waits before `TimedOut`.
 pub const CONNECT_TIMEOUT_NANOS: u64 = 3_000_000_000;
 /// How often a stalled stream retries a cut link (TCP retransmission).

@@ -7,6 +7,21 @@ use crate::backend::{Backend, BufResult, FileBackend, OpenOptions};
 use std::io;
 use std::rc::Rc;
 
+/// Checks a data-directory path: relative, `/`-separated, no empty, `.` or `..` parts. Both
+/// backends apply it, so a path that works in simulation works in production.
+pub fn check_path(path: &str) -> io::Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.ends_with('/')
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'));
+    if bad {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad path {path:?}")));
+    }
+    Ok(())
+}
+
 /// The node's data directory.
 #[derive(Clone)]
 pub struct Disk {

@@ -16,12 +16,14 @@ mod rng;
 pub mod sync;
 mod task;
 mod time;
+#[cfg(target_os = "linux")]
+pub mod uring;
 
 pub use backend::{Backend, BufResult, LocalBoxFuture, OpenOptions, TaskId};
 #[doc(hidden)]
 pub use buggify::fire as __buggify_fire;
 pub use buggify::{install_buggify_hook, BuggifyHook};
-pub use disk::{Disk, File};
+pub use disk::{check_path, Disk, File};
 pub use net::{Listener, Net, NodeId, Stream};
 pub use rng::Rng;
 pub use task::JoinHandle;

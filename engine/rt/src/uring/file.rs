@@ -1,0 +1,194 @@
+//! Files on io_uring: every read, write, sync, size query, truncation and allocation is a ring
+//! operation; short transfers are continued, `EINTR` and `EAGAIN` retried.
+
+use super::reactor::{check, Cancel, Operation, Reactor};
+use crate::backend::FileBackend;
+use crate::{BufResult, LocalBoxFuture};
+use io_uring::{opcode, types};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+/// An open descriptor, closed through the ring when the last operation and handle let go of it.
+pub(crate) struct Descriptor {
+    pub reactor: Rc<Reactor>,
+    pub fd: RawFd,
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        self.reactor.submit_detached(opcode::Close::new(types::Fd(self.fd)).build());
+    }
+}
+
+/// Transfers at most this much per operation (the kernel caps one read or write near 2 GiB).
+const TRANSFER_BYTES_MAX: usize = 1 << 30;
+
+fn retryable(result: i32) -> bool {
+    result == -libc::EINTR || result == -libc::EAGAIN
+}
+
+/// Runs one operation whose memory is `buf`, and hands `buf` back.
+async fn with_buffer(
+    reactor: &Rc<Reactor>,
+    entry: io_uring::squeue::Entry,
+    buf: Vec<u8>,
+) -> (i32, Vec<u8>) {
+    let (result, keep) = Operation::new(reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
+    let buf = keep.expect("the buffer comes back").downcast::<Vec<u8>>().expect("a Vec<u8>");
+    (result, *buf)
+}
+
+/// Runs one operation that needs no memory of ours.
+pub(crate) async fn plain(
+    reactor: &Rc<Reactor>,
+    entry: io_uring::squeue::Entry,
+) -> io::Result<u32> {
+    loop {
+        let (result, _) = Operation::new(reactor, entry.clone(), None, Cancel::Async).await;
+        if !retryable(result) {
+            return check(result);
+        }
+    }
+}
+
+pub(crate) struct UringFile {
+    pub descriptor: Rc<Descriptor>,
+}
+
+impl UringFile {
+    fn parts(&self) -> (Rc<Descriptor>, Rc<Reactor>, RawFd) {
+        (self.descriptor.clone(), self.descriptor.reactor.clone(), self.descriptor.fd)
+    }
+}
+
+impl FileBackend for UringFile {
+    fn read_at(&self, mut buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<usize>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let mut done = 0;
+            while done < buf.len() {
+                let len = (buf.len() - done).min(TRANSFER_BYTES_MAX) as u32;
+                let pointer = buf[done..].as_mut_ptr();
+                let entry = opcode::Read::new(types::Fd(fd), pointer, len)
+                    .offset(offset + done as u64)
+                    .build();
+                let (result, returned) = with_buffer(&reactor, entry, buf).await;
+                buf = returned;
+                match result {
+                    0 => break,
+                    result if retryable(result) => {}
+                    result if result < 0 => {
+                        return (Err(io::Error::from_raw_os_error(-result)), buf)
+                    }
+                    count => done += count as usize,
+                }
+            }
+            drop(descriptor);
+            (Ok(done), buf)
+        })
+    }
+
+    fn write_at(&self, buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<()>> {
+        let (descriptor, reactor, fd) = self.parts();
+        let mut buf = buf;
+        Box::pin(async move {
+            let mut done = 0;
+            while done < buf.len() {
+                let len = (buf.len() - done).min(TRANSFER_BYTES_MAX) as u32;
+                let pointer = buf[done..].as_ptr();
+                let entry = opcode::Write::new(types::Fd(fd), pointer, len)
+                    .offset(offset + done as u64)
+                    .build();
+                let (result, returned) = with_buffer(&reactor, entry, buf).await;
+                buf = returned;
+                match result {
+                    0 => {
+                        return (
+                            Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+                            buf,
+                        )
+                    }
+                    result if retryable(result) => {}
+                    result if result < 0 => {
+                        return (Err(io::Error::from_raw_os_error(-result)), buf)
+                    }
+                    count => done += count as usize,
+                }
+            }
+            drop(descriptor);
+            (Ok(()), buf)
+        })
+    }
+
+    fn sync(&self) -> LocalBoxFuture<io::Result<()>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            // Not retried on failure: a failed fsync may have dropped the dirty pages, and a
+            // second one would report a false success. Only an interrupted submission is retried.
+            let (result, _) = Operation::new(
+                &reactor,
+                opcode::Fsync::new(types::Fd(fd)).build(),
+                None,
+                Cancel::Async,
+            )
+            .await;
+            drop(descriptor);
+            check(result).map(drop)
+        })
+    }
+
+    fn len(&self) -> LocalBoxFuture<io::Result<u64>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let empty = CString::default();
+            // SAFETY: statx is plain old data; all-zero is a valid value.
+            let statx: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
+            let mut keep = Box::new((empty, statx));
+            let buffer = (&mut *keep.1 as *mut libc::statx).cast::<types::statx>();
+            let entry = opcode::Statx::new(types::Fd(fd), keep.0.as_ptr(), buffer)
+                .flags(libc::AT_EMPTY_PATH)
+                .mask(libc::STATX_SIZE)
+                .build();
+            let (result, keep) = Operation::new(&reactor, entry, Some(keep), Cancel::Async).await;
+            drop(descriptor);
+            check(result)?;
+            let (_, statx) =
+                *keep.expect("kept").downcast::<(CString, Box<libc::statx>)>().expect("statx");
+            Ok(statx.stx_size)
+        })
+    }
+
+    fn truncate(&self, len: u64) -> LocalBoxFuture<io::Result<()>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let result = plain(&reactor, opcode::Ftruncate::new(types::Fd(fd), len).build()).await;
+            let result = match result {
+                // Kernels before 6.9 lack IORING_OP_FTRUNCATE: a metadata call, done directly.
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    // SAFETY: plain syscall on an open descriptor.
+                    if unsafe { libc::ftruncate(fd, len as libc::off_t) } == 0 {
+                        Ok(0)
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                }
+                other => other,
+            };
+            drop(descriptor);
+            result.map(drop)
+        })
+    }
+
+    fn allocate(&self, len: u64) -> LocalBoxFuture<io::Result<()>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let entry =
+                opcode::Fallocate::new(types::Fd(fd), len).mode(libc::FALLOC_FL_KEEP_SIZE).build();
+            let result = plain(&reactor, entry).await;
+            drop(descriptor);
+            result.map(drop)
+        })
+    }
+}

@@ -1,0 +1,525 @@
+//! One io_uring reactor per thread: a local executor for the thread's tasks and a ring through
+//! which every file, socket and timer operation is submitted and completed.
+//!
+//! An operation owns the memory the kernel reads or writes (buffers, paths, socket addresses,
+//! timespecs) in its slot of `operations` until the kernel posts its completion, even if the
+//! future that asked for it is dropped: the dropped operation is then cancelled and its memory
+//! freed only when the cancelled completion arrives. The number of operations in flight is
+//! bounded below the completion queue's size, so completions can never overflow.
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::LocalBoxFuture;
+
+/// Submission queue entries; the completion queue gets twice as many.
+pub const RING_ENTRIES: u32 = 1024;
+/// Operations in flight at most: below the completion queue's size, so it cannot overflow.
+pub const OPERATIONS_IN_FLIGHT_MAX: usize = 2 * RING_ENTRIES as usize - 64;
+/// Tasks polled between two looks at the ring, so I/O completions are not starved.
+const POLLS_PER_ROUND_MAX: usize = 256;
+/// `user_data` of operations whose completion nobody waits for (cancels, closes).
+const IGNORED: u64 = u64::MAX;
+/// `user_data` of the eventfd read that wakes a sleeping reactor from another thread.
+const WAKEUP: u64 = u64::MAX - 1;
+
+/// Task ids woken from anywhere, and how to rouse the reactor if it sleeps in the kernel.
+pub(crate) struct Wakes {
+    woken: Mutex<Vec<u64>>,
+    sleeping: AtomicBool,
+    eventfd: RawFd,
+}
+
+impl Wakes {
+    pub(crate) fn push(&self, task: u64) {
+        self.woken.lock().expect("wake queue poisoned").push(task);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.rouse();
+        }
+    }
+
+    /// Makes a reactor blocked in `io_uring_enter` return.
+    pub(crate) fn rouse(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd this struct keeps open.
+        let written = unsafe { libc::write(self.eventfd, (&one as *const u64).cast(), 8) };
+        debug_assert!(written == 8 || written == -1);
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        // SAFETY: the eventfd is owned by this struct and closed once.
+        unsafe { libc::close(self.eventfd) };
+    }
+}
+
+struct TaskWaker {
+    task: u64,
+    wakes: Arc<Wakes>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.push(self.task);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.push(self.task);
+    }
+}
+
+struct Task {
+    future: Option<LocalBoxFuture<()>>,
+    waker: Waker,
+    queued: bool,
+    aborted: bool,
+}
+
+enum Slot {
+    Free {
+        next: usize,
+    },
+    /// Submitted; `keep` holds what the kernel may touch until completion.
+    Waiting {
+        waker: Option<Waker>,
+        keep: Option<Box<dyn Any>>,
+    },
+    Completed {
+        result: i32,
+        keep: Option<Box<dyn Any>>,
+    },
+    /// Its future was dropped; freed when the completion arrives.
+    Abandoned {
+        keep: Option<Box<dyn Any>>,
+    },
+}
+
+const NO_FREE_SLOT: usize = usize::MAX;
+
+pub(crate) struct Reactor {
+    ring: RefCell<IoUring>,
+    slots: RefCell<Vec<Slot>>,
+    free_slot: Cell<usize>,
+    in_flight: Cell<usize>,
+    /// Operations waiting for room under `OPERATIONS_IN_FLIGHT_MAX`.
+    room_waiters: RefCell<VecDeque<Waker>>,
+    tasks: RefCell<Vec<(u32, Option<Task>)>>,
+    free_tasks: RefCell<Vec<u32>>,
+    ready: RefCell<VecDeque<u64>>,
+    pub(crate) wakes: Arc<Wakes>,
+    wakeup_buffer: Box<Cell<u64>>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Rc<Reactor>> {
+        let ring = IoUring::builder().setup_cqsize(2 * RING_ENTRIES).build(RING_ENTRIES).map_err(
+            |error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("io_uring unavailable: io_uring_setup failed: {error}"),
+                )
+            },
+        )?;
+        // SAFETY: plain syscall; the fd is owned by `Wakes`.
+        let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if eventfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let wakes = Arc::new(Wakes {
+            woken: Mutex::new(Vec::new()),
+            sleeping: AtomicBool::new(false),
+            eventfd,
+        });
+        let reactor = Rc::new(Reactor {
+            ring: RefCell::new(ring),
+            slots: RefCell::new(Vec::new()),
+            free_slot: Cell::new(NO_FREE_SLOT),
+            in_flight: Cell::new(0),
+            room_waiters: RefCell::new(VecDeque::new()),
+            tasks: RefCell::new(Vec::new()),
+            free_tasks: RefCell::new(Vec::new()),
+            ready: RefCell::new(VecDeque::new()),
+            wakes,
+            wakeup_buffer: Box::new(Cell::new(0)),
+        });
+        reactor.arm_wakeup()?;
+        Ok(reactor)
+    }
+
+    /// Keeps one read of the eventfd in the ring, so another thread can wake this one.
+    fn arm_wakeup(&self) -> io::Result<()> {
+        let entry =
+            opcode::Read::new(types::Fd(self.wakes.eventfd), self.wakeup_buffer.as_ptr().cast(), 8)
+                .build()
+                .user_data(WAKEUP);
+        self.push(&entry)
+    }
+
+    /// Puts an entry in the submission queue, flushing the queue to the kernel if it is full.
+    fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            // SAFETY: every pointer in `entry` refers to memory kept alive until completion
+            // (owned by the operation's slot, or by the reactor itself).
+            if unsafe { ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            match ring.submit() {
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
+                    drop(ring);
+                    self.reap();
+                    ring = self.ring.borrow_mut();
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn allocate_slot(&self, keep: Option<Box<dyn Any>>) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        let waiting = Slot::Waiting { waker: None, keep };
+        let free = self.free_slot.get();
+        if free == NO_FREE_SLOT {
+            slots.push(waiting);
+            return slots.len() - 1;
+        }
+        let Slot::Free { next } = std::mem::replace(&mut slots[free], waiting) else {
+            unreachable!("the free list holds only free slots")
+        };
+        self.free_slot.set(next);
+        free
+    }
+
+    fn release_slot(&self, index: usize) -> Slot {
+        let slot = std::mem::replace(
+            &mut self.slots.borrow_mut()[index],
+            Slot::Free { next: self.free_slot.get() },
+        );
+        self.free_slot.set(index);
+        self.in_flight.set(self.in_flight.get() - 1);
+        if let Some(waiter) = self.room_waiters.borrow_mut().pop_front() {
+            waiter.wake();
+        }
+        slot
+    }
+
+    /// Posts an operation whose completion nobody awaits (a close, a cancel).
+    pub(crate) fn submit_detached(&self, entry: squeue::Entry) {
+        if let Err(error) = self.push(&entry.user_data(IGNORED)) {
+            panic!("io_uring submission failed for a detached operation: {error}");
+        }
+    }
+
+    /// Takes completions from the ring and wakes their operations.
+    pub(crate) fn reap(&self) -> usize {
+        let completions: Vec<cqueue::Entry> = self.ring.borrow_mut().completion().collect();
+        for completion in &completions {
+            match completion.user_data() {
+                IGNORED => {}
+                WAKEUP => {
+                    if let Err(error) = self.arm_wakeup() {
+                        panic!("cannot re-arm the reactor's wakeup: {error}");
+                    }
+                }
+                index => self.complete(index as usize, completion.result()),
+            }
+        }
+        completions.len()
+    }
+
+    fn complete(&self, index: usize, result: i32) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = std::mem::replace(&mut slots[index], Slot::Free { next: NO_FREE_SLOT });
+        match slot {
+            Slot::Waiting { waker, keep } => {
+                slots[index] = Slot::Completed { result, keep };
+                drop(slots);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Slot::Abandoned { keep } => {
+                slots[index] = Slot::Abandoned { keep: None };
+                drop(slots);
+                drop(keep);
+                self.release_slot(index);
+            }
+            Slot::Free { .. } | Slot::Completed { .. } => {
+                panic!("io_uring completion for operation {index} that is not in flight")
+            }
+        }
+    }
+
+    // Tasks.
+
+    pub(crate) fn spawn(&self, future: LocalBoxFuture<()>) -> u64 {
+        let mut tasks = self.tasks.borrow_mut();
+        let index = match self.free_tasks.borrow_mut().pop() {
+            Some(index) => index,
+            None => {
+                tasks.push((0, None));
+                u32::try_from(tasks.len() - 1).expect("over 4 billion tasks")
+            }
+        };
+        let (generation, slot) = &mut tasks[index as usize];
+        let id = (u64::from(*generation) << 32) | u64::from(index);
+        let waker = Waker::from(Arc::new(TaskWaker { task: id, wakes: self.wakes.clone() }));
+        *slot = Some(Task { future: Some(future), waker, queued: true, aborted: false });
+        self.ready.borrow_mut().push_back(id);
+        id
+    }
+
+    fn with_task<R>(&self, id: u64, action: impl FnOnce(&mut Task) -> R) -> Option<R> {
+        let mut tasks = self.tasks.borrow_mut();
+        let (generation, slot) = tasks.get_mut((id & 0xffff_ffff) as usize)?;
+        if u64::from(*generation) != id >> 32 {
+            return None;
+        }
+        slot.as_mut().map(action)
+    }
+
+    fn remove_task(&self, id: u64) -> Option<Task> {
+        let mut tasks = self.tasks.borrow_mut();
+        let index = (id & 0xffff_ffff) as usize;
+        let (generation, slot) = tasks.get_mut(index)?;
+        if u64::from(*generation) != id >> 32 {
+            return None;
+        }
+        let task = slot.take()?;
+        *generation = generation.wrapping_add(1);
+        self.free_tasks.borrow_mut().push(index as u32);
+        Some(task)
+    }
+
+    pub(crate) fn abort(&self, id: u64) {
+        let polling = self.with_task(id, |task| {
+            task.aborted = true;
+            task.future.is_none()
+        });
+        if polling == Some(false) {
+            drop(self.remove_task(id));
+        }
+    }
+
+    fn drain_wakes(&self) {
+        let woken = std::mem::take(&mut *self.wakes.woken.lock().expect("wake queue poisoned"));
+        for id in woken {
+            let newly = self.with_task(id, |task| !std::mem::replace(&mut task.queued, true));
+            if newly == Some(true) {
+                self.ready.borrow_mut().push_back(id);
+            }
+        }
+    }
+
+    /// Polls up to a round's worth of ready tasks; returns how many ran.
+    fn run_ready(&self) -> usize {
+        self.drain_wakes();
+        let mut polled = 0;
+        while polled < POLLS_PER_ROUND_MAX {
+            let Some(id) = self.ready.borrow_mut().pop_front() else { break };
+            let taken = self.with_task(id, |task| {
+                task.queued = false;
+                task.future.take().map(|future| (future, task.waker.clone()))
+            });
+            let Some(Some((mut future, waker))) = taken else { continue };
+            polled += 1;
+            let done = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+            let keep = self.with_task(id, |task| !done && !task.aborted);
+            if keep == Some(true) {
+                self.with_task(id, |task| task.future = Some(future));
+            } else {
+                drop(self.remove_task(id));
+                drop(future);
+            }
+        }
+        polled
+    }
+
+    /// Runs tasks and I/O until `done` holds.
+    pub(crate) fn run_until(&self, done: impl Fn() -> bool) -> io::Result<()> {
+        loop {
+            let polled = self.run_ready();
+            if done() {
+                return Ok(());
+            }
+            let idle = polled == 0 && self.ready.borrow().is_empty();
+            if idle {
+                self.wakes.sleeping.store(true, Ordering::SeqCst);
+                let nothing_woken =
+                    self.wakes.woken.lock().expect("wake queue poisoned").is_empty();
+                let result = if nothing_woken {
+                    self.ring.borrow().submit_and_wait(1)
+                } else {
+                    self.ring.borrow().submit()
+                };
+                self.wakes.sleeping.store(false, Ordering::SeqCst);
+                match result {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+                    Err(error) => return Err(error),
+                }
+            } else {
+                match self.ring.borrow().submit() {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            self.reap();
+        }
+    }
+
+    /// Drops every task, then waits out the operations the kernel still owns memory of.
+    pub(crate) fn shutdown(&self) {
+        let tasks: Vec<Option<Task>> =
+            self.tasks.borrow_mut().drain(..).map(|(_, task)| task).collect();
+        drop(tasks);
+        while self.in_flight.get() > 0 {
+            if self.ring.borrow().submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap();
+        }
+    }
+}
+
+/// An io_uring operation as a future. It is submitted at its first poll; if dropped before it
+/// completes, it is cancelled and its memory (`keep`) stays with the reactor until the kernel
+/// lets go of it.
+pub(crate) struct Operation {
+    reactor: Rc<Reactor>,
+    state: OperationState,
+}
+
+enum OperationState {
+    Unsubmitted { entry: squeue::Entry, keep: Option<Box<dyn Any>>, cancel: Cancel },
+    Submitted { index: usize, cancel: Cancel },
+    Done,
+}
+
+/// How to cancel an operation in flight.
+#[derive(Clone, Copy)]
+pub(crate) enum Cancel {
+    Async,
+    Timeout,
+}
+
+impl Operation {
+    /// `keep` must own every buffer `entry` points into.
+    pub(crate) fn new(
+        reactor: &Rc<Reactor>,
+        entry: squeue::Entry,
+        keep: Option<Box<dyn Any>>,
+        cancel: Cancel,
+    ) -> Operation {
+        Operation {
+            reactor: reactor.clone(),
+            state: OperationState::Unsubmitted { entry, keep, cancel },
+        }
+    }
+}
+
+impl Future for Operation {
+    /// The kernel's result (negative errno on failure) and the memory handed in.
+    type Output = (i32, Option<Box<dyn Any>>);
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let reactor = self.reactor.clone();
+        match std::mem::replace(&mut self.state, OperationState::Done) {
+            OperationState::Unsubmitted { entry, keep, cancel } => {
+                if reactor.in_flight.get() >= OPERATIONS_IN_FLIGHT_MAX {
+                    reactor.room_waiters.borrow_mut().push_back(context.waker().clone());
+                    self.state = OperationState::Unsubmitted { entry, keep, cancel };
+                    return Poll::Pending;
+                }
+                let index = reactor.allocate_slot(keep);
+                reactor.in_flight.set(reactor.in_flight.get() + 1);
+                if let Err(error) = reactor.push(&entry.user_data(index as u64)) {
+                    let Slot::Waiting { keep, .. } = reactor.release_slot(index) else {
+                        unreachable!()
+                    };
+                    return Poll::Ready((-error.raw_os_error().unwrap_or(libc::EIO), keep));
+                }
+                if let Slot::Waiting { waker, .. } = &mut reactor.slots.borrow_mut()[index] {
+                    *waker = Some(context.waker().clone());
+                }
+                self.state = OperationState::Submitted { index, cancel };
+                Poll::Pending
+            }
+            OperationState::Submitted { index, cancel } => {
+                let mut slots = reactor.slots.borrow_mut();
+                match &mut slots[index] {
+                    Slot::Completed { .. } => {
+                        drop(slots);
+                        let Slot::Completed { result, keep } = reactor.release_slot(index) else {
+                            unreachable!()
+                        };
+                        Poll::Ready((result, keep))
+                    }
+                    Slot::Waiting { waker, .. } => {
+                        *waker = Some(context.waker().clone());
+                        drop(slots);
+                        self.state = OperationState::Submitted { index, cancel };
+                        Poll::Pending
+                    }
+                    Slot::Free { .. } | Slot::Abandoned { .. } => {
+                        panic!("operation {index} polled in a bad state")
+                    }
+                }
+            }
+            OperationState::Done => panic!("io_uring operation polled after completion"),
+        }
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        let OperationState::Submitted { index, cancel } = self.state else { return };
+        let reactor = &self.reactor;
+        let mut slots = reactor.slots.borrow_mut();
+        match std::mem::replace(&mut slots[index], Slot::Free { next: NO_FREE_SLOT }) {
+            Slot::Waiting { keep, .. } => {
+                slots[index] = Slot::Abandoned { keep };
+                drop(slots);
+                let target = index as u64;
+                let entry = match cancel {
+                    Cancel::Async => opcode::AsyncCancel::new(target).build(),
+                    Cancel::Timeout => opcode::TimeoutRemove::new(target).build(),
+                };
+                reactor.submit_detached(entry);
+            }
+            Slot::Completed { keep, .. } => {
+                slots[index] = Slot::Completed { result: 0, keep: None };
+                drop(slots);
+                drop(keep);
+                reactor.release_slot(index);
+            }
+            Slot::Free { .. } | Slot::Abandoned { .. } => {
+                panic!("operation {index} dropped in a bad state")
+            }
+        }
+    }
+}
+
+/// Converts a kernel result into an `io::Result` of the non-negative value.
+pub(crate) fn check(result: i32) -> io::Result<u32> {
+    if result < 0 {
+        Err(io::Error::from_raw_os_error(-result))
+    } else {
+        Ok(result as u32)
+    }
+}
