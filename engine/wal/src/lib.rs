@@ -1,0 +1,734 @@
+//! `strata-wal`: a segmented write-ahead log with group commit.
+//!
+//! # Invariants
+//!
+//! - Every record gets a dense index, in `append` call order. `append` resolves `Ok(index)` only
+//!   once the record and every record before it are durable (written and synced).
+//! - Group commit: one writer task takes every queued record (up to `batch_bytes_max`), writes them
+//!   with one `write_at` and makes them durable with one `sync`. Queued bytes not yet durable are
+//!   bounded by `in_flight_bytes_max`; appends beyond it wait.
+//! - A failed write, sync or directory sync **latches** the log: it is never retried, every later
+//!   call returns [`WalError::Latched`] until the log is reopened by a restarted process.
+//! - A segment's header and name are durable before any record in it is acknowledged; segments
+//!   are never reused; a cut tail is truncated and synced before anything is written after it.
+//!
+//! # Fault model
+//!
+//! Recovery (in [`recovery`], pure) keeps every acknowledged record, cuts a torn tail (writes of a
+//! batch whose sync never completed, lost whole, in part, or torn at sector granularity) and
+//! reports damage to acknowledged records (bit rot, misdirected writes over them, lost sectors) as
+//! [`WalError::Corruption`] naming segment and offset, never skipping it. Reads verify checksums.
+//! The one case it cannot see is spelled out in [`recovery`]: an acknowledged final batch lost
+//! whole, before any later batch witnessed it.
+//!
+//! Byte layouts: `docs/format.md`, "WAL segment" and "WAL record".
+
+mod error;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+
+pub use error::WalError;
+
+use recovery::{RecordLocation, SegmentInput};
+use segment::{SegmentHeader, HEADER_BYTES};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use strata_rt::{File, Runtime};
+
+/// Tuning of a log. The defaults suit production; tests shrink the sizes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A segment is closed once the next record would take it past this size.
+    pub segment_bytes: u64,
+    /// Largest record data accepted by `append`.
+    pub record_bytes_max: u32,
+    /// Most bytes written by one write of the group commit.
+    pub batch_bytes_max: usize,
+    /// Most bytes queued and not yet durable; appends past it wait.
+    pub in_flight_bytes_max: usize,
+    /// Index of the first record of a new, empty log.
+    pub first_index: u64,
+    /// Reserve each new segment's space up front (fallocate).
+    pub preallocate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            segment_bytes: 64 << 20,
+            record_bytes_max: 16 << 20,
+            batch_bytes_max: 4 << 20,
+            in_flight_bytes_max: 64 << 20,
+            first_index: 1,
+            preallocate: true,
+        }
+    }
+}
+
+impl Options {
+    fn check(&self) -> Result<(), WalError> {
+        let largest = record::encoded_len(self.record_bytes_max as usize) as u64;
+        if HEADER_BYTES as u64 + largest > self.segment_bytes {
+            return Err(WalError::Invalid {
+                reason: format!(
+                    "record_bytes_max {} does not fit a segment of {} bytes",
+                    self.record_bytes_max, self.segment_bytes
+                ),
+            });
+        }
+        if self.first_index == 0 {
+            return Err(WalError::Invalid { reason: "first_index must be at least 1".into() });
+        }
+        if self.batch_bytes_max == 0 || self.in_flight_bytes_max == 0 {
+            return Err(WalError::Invalid {
+                reason: "batch and in-flight bounds must be > 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn payload_bytes_max(&self) -> u32 {
+        self.record_bytes_max + record::PAYLOAD_PREFIX_BYTES as u32
+    }
+}
+
+/// What recovery found when the log was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// A torn tail was cut.
+    pub torn_tail: bool,
+    /// Segments deleted because they held nothing acknowledged.
+    pub removed_segments: Vec<u64>,
+    /// Records kept.
+    pub records: u64,
+}
+
+struct Segment {
+    id: u64,
+    first_index: u64,
+    file: File,
+    /// Offset and data length of each record, in index order.
+    records: Vec<(u64, u32)>,
+    /// Where the next record goes.
+    end: u64,
+}
+
+impl Segment {
+    fn next_index(&self) -> u64 {
+        self.first_index + self.records.len() as u64
+    }
+}
+
+/// A segment's id, file, record locations and first index, copied out for reading.
+type SegmentSnapshot = (u64, File, Vec<(u64, u32)>, u64);
+
+struct State {
+    segments: Vec<Segment>,
+    /// Logical first index: `truncate_prefix` may leave older records in the first segment.
+    first_index: u64,
+    /// Index the next append gets.
+    next_index: u64,
+    /// Every record up to here is durable.
+    durable_index: u64,
+    pending: VecDeque<(u64, Vec<u8>)>,
+    /// Bytes appended and not yet durable.
+    in_flight_bytes: usize,
+    /// The writer is between taking a batch and finishing it.
+    writing: bool,
+    /// A truncation has the log to itself: no appends, no batches.
+    exclusive: bool,
+    failed: Option<WalError>,
+    wakers: Vec<Waker>,
+    next_segment_id: u64,
+}
+
+struct Shared {
+    rt: Runtime,
+    dir: String,
+    options: Options,
+    recovery: Recovery,
+    state: RefCell<State>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Wake the writer so it notices the log is gone.
+        let wakers = std::mem::take(&mut self.state.get_mut().wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Shared {
+    fn path(&self, id: u64) -> String {
+        format!("{}/{}", self.dir, segment::file_name(id))
+    }
+
+    fn notify(&self) {
+        let wakers = std::mem::take(&mut self.state.borrow_mut().wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Latches `error` (the first one wins) and wakes everyone waiting.
+    fn fail(&self, error: WalError) -> WalError {
+        {
+            let mut state = self.state.borrow_mut();
+            if state.failed.is_none() {
+                state.failed = Some(error.clone());
+            }
+        }
+        self.notify();
+        WalError::Latched { cause: Box::new(error) }
+    }
+}
+
+/// Resolves when `check` returns `Some`; `check` runs on every state change.
+fn wait_for<'a, R>(
+    shared: &'a Rc<Shared>,
+    mut check: impl FnMut(&mut State) -> Option<R> + 'a,
+) -> impl Future<Output = R> + 'a {
+    std::future::poll_fn(move |context| {
+        let mut state = shared.state.borrow_mut();
+        match check(&mut state) {
+            Some(value) => Poll::Ready(value),
+            None => {
+                state.wakers.push(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+}
+
+fn latched(state: &State) -> Option<WalError> {
+    state.failed.as_ref().map(|cause| WalError::Latched { cause: Box::new(cause.clone()) })
+}
+
+/// A write-ahead log in one directory. Clones share the log.
+#[derive(Clone)]
+pub struct Wal {
+    shared: Rc<Shared>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Wal").field("dir", &self.shared.dir).finish()
+    }
+}
+
+impl Wal {
+    /// Opens (recovering) or creates the log in `dir`, and starts its writer task.
+    pub async fn open(rt: &Runtime, dir: &str, options: Options) -> Result<Wal, WalError> {
+        options.check()?;
+        strata_rt::check_path(dir).map_err(|error| WalError::io("check path", dir, error))?;
+        let disk = rt.disk();
+        disk.create_dir_all(dir).await.map_err(|error| WalError::io("create dir", dir, error))?;
+        let names = disk.list(dir).await.map_err(|error| WalError::io("list", dir, error))?;
+        let mut ids: Vec<u64> =
+            names.iter().filter_map(|name| segment::parse_file_name(name)).collect();
+        ids.sort_unstable();
+        let mut inputs = Vec::with_capacity(ids.len());
+        let mut files = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let path = format!("{dir}/{}", segment::file_name(id));
+            let file =
+                disk.open(&path).await.map_err(|error| WalError::io("open", &path, error))?;
+            let len = file.len().await.map_err(|error| WalError::io("len", &path, error))?;
+            let bytes = file
+                .read_exact_at(len as usize, 0)
+                .await
+                .map_err(|error| WalError::io("read", &path, error))?;
+            inputs.push(SegmentInput {
+                id,
+                scan: recovery::scan_segment(&bytes, options.payload_bytes_max()),
+            });
+            files.push(file);
+        }
+        let plan = recovery::plan(&inputs).map_err(|corruption| WalError::Corruption {
+            path: format!("{dir}/{}", segment::file_name(corruption.segment)),
+            segment: corruption.segment,
+            offset: corruption.offset,
+            reason: corruption.reason,
+        })?;
+        // Carry the plan out before anything new is written: removals and the cut made durable.
+        for &id in &plan.removed {
+            let path = format!("{dir}/{}", segment::file_name(id));
+            disk.remove(&path).await.map_err(|error| WalError::io("remove", &path, error))?;
+        }
+        if !plan.removed.is_empty() {
+            disk.sync_dir(dir).await.map_err(|error| WalError::io("sync dir", dir, error))?;
+        }
+        let mut segments = Vec::with_capacity(plan.kept.len());
+        for kept in &plan.kept {
+            let position = ids.iter().position(|&id| id == kept.id).expect("kept ids were listed");
+            let file = files[position].clone();
+            if kept.file_len > kept.end_offset {
+                let path = format!("{dir}/{}", segment::file_name(kept.id));
+                file.truncate(kept.end_offset)
+                    .await
+                    .map_err(|error| WalError::io("truncate", &path, error))?;
+                file.sync().await.map_err(|error| WalError::io("sync", &path, error))?;
+            }
+            segments.push(Segment {
+                id: kept.id,
+                first_index: kept.first_index,
+                file,
+                records: kept
+                    .records
+                    .iter()
+                    .map(|RecordLocation { offset, data_len, .. }| (*offset, *data_len))
+                    .collect(),
+                end: kept.end_offset,
+            });
+        }
+        let next_segment_id = ids.last().map_or(1, |id| id + 1);
+        let recovery = Recovery {
+            torn_tail: plan.torn_tail,
+            removed_segments: plan.removed.clone(),
+            records: segments.iter().map(|segment| segment.records.len() as u64).sum(),
+        };
+        let (first_index, next_index) = match (segments.first(), segments.last()) {
+            (Some(first), Some(last)) => (first.first_index, last.next_index()),
+            _ => (options.first_index, options.first_index),
+        };
+        let shared = Rc::new(Shared {
+            rt: rt.clone(),
+            dir: dir.to_string(),
+            options,
+            recovery,
+            state: RefCell::new(State {
+                segments,
+                first_index,
+                next_index,
+                durable_index: next_index - 1,
+                pending: VecDeque::new(),
+                in_flight_bytes: 0,
+                writing: false,
+                exclusive: false,
+                failed: None,
+                wakers: Vec::new(),
+                next_segment_id,
+            }),
+        });
+        if shared.state.borrow().segments.is_empty() {
+            create_segment(&shared, next_index).await?;
+        }
+        let weak = Rc::downgrade(&shared);
+        // Detached: the writer ends when the last handle on the log is dropped.
+        drop(rt.spawn(writer(weak)));
+        Ok(Wal { shared })
+    }
+
+    /// What recovery found at open.
+    pub fn recovery(&self) -> &Recovery {
+        &self.shared.recovery
+    }
+
+    /// Appends `data`; resolves with its index once it is durable.
+    pub async fn append(&self, data: Vec<u8>) -> Result<u64, WalError> {
+        let max = self.shared.options.record_bytes_max;
+        if data.len() > max as usize {
+            return Err(WalError::RecordTooLarge { size_bytes: data.len(), size_bytes_max: max });
+        }
+        let size = record::encoded_len(data.len());
+        let bound = self.shared.options.in_flight_bytes_max;
+        let mut data = Some(data);
+        let index = wait_for(&self.shared, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            if state.exclusive
+                || (state.in_flight_bytes > 0 && state.in_flight_bytes + size > bound)
+            {
+                return None;
+            }
+            let index = state.next_index;
+            state.next_index += 1;
+            state.in_flight_bytes += size;
+            state.pending.push_back((index, data.take().expect("taken once")));
+            Some(Ok(index))
+        })
+        .await?;
+        self.shared.notify();
+        wait_for(&self.shared, |state| {
+            if state.durable_index >= index {
+                Some(Ok(index))
+            } else {
+                latched(state).map(Err)
+            }
+        })
+        .await
+    }
+
+    /// Waits until every record appended so far is durable.
+    pub async fn flush(&self) -> Result<(), WalError> {
+        let target = self.shared.state.borrow().next_index - 1;
+        wait_for(&self.shared, |state| {
+            if state.durable_index >= target {
+                Some(Ok(()))
+            } else {
+                latched(state).map(Err)
+            }
+        })
+        .await
+    }
+
+    /// Reads the durable record at `index`, verifying its checksum.
+    pub async fn read(&self, index: u64) -> Result<Vec<u8>, WalError> {
+        let (file, path, id, offset, data_len) = {
+            let state = self.shared.state.borrow();
+            if index < state.first_index || index > state.durable_index {
+                return Err(WalError::OutOfRange {
+                    index,
+                    first: state.first_index,
+                    last: state.durable_index,
+                });
+            }
+            let position = state.segments.partition_point(|segment| segment.first_index <= index);
+            let segment = &state.segments[position - 1];
+            let (offset, data_len) = segment.records[(index - segment.first_index) as usize];
+            (segment.file.clone(), self.shared.path(segment.id), segment.id, offset, data_len)
+        };
+        let len = record::encoded_len(data_len as usize);
+        let bytes = file
+            .read_exact_at(len, offset)
+            .await
+            .map_err(|error| WalError::io("read", &path, error))?;
+        let corrupt =
+            |reason| WalError::Corruption { path: path.clone(), segment: id, offset, reason };
+        let view = record::decode(&bytes, id, self.shared.options.payload_bytes_max())
+            .map_err(|_| corrupt("record checksum on read"))?;
+        if view.index != index {
+            return Err(corrupt("record index on read"));
+        }
+        Ok(view.data.to_vec())
+    }
+
+    /// Reads every durable record from `from` on, segment by segment, verifying checksums.
+    pub async fn read_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+        let (segments, durable) = {
+            let state = self.shared.state.borrow();
+            let list: Vec<SegmentSnapshot> = state
+                .segments
+                .iter()
+                .filter(|segment| segment.next_index() > from && !segment.records.is_empty())
+                .map(|segment| {
+                    (segment.id, segment.file.clone(), segment.records.clone(), segment.first_index)
+                })
+                .collect();
+            (list, state.durable_index)
+        };
+        let mut out = Vec::new();
+        for (id, file, records, first_index) in segments {
+            let path = self.shared.path(id);
+            let start = from.saturating_sub(first_index) as usize;
+            let stop = records.len().min((durable + 1).saturating_sub(first_index) as usize);
+            if start >= stop {
+                continue;
+            }
+            let begin = records[start].0;
+            let (last_offset, last_len) = records[stop - 1];
+            let end = last_offset + record::encoded_len(last_len as usize) as u64;
+            let bytes = file
+                .read_exact_at((end - begin) as usize, begin)
+                .await
+                .map_err(|error| WalError::io("read", &path, error))?;
+            for (position, &(offset, _)) in records.iter().enumerate().take(stop).skip(start) {
+                let index = first_index + position as u64;
+                let corrupt = |reason| WalError::Corruption {
+                    path: path.clone(),
+                    segment: id,
+                    offset,
+                    reason,
+                };
+                let view = record::decode(
+                    &bytes[(offset - begin) as usize..],
+                    id,
+                    self.shared.options.payload_bytes_max(),
+                )
+                .map_err(|_| corrupt("record checksum on read"))?;
+                if view.index != index {
+                    return Err(corrupt("record index on read"));
+                }
+                out.push((index, view.data.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Index of the first readable record (the log is empty when it exceeds `last_index`).
+    pub fn first_index(&self) -> u64 {
+        self.shared.state.borrow().first_index
+    }
+
+    /// Index of the last appended record (durable or not).
+    pub fn last_index(&self) -> u64 {
+        self.shared.state.borrow().next_index - 1
+    }
+
+    /// Index of the last durable record.
+    pub fn durable_index(&self) -> u64 {
+        self.shared.state.borrow().durable_index
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.shared.state.borrow().segments.len()
+    }
+
+    /// The latched failure, if any.
+    pub fn failure(&self) -> Option<WalError> {
+        self.shared.state.borrow().failed.clone()
+    }
+
+    /// Drops the records before `index` (Raft log compaction). Whole segments holding only such
+    /// records are deleted, oldest first, each deletion made durable before the next; records of
+    /// a partly dropped segment stay on disk and may be seen again after a reopen.
+    pub async fn truncate_prefix(&self, index: u64) -> Result<(), WalError> {
+        let shared = &self.shared;
+        {
+            let mut state = shared.state.borrow_mut();
+            if let Some(error) = latched(&state) {
+                return Err(error);
+            }
+            if index > state.durable_index + 1 {
+                return Err(WalError::OutOfRange {
+                    index,
+                    first: state.first_index,
+                    last: state.durable_index,
+                });
+            }
+            state.first_index = state.first_index.max(index);
+        }
+        loop {
+            let victim = {
+                let mut state = shared.state.borrow_mut();
+                let removable = state.segments.len() >= 2 && state.segments[1].first_index <= index;
+                if !removable {
+                    break;
+                }
+                state.segments.remove(0).id
+            };
+            let path = shared.path(victim);
+            let result = async {
+                shared
+                    .rt
+                    .disk()
+                    .remove(&path)
+                    .await
+                    .map_err(|error| WalError::io("remove", &path, error))?;
+                shared
+                    .rt
+                    .disk()
+                    .sync_dir(&shared.dir)
+                    .await
+                    .map_err(|error| WalError::io("sync dir", &shared.dir, error))
+            }
+            .await;
+            result.map_err(|error| shared.fail(error))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the records from `index` on (Raft log conflicts). Waits for appends in flight, then
+    /// cuts the files, making the cut durable before any later append is written.
+    pub async fn truncate_suffix(&self, index: u64) -> Result<(), WalError> {
+        let shared = &self.shared;
+        // Take the log for ourselves once the writer is idle and nothing is queued.
+        wait_for(shared, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            if state.exclusive || state.writing || !state.pending.is_empty() {
+                return None;
+            }
+            state.exclusive = true;
+            Some(Ok(()))
+        })
+        .await?;
+        let result = self.cut(index).await;
+        shared.state.borrow_mut().exclusive = false;
+        shared.notify();
+        result
+    }
+
+    async fn cut(&self, index: u64) -> Result<(), WalError> {
+        let shared = &self.shared;
+        let (removed, cut) = {
+            let mut guard = shared.state.borrow_mut();
+            let state = &mut *guard;
+            if index < state.first_index || index > state.next_index {
+                return Err(WalError::OutOfRange {
+                    index,
+                    first: state.first_index,
+                    last: state.next_index - 1,
+                });
+            }
+            if index == state.next_index {
+                return Ok(());
+            }
+            // Keep at least one segment: the one holding `index` becomes the active one.
+            let keep =
+                state.segments.partition_point(|segment| segment.first_index <= index).max(1);
+            let removed: Vec<u64> =
+                state.segments.drain(keep..).map(|segment| segment.id).collect();
+            let active = state.segments.last_mut().expect("one segment is kept");
+            let position = (index - active.first_index) as usize;
+            let offset = active.records.get(position).map_or(active.end, |&(offset, _)| offset);
+            active.records.truncate(position);
+            active.end = offset;
+            let cut = (active.file.clone(), active.id, offset);
+            state.next_index = index;
+            state.durable_index = state.durable_index.min(index - 1);
+            (removed, cut)
+        };
+        let result = async {
+            let disk = shared.rt.disk();
+            // Newest first, so a crash part-way leaves a log that ends early, never one with a hole.
+            for id in removed.iter().rev() {
+                let path = shared.path(*id);
+                disk.remove(&path).await.map_err(|error| WalError::io("remove", &path, error))?;
+                disk.sync_dir(&shared.dir)
+                    .await
+                    .map_err(|error| WalError::io("sync dir", &shared.dir, error))?;
+            }
+            let (file, id, offset) = cut;
+            let path = shared.path(id);
+            file.truncate(offset).await.map_err(|error| WalError::io("truncate", &path, error))?;
+            file.sync().await.map_err(|error| WalError::io("sync", &path, error))
+        }
+        .await;
+        result.map_err(|error| shared.fail(error))
+    }
+}
+
+/// Creates, preallocates and durably names segment for records from `first_index`.
+async fn create_segment(shared: &Rc<Shared>, first_index: u64) -> Result<(), WalError> {
+    let id = {
+        let mut state = shared.state.borrow_mut();
+        let id = state.next_segment_id;
+        state.next_segment_id += 1;
+        id
+    };
+    let path = shared.path(id);
+    let disk = shared.rt.disk();
+    let file =
+        disk.create_new(&path).await.map_err(|error| WalError::io("create", &path, error))?;
+    let header = SegmentHeader { id, first_index }.encode().to_vec();
+    let (result, _) = file.write_at(header, 0).await;
+    result.map_err(|error| WalError::io("write header", &path, error))?;
+    if shared.options.preallocate {
+        file.allocate(shared.options.segment_bytes)
+            .await
+            .map_err(|error| WalError::io("allocate", &path, error))?;
+    }
+    file.sync().await.map_err(|error| WalError::io("sync", &path, error))?;
+    disk.sync_dir(&shared.dir)
+        .await
+        .map_err(|error| WalError::io("sync dir", &shared.dir, error))?;
+    shared.state.borrow_mut().segments.push(Segment {
+        id,
+        first_index,
+        file,
+        records: Vec::new(),
+        end: HEADER_BYTES as u64,
+    });
+    Ok(())
+}
+
+/// What the writer does next.
+enum Work {
+    /// Write these records to the active segment.
+    Batch(Vec<(u64, Vec<u8>)>),
+    /// The next record does not fit the active segment: start a new one at this index.
+    Roll(u64),
+    Stop,
+}
+
+/// The group-commit loop: one write and one sync per batch of queued records.
+async fn writer(weak: Weak<Shared>) {
+    loop {
+        let work = std::future::poll_fn(|context| {
+            let Some(shared) = weak.upgrade() else { return Poll::Ready(Work::Stop) };
+            let mut state = shared.state.borrow_mut();
+            if state.failed.is_some() {
+                return Poll::Ready(Work::Stop);
+            }
+            if state.exclusive || state.pending.is_empty() {
+                state.wakers.push(context.waker().clone());
+                return Poll::Pending;
+            }
+            let active = state.segments.last().expect("the log always has a segment");
+            let room = shared.options.segment_bytes.saturating_sub(active.end) as usize;
+            let first_size = record::encoded_len(state.pending[0].1.len());
+            if first_size > room {
+                let index = state.pending[0].0;
+                state.writing = true;
+                return Poll::Ready(Work::Roll(index));
+            }
+            let limit = room.min(shared.options.batch_bytes_max.max(first_size));
+            let mut taken = 0;
+            let mut batch = Vec::new();
+            while let Some((_, data)) = state.pending.front() {
+                let size = record::encoded_len(data.len());
+                if taken + size > limit {
+                    break;
+                }
+                taken += size;
+                batch.push(state.pending.pop_front().expect("front exists"));
+            }
+            state.writing = true;
+            Poll::Ready(Work::Batch(batch))
+        })
+        .await;
+        let Some(shared) = weak.upgrade() else { return };
+        let result = match work {
+            Work::Stop => return,
+            Work::Roll(index) => create_segment(&shared, index).await,
+            Work::Batch(batch) => write_batch(&shared, batch).await,
+        };
+        shared.state.borrow_mut().writing = false;
+        match result {
+            Ok(()) => shared.notify(),
+            Err(error) => {
+                shared.fail(error);
+                return;
+            }
+        }
+    }
+}
+
+async fn write_batch(shared: &Rc<Shared>, batch: Vec<(u64, Vec<u8>)>) -> Result<(), WalError> {
+    let (file, id, start, synced_through) = {
+        let state = shared.state.borrow();
+        let active = state.segments.last().expect("the log always has a segment");
+        assert_eq!(active.next_index(), batch[0].0, "batch continues the active segment");
+        (active.file.clone(), active.id, active.end, state.durable_index)
+    };
+    let mut buffer =
+        Vec::with_capacity(batch.iter().map(|(_, data)| record::encoded_len(data.len())).sum());
+    let mut locations = Vec::with_capacity(batch.len());
+    for (index, data) in &batch {
+        locations.push((start + buffer.len() as u64, data.len() as u32));
+        record::encode(&mut buffer, id, *index, synced_through, data);
+    }
+    let written = buffer.len();
+    let path = shared.path(id);
+    if strata_rt::buggify!() {
+        // Widen the window in which later appends pile up behind this batch.
+        strata_rt::sync::yield_now().await;
+    }
+    let (result, _) = file.write_at(buffer, start).await;
+    result.map_err(|error| WalError::io("write", &path, error))?;
+    file.sync().await.map_err(|error| WalError::io("sync", &path, error))?;
+    let mut state = shared.state.borrow_mut();
+    let last = batch.last().expect("batches are not empty").0;
+    let active = state.segments.last_mut().expect("the log always has a segment");
+    assert_eq!(active.id, id, "the active segment did not change during a batch");
+    active.records.extend(locations);
+    active.end = start + written as u64;
+    state.durable_index = last;
+    state.in_flight_bytes -= written;
+    Ok(())
+}
