@@ -34,7 +34,7 @@ fn on_uring<F: Future<Output = ()> + 'static>(body: impl FnOnce(Runtime, Address
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let options = UringOptions { node_id: NodeId(0), data_dir: dir.clone() };
+    let options = UringOptions { node_id: NodeId(0), data_dir: dir.clone(), peers: None };
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let addresses =
         Addresses { listen: SocketAddr::new(loopback, 0), closed: SocketAddr::new(loopback, 1) };

@@ -16,6 +16,7 @@ mod rng;
 pub mod sync;
 mod task;
 mod time;
+pub mod transport;
 #[cfg(target_os = "linux")]
 pub mod uring;
 

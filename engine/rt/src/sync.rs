@@ -339,6 +339,112 @@ impl<T> Future for Completion<T> {
     }
 }
 
+/// A bounded queue from any thread to a task on one thread: how the cores of
+/// [`crate::uring::run_cores`] pass messages. The receiver's task is woken across threads (its
+/// reactor is roused from the kernel if it sleeps there).
+pub fn cross_channel<T: Send>(capacity: usize) -> (CrossSender<T>, CrossReceiver<T>) {
+    assert!(capacity > 0, "a channel needs room for one message");
+    let shared = std::sync::Arc::new(CrossShared {
+        state: std::sync::Mutex::new(CrossState {
+            queue: VecDeque::new(),
+            waker: None,
+            senders: 1,
+        }),
+        capacity,
+    });
+    (CrossSender { shared: shared.clone() }, CrossReceiver { shared })
+}
+
+struct CrossState<T> {
+    queue: VecDeque<T>,
+    waker: Option<Waker>,
+    senders: usize,
+}
+
+struct CrossShared<T> {
+    state: std::sync::Mutex<CrossState<T>>,
+    capacity: usize,
+}
+
+pub struct CrossSender<T> {
+    shared: std::sync::Arc<CrossShared<T>>,
+}
+
+impl<T> std::fmt::Debug for CrossSender<T> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("CrossSender")
+    }
+}
+
+impl<T> CrossSender<T> {
+    /// Queues `message`, or gives it back if the queue is full.
+    pub fn try_send(&self, message: T) -> Result<(), TrySendError<T>> {
+        let waker = {
+            let mut state = self.shared.state.lock().expect("cross channel poisoned");
+            if state.queue.len() >= self.shared.capacity {
+                return Err(TrySendError::Full(message));
+            }
+            state.queue.push_back(message);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl<T> Clone for CrossSender<T> {
+    fn clone(&self) -> Self {
+        self.shared.state.lock().expect("cross channel poisoned").senders += 1;
+        CrossSender { shared: self.shared.clone() }
+    }
+}
+
+impl<T> Drop for CrossSender<T> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.shared.state.lock().expect("cross channel poisoned");
+            state.senders -= 1;
+            if state.senders > 0 {
+                return;
+            }
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+pub struct CrossReceiver<T> {
+    shared: std::sync::Arc<CrossShared<T>>,
+}
+
+impl<T> std::fmt::Debug for CrossReceiver<T> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("CrossReceiver")
+    }
+}
+
+impl<T> CrossReceiver<T> {
+    /// The next message, or `None` once every sender is gone and the queue is drained.
+    pub async fn receive(&mut self) -> Option<T> {
+        std::future::poll_fn(|context| {
+            let mut state = self.shared.state.lock().expect("cross channel poisoned");
+            if let Some(message) = state.queue.pop_front() {
+                return Poll::Ready(Some(message));
+            }
+            if state.senders == 0 {
+                return Poll::Ready(None);
+            }
+            state.waker = Some(context.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

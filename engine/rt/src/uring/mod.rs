@@ -4,9 +4,9 @@
 //! operation for them: listing a directory (`getdents`) and creating, binding and listening on a
 //! socket; both are short set-up calls made directly.
 //!
-//! Peer messages (`Runtime::net().send/receive`) need the cluster's address book and arrive with
-//! the `node` binary; until then `send` drops (allowed: peer messages are unreliable) and
-//! `receive` waits forever.
+//! Peer messages (`Runtime::net().send/receive`) travel over TCP through [`crate::transport`]
+//! when [`UringOptions::peers`] is set; without it, `send` drops (peer messages are unreliable)
+//! and `receive` waits forever.
 
 mod file;
 mod net;
@@ -15,6 +15,7 @@ mod reactor;
 pub use reactor::{OPERATIONS_IN_FLIGHT_MAX, RING_ENTRIES};
 
 use crate::backend::{Backend, FileBackend, ListenerBackend, OpenOptions, StreamBackend, TaskId};
+use crate::transport::{start_peer_transport, PeerConfig, PeerQueues};
 use crate::{check_path, Duration, Instant, LocalBoxFuture, NodeId, Runtime};
 use file::{Descriptor, UringFile};
 use io_uring::{opcode, types};
@@ -34,6 +35,8 @@ pub struct UringOptions {
     pub node_id: NodeId,
     /// Every `Disk` path is relative to this directory; it is created if missing.
     pub data_dir: PathBuf,
+    /// Where this node and its peers exchange peer messages; `None` for a node alone.
+    pub peers: Option<PeerConfig>,
 }
 
 struct UringBackend {
@@ -42,6 +45,7 @@ struct UringBackend {
     data_dir: PathBuf,
     /// The data directory, as the base of every `*at` operation.
     root: Rc<Descriptor>,
+    peer_queues: Rc<PeerQueues>,
 }
 
 fn clock(id: libc::clockid_t) -> u64 {
@@ -247,13 +251,13 @@ impl Backend for UringBackend {
         })
     }
 
-    fn send(&self, _to: NodeId, _message: Vec<u8>) {
-        // No peer transport yet (see the module docs): the message is lost, which callers of an
-        // unreliable channel must already handle.
+    fn send(&self, to: NodeId, message: Vec<u8>) {
+        self.peer_queues.send(to, message);
     }
 
     fn receive(&self) -> LocalBoxFuture<(NodeId, Vec<u8>)> {
-        Box::pin(std::future::pending())
+        let queues = self.peer_queues.clone();
+        Box::pin(async move { queues.receive().await })
     }
 
     fn listen(&self, address: SocketAddr) -> io::Result<Rc<dyn ListenerBackend>> {
@@ -295,13 +299,18 @@ where
 {
     let reactor = Reactor::new()?;
     let root = open_root(&reactor, &options.data_dir)?;
+    let peer_queues = Rc::new(PeerQueues::default());
     let backend = UringBackend {
         reactor: reactor.clone(),
         node_id: options.node_id,
         data_dir: options.data_dir.clone(),
         root,
+        peer_queues: peer_queues.clone(),
     };
     let rt = Runtime::new(Rc::new(backend));
+    if let Some(peers) = &options.peers {
+        start_peer_transport(&rt, peer_queues, peers.clone())?;
+    }
     let output: Rc<RefCell<Option<T>>> = Rc::default();
     let slot = output.clone();
     let future = main(rt);
@@ -317,7 +326,8 @@ where
 }
 
 /// Runs one reactor per core on its own thread (shared-nothing): `main(rt, core)` on each, with
-/// its own data directory `data_dir/core-N`. Returns each core's output, in core order.
+/// its own data directory `data_dir/core-N`. Returns each core's output, in core order. Cores talk
+/// through [`crate::sync::cross_channel`]s created before the call.
 pub fn run_cores<T, F>(
     cores: usize,
     options: &UringOptions,
@@ -334,6 +344,7 @@ where
                 let options = UringOptions {
                     node_id: options.node_id,
                     data_dir: options.data_dir.join(format!("core-{core}")),
+                    peers: None,
                 };
                 scope.spawn(move || block_on(&options, |rt| main(rt, core)))
             })
