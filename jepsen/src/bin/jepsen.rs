@@ -135,9 +135,11 @@ fn check_one<M: Model>(
 ) {
     let report = check_report(history, model, budget);
     let figures = format!(
-        "{} operations, {} partition(s), {:.3} ms",
+        "{} operations, {} partition(s), {} steps, {} configurations, {:.3} ms",
         report.operations_count,
         report.partitions_count,
+        report.steps_count,
+        report.configurations_count,
         report.elapsed.as_secs_f64() * 1000.0
     );
     match &report.verdict {

@@ -83,7 +83,7 @@ pub(super) fn build<M: Model>(
                     possible: true,
                     explanation: format!(
                         "possible (state becomes {}), but every order after it fails",
-                        model.describe_state(&next)
+                        model.describe_state(next.as_ref())
                     ),
                 },
                 None => Candidate {

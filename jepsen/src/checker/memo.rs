@@ -59,7 +59,9 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiply leaves the low bits depending only on the low bits of the input, and the
+        // table picks buckets by the low bits: bring the well-mixed high bits down (rustc-hash 2).
+        self.hash.rotate_left(26)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod counterexample;
@@ -18,7 +19,7 @@ pub use counterexample::{Candidate, Counterexample, OperationView};
 
 use crate::history::History;
 use crate::model::Model;
-use search::{Limits, PartOperation, SearchEnd};
+use search::{Limits, PartOperation, Search, SearchEnd};
 
 /// Limits on one check; when one is hit the verdict is [`Verdict::Unknown`] with the reason.
 #[derive(Clone, Debug, Default)]
@@ -79,6 +80,10 @@ pub struct Report {
     pub partitions_count: usize,
     /// Wall-clock time of the check.
     pub elapsed: Duration,
+    /// Search steps taken over all partitions (not counting the counterexample's second pass).
+    pub steps_count: u64,
+    /// (linearized set, state) configurations visited over all partitions.
+    pub configurations_count: u64,
 }
 
 /// Checks `history` against `model` within `budget`.
@@ -102,12 +107,16 @@ pub fn check_report<M: Model>(
     let partitions_count = partitions.len();
     let memory_bytes_used = AtomicU64::new(0);
     let failed_partition_min = AtomicUsize::new(usize::MAX);
+    let steps_total = AtomicU64::new(0);
+    let configurations_total = AtomicU64::new(0);
     let limits = Limits {
         steps_max: budget.steps_max,
         deadline: budget.time_max.map(|time| started + time),
         memory_bytes_max: budget.memory_bytes_max,
         memory_bytes_used: &memory_bytes_used,
         failed_partition_min: &failed_partition_min,
+        steps_total: &steps_total,
+        configurations_total: &configurations_total,
     };
     let threads = if budget.threads == 0 {
         std::thread::available_parallelism().map_or(1, |count| count.get())
@@ -117,39 +126,91 @@ pub fn check_report<M: Model>(
     .min(partitions.len())
     .max(1);
 
-    // Largest partitions first, for load balance; results are placed by partition index.
+    // Partitions advance in rounds of a doubling number of steps, largest first within a round
+    // for load balance. After each round the first partition (by key) found not linearizable
+    // wins, so the verdict and its counterexample depend on step counts only, never on thread
+    // timing, and a failure found early in one partition is not held up by a slow other one.
+    let mut slots: Vec<Mutex<Slot<'_, '_, M>>> = partitions
+        .iter()
+        .enumerate()
+        .map(|(index, (_, operations))| {
+            Mutex::new(Slot::Running(Box::new(Search::new(model, operations, index, None))))
+        })
+        .collect();
     let mut order: Vec<usize> = (0..partitions.len()).collect();
     order.sort_by_key(|&index| std::cmp::Reverse(partitions[index].1.len()));
-    let cursor = AtomicUsize::new(0);
-    let worker = || {
-        let mut results = Vec::new();
-        loop {
-            let position = cursor.fetch_add(1, Ordering::Relaxed);
-            let Some(&index) = order.get(position) else { break };
-            if failed_partition_min.load(Ordering::Relaxed) < index {
-                continue;
-            }
-            let (key, operations) = &partitions[index];
-            let result = check_partition(model, key.as_deref(), operations, index, &limits);
-            if matches!(result, PartResult::NotLinearizable(_)) {
-                failed_partition_min.fetch_min(index, Ordering::Relaxed);
-            }
-            results.push((index, result));
+    let mut round_steps = ROUND_STEPS_FIRST;
+    loop {
+        let running: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&index| matches!(*lock(&slots[index]), Slot::Running(_)))
+            .collect();
+        if running.is_empty() {
+            break;
         }
-        results
-    };
-    let mut results: Vec<(usize, PartResult)> = if threads == 1 {
-        worker()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
-            handles
-                .into_iter()
-                .flat_map(|handle| handle.join().expect("a checker thread panicked"))
-                .collect()
-        })
-    };
-    results.sort_by_key(|(index, _)| *index);
+        let cursor = AtomicUsize::new(0);
+        let worker = || loop {
+            let position = cursor.fetch_add(1, Ordering::Relaxed);
+            let Some(&index) = running.get(position) else { break };
+            let mut slot = lock(&slots[index]);
+            let Slot::Running(search) = &mut *slot else { continue };
+            if let Some(end) = search.run(&limits, round_steps) {
+                *slot = Slot::Done(end);
+            }
+        };
+        let threads_now = threads.min(running.len());
+        if threads_now == 1 {
+            worker();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..threads_now {
+                    scope.spawn(worker);
+                }
+            });
+        }
+        let failed = slots
+            .iter()
+            .position(|slot| matches!(*lock(slot), Slot::Done(SearchEnd::NotLinearizable { .. })));
+        let unknown =
+            slots.iter().any(|slot| matches!(*lock(slot), Slot::Done(SearchEnd::Aborted(_))));
+        if let Some(index) = failed {
+            failed_partition_min.store(index, Ordering::Relaxed);
+            break;
+        }
+        if unknown {
+            break;
+        }
+        round_steps = round_steps.saturating_mul(2);
+    }
+
+    let mut results: Vec<(usize, PartResult)> = Vec::new();
+    for (index, slot) in slots.iter_mut().enumerate() {
+        let slot =
+            std::mem::replace(slot.get_mut().unwrap_or_else(|p| p.into_inner()), Slot::Taken);
+        let result = match slot {
+            Slot::Done(SearchEnd::Linearizable) => PartResult::Linearizable,
+            Slot::Done(SearchEnd::Aborted(Some(reason))) => PartResult::Unknown(reason),
+            Slot::Done(SearchEnd::NotLinearizable { depth_max, .. }) => {
+                let (key, operations) = &partitions[index];
+                PartResult::NotLinearizable(Box::new(explain(
+                    model,
+                    key.as_deref(),
+                    operations,
+                    index,
+                    depth_max,
+                    &memory_bytes_used,
+                )))
+            }
+            Slot::Done(SearchEnd::Aborted(None)) | Slot::Running(_) | Slot::Taken => {
+                PartResult::Superseded
+            }
+        };
+        results.push((index, result));
+        if matches!(results.last(), Some((_, PartResult::NotLinearizable(_)))) {
+            break;
+        }
+    }
 
     let mut verdict = Verdict::Linearizable;
     for (_, result) in results {
@@ -166,7 +227,14 @@ pub fn check_report<M: Model>(
             PartResult::Linearizable | PartResult::Superseded => {}
         }
     }
-    Report { verdict, operations_count, partitions_count, elapsed: started.elapsed() }
+    Report {
+        verdict,
+        operations_count,
+        partitions_count,
+        elapsed: started.elapsed(),
+        steps_count: steps_total.load(Ordering::Relaxed),
+        configurations_count: configurations_total.load(Ordering::Relaxed),
+    }
 }
 
 enum PartResult {
@@ -212,34 +280,43 @@ fn partition<'a, M: Model>(
     by_key.into_iter().map(|(key, operations)| (Some(key), operations)).collect()
 }
 
-fn check_partition<M: Model>(
+/// Searches a failed partition again, stopping at the first dead end of the greatest depth the
+/// first search reached, and explains it.
+fn explain<M: Model>(
     model: &M,
     key: Option<&str>,
     operations: &[PartOperation<'_, M>],
     index: usize,
-    limits: &Limits<'_>,
-) -> PartResult {
-    match search::search(model, operations, index, limits, None) {
-        SearchEnd::Linearizable => PartResult::Linearizable,
-        SearchEnd::Aborted(Some(reason)) => PartResult::Unknown(reason),
-        SearchEnd::Aborted(None) => PartResult::Superseded,
-        SearchEnd::NotLinearizable { depth_max, .. } => {
-            // Search again, stopping at the first dead end of the greatest depth reached.
-            let unlimited = Limits {
-                steps_max: None,
-                deadline: None,
-                memory_bytes_max: None,
-                memory_bytes_used: limits.memory_bytes_used,
-                failed_partition_min: &AtomicUsize::new(usize::MAX),
-            };
-            match search::search(model, operations, index, &unlimited, Some(depth_max)) {
-                SearchEnd::NotLinearizable { stuck: Some(stuck), .. } => {
-                    PartResult::NotLinearizable(Box::new(counterexample::build(
-                        model, key, operations, &stuck,
-                    )))
-                }
-                _ => unreachable!("the search is deterministic: the second pass fails alike"),
-            }
+    depth_max: usize,
+    memory_bytes_used: &AtomicU64,
+) -> Counterexample {
+    let unlimited = Limits {
+        steps_max: None,
+        deadline: None,
+        memory_bytes_max: None,
+        memory_bytes_used,
+        failed_partition_min: &AtomicUsize::new(usize::MAX),
+        steps_total: &AtomicU64::new(0),
+        configurations_total: &AtomicU64::new(0),
+    };
+    let mut search = Search::new(model, operations, index, Some(depth_max));
+    match search.run(&unlimited, u64::MAX) {
+        Some(SearchEnd::NotLinearizable { stuck: Some(stuck), .. }) => {
+            counterexample::build(model, key, operations, &stuck)
         }
+        _ => unreachable!("the search is deterministic: the second pass fails alike"),
     }
+}
+
+/// The first round's steps per partition; later rounds double it.
+const ROUND_STEPS_FIRST: u64 = 1 << 14;
+
+enum Slot<'o, 'a, M: Model> {
+    Running(Box<Search<'o, 'a, M>>),
+    Done(SearchEnd<M::State>),
+    Taken,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

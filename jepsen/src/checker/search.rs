@@ -1,12 +1,16 @@
 //! The Wing-Gong-Lowe search over one partition, in the shape of Lowe's "just-in-time
-//! linearization" and Porcupine: the history is a doubly linked list of call and return entries in
-//! time order. The search walks the list from its head; at a call it tries to linearize that
-//! operation next (the model must accept it and the resulting (linearized set, state) must be new),
-//! and if so lifts the call and its return out of the list and starts again from the head. Reaching
-//! a return means that operation cannot be left out any longer: the search backtracks, undoing the
-//! last linearization. The history is linearizable when the list empties, and not when the search
-//! must backtrack past the start.
+//! linearization" and Porcupine: the operations with a known outcome form a doubly linked list of
+//! call and return entries in time order. The search walks the list from its head; at a call it
+//! tries to linearize that operation next (the model must accept it and the resulting (linearized
+//! set, state) must be new), and if so lifts the call and its return out of the list and starts
+//! again from the head. Reaching a return means that operation cannot be left out any longer; the
+//! search then also tries the pending operations of unknown outcome called before that return (a
+//! second list, tried last because they may always wait), and when none fits it backtracks,
+//! undoing the last linearization. The history is linearizable when the list of known outcomes
+//! empties (operations of unknown outcome left over simply never took effect), and not when the
+//! search must backtrack past the start.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -33,6 +37,9 @@ pub(crate) struct Limits<'a> {
     pub(crate) memory_bytes_used: &'a AtomicU64,
     /// The smallest index of a partition found not linearizable so far (`usize::MAX`: none).
     pub(crate) failed_partition_min: &'a AtomicUsize,
+    /// Steps and visited configurations of finished searches, for reports.
+    pub(crate) steps_total: &'a AtomicU64,
+    pub(crate) configurations_total: &'a AtomicU64,
 }
 
 /// Where the search got stuck at its deepest: the linearized prefix, the state after it, and the
@@ -58,151 +65,336 @@ pub(crate) enum SearchEnd<S> {
 const NO_STATE: u32 = u32::MAX;
 const CHECK_EVERY: u64 = 1 << 12;
 
-/// Searches one partition. With `record_at_depth`, stops at the first dead end at that depth and
-/// returns where it was (the depth is the maximum depth found by a first search).
-pub(crate) fn search<M: Model>(
-    model: &M,
-    operations: &[PartOperation<'_, M>],
+/// The search over one partition, resumable: [`Search::run`] takes a number of steps and either
+/// finishes or pauses where it was, so partitions can be interleaved deterministically.
+pub(crate) struct Search<'o, 'a, M: Model> {
+    model: &'o M,
+    operations: &'o [PartOperation<'a, M>],
     partition_index: usize,
-    limits: &Limits<'_>,
     record_at_depth: Option<usize>,
-) -> SearchEnd<M::State> {
-    let count = operations.len();
-    if count == 0 {
-        return SearchEnd::Linearizable;
+    /// Main list: entry 0 is the head, then calls and returns in time order, `tail` last.
+    tail: usize,
+    entry_operation: Vec<u32>,
+    entry_is_call: Vec<bool>,
+    return_entry_of: Vec<u32>,
+    next: Vec<u32>,
+    previous: Vec<u32>,
+    /// Unknown-outcome list over operation indices, in call order; head `count`, tail `count+1`.
+    info_next: Vec<u32>,
+    info_previous: Vec<u32>,
+    interner: Interner<M::State>,
+    step_memo: FxMap<u64, u32>,
+    visited: Visited,
+    linearized: Linearized,
+    state: u32,
+    stack: Vec<Frame>,
+    depth_max: usize,
+    steps: u64,
+    memory_reported: u64,
+    /// Cursor in the main list (phase 1) ...
+    entry: usize,
+    /// ... or in the unknown-outcome list (phase 2), bounded by the return entry `limit`.
+    in_info_phase: bool,
+    info_cursor: usize,
+    limit: usize,
+}
+
+/// A linearized operation: how to undo it and where to resume.
+#[derive(Clone, Copy)]
+struct Frame {
+    /// The call entry in the main list, or the operation index for an unknown outcome.
+    item: u32,
+    is_info: bool,
+    state: u32,
+    /// For an unknown outcome: the return entry bounding phase 2 when it was chosen.
+    limit: u32,
+}
+
+impl<'o, 'a, M: Model> Search<'o, 'a, M> {
+    /// Prepares the search of one partition. With `record_at_depth`, the search stops at the
+    /// first dead end at that depth and returns where it was (the depth is the maximum depth found
+    /// by a first search).
+    pub(crate) fn new(
+        model: &'o M,
+        operations: &'o [PartOperation<'a, M>],
+        partition_index: usize,
+        record_at_depth: Option<usize>,
+    ) -> Self {
+        let count = operations.len();
+        assert!(count < (u32::MAX / 2) as usize - 2, "too many operations in one partition");
+        let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(count * 2);
+        let mut info_operations: Vec<u32> = Vec::new();
+        for (index, operation) in operations.iter().enumerate() {
+            assert!(operation.call_time < operation.return_time, "a return precedes its call");
+            if operation.return_time == u64::MAX {
+                info_operations.push(index as u32);
+                continue;
+            }
+            events.push((operation.call_time, false, index as u32));
+            events.push((operation.return_time, true, index as u32));
+        }
+        events.sort_unstable();
+        info_operations.sort_by_key(|&index| (operations[index as usize].call_time, index));
+        let tail = events.len() + 1;
+        let mut entry_operation = vec![0u32; tail + 1];
+        let mut entry_is_call = vec![false; tail + 1];
+        let mut return_entry_of = vec![0u32; count];
+        for (position, &(_, is_return, operation)) in events.iter().enumerate() {
+            let entry = position + 1;
+            entry_operation[entry] = operation;
+            entry_is_call[entry] = !is_return;
+            if is_return {
+                return_entry_of[operation as usize] = entry as u32;
+            }
+        }
+        let mut next: Vec<u32> = (1..=tail as u32 + 1).collect();
+        let mut previous: Vec<u32> = (0..=tail as u32).map(|entry| entry.wrapping_sub(1)).collect();
+        next[tail] = tail as u32;
+        previous[0] = 0;
+        let (info_head, info_tail) = (count as u32, count as u32 + 1);
+        let mut info_next = vec![info_tail; count + 2];
+        let mut info_previous = vec![info_head; count + 2];
+        let mut last = info_head;
+        for &operation in &info_operations {
+            info_next[last as usize] = operation;
+            info_previous[operation as usize] = last;
+            last = operation;
+        }
+        info_next[last as usize] = info_tail;
+        info_previous[info_tail as usize] = last;
+        let mut interner = Interner::new();
+        let state = interner.intern(model.init());
+        let entry = next[0] as usize;
+        Self {
+            model,
+            operations,
+            partition_index,
+            record_at_depth,
+            tail,
+            entry_operation,
+            entry_is_call,
+            return_entry_of,
+            next,
+            previous,
+            info_next,
+            info_previous,
+            interner,
+            step_memo: FxMap::default(),
+            visited: Visited::new(),
+            linearized: Linearized::new(count),
+            state,
+            stack: Vec::new(),
+            depth_max: 0,
+            steps: 0,
+            memory_reported: 0,
+            entry,
+            in_info_phase: false,
+            info_cursor: 0,
+            limit: 0,
+        }
     }
-    assert!(count < (u32::MAX / 2) as usize - 1, "too many operations in one partition");
-    // Entries: 0 is the head, 1..=2n the calls and returns in time order, 2n+1 the tail.
-    let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(count * 2);
-    for (index, operation) in operations.iter().enumerate() {
-        assert!(operation.call_time < operation.return_time, "an operation returns after its call");
-        events.push((operation.call_time, false, index as u32));
-        events.push((operation.return_time, true, index as u32));
+
+    fn memory_bytes(&self) -> u64 {
+        (self.visited.bytes()
+            + self.step_memo.capacity() * 16
+            + self.interner.len() * (2 * std::mem::size_of::<M::State>() + 16)
+            + self.stack.capacity() * std::mem::size_of::<Frame>()) as u64
     }
-    // Unknown returns share the time u64::MAX: order them by operation; calls before returns.
-    events.sort_unstable();
-    let tail = count * 2 + 1;
-    let mut entry_operation = vec![0u32; tail + 1];
-    let mut entry_is_call = vec![false; tail + 1];
-    let mut return_entry_of = vec![0u32; count];
-    let mut call_entry_of = vec![0u32; count];
-    for (position, &(_, is_return, operation)) in events.iter().enumerate() {
-        let entry = position + 1;
-        entry_operation[entry] = operation;
-        entry_is_call[entry] = !is_return;
-        if is_return {
-            return_entry_of[operation as usize] = entry as u32;
+
+    /// Releases this search's share of the memory count.
+    fn finish(
+        &mut self,
+        limits: &Limits<'_>,
+        end: SearchEnd<M::State>,
+    ) -> Option<SearchEnd<M::State>> {
+        limits.memory_bytes_used.fetch_sub(self.memory_reported, Ordering::Relaxed);
+        self.memory_reported = 0;
+        limits.steps_total.fetch_add(self.steps, Ordering::Relaxed);
+        limits.configurations_total.fetch_add(self.visited.len() as u64, Ordering::Relaxed);
+        Some(end)
+    }
+
+    /// The state after linearizing `operation` next, memoized; `NO_STATE` if the model refuses.
+    #[inline]
+    fn step(&mut self, operation: usize) -> u32 {
+        let state = self.state;
+        let memo_key = (u64::from(state) << 32) | operation as u64;
+        if let Some(&next_state) = self.step_memo.get(&memo_key) {
+            return next_state;
+        }
+        let part = &self.operations[operation];
+        let next_state = match self.model.step(self.interner.get(state), part.input, part.output) {
+            Some(Cow::Borrowed(_)) => state,
+            Some(Cow::Owned(next_state)) => self.interner.intern(next_state),
+            None => NO_STATE,
+        };
+        self.step_memo.insert(memo_key, next_state);
+        next_state
+    }
+
+    /// Tries to linearize `operation` next; on success records it as visited and moves there.
+    #[inline]
+    fn try_linearize(&mut self, operation: usize) -> Option<u32> {
+        let next_state = self.step(operation);
+        if next_state == NO_STATE {
+            return None;
+        }
+        self.linearized.set(operation);
+        if self.visited.insert(&mut self.linearized, next_state) {
+            Some(next_state)
         } else {
-            call_entry_of[operation as usize] = entry as u32;
+            self.linearized.clear(operation);
+            None
         }
     }
-    drop(events);
-    let mut next: Vec<u32> = (1..=tail as u32 + 1).collect();
-    let mut previous: Vec<u32> = (0..=tail as u32).map(|entry| entry.wrapping_sub(1)).collect();
-    next[tail] = tail as u32;
-    previous[0] = 0;
 
-    let mut interner: Interner<M::State> = Interner::new();
-    let mut step_memo: FxMap<u64, u32> = FxMap::default();
-    let mut visited = Visited::new();
-    let mut linearized = Linearized::new(count);
-    let mut state = interner.intern(model.init());
-    // (call entry, state before it)
-    let mut stack: Vec<(u32, u32)> = Vec::new();
-    let mut depth_max = 0usize;
-    let mut steps = 0u64;
-    let mut memory_reported = 0u64;
-    let mut entry = next[0] as usize;
-
-    loop {
-        steps += 1;
-        if steps % CHECK_EVERY == 0 {
-            let memory = (visited.bytes()
-                + step_memo.capacity() * 16
-                + interner.len() * (2 * std::mem::size_of::<M::State>() + 16)
-                + stack.capacity() * 8) as u64;
-            limits
-                .memory_bytes_used
-                .fetch_add(memory.wrapping_sub(memory_reported), Ordering::Relaxed);
-            memory_reported = memory;
-            if let Some(reason) = exceeded(limits, steps, visited.len()) {
-                limits.memory_bytes_used.fetch_sub(memory_reported, Ordering::Relaxed);
-                return SearchEnd::Aborted(Some(reason));
-            }
-            if limits.failed_partition_min.load(Ordering::Relaxed) < partition_index {
-                limits.memory_bytes_used.fetch_sub(memory_reported, Ordering::Relaxed);
-                return SearchEnd::Aborted(None);
-            }
+    /// Runs until the search ends (`Some`) or `steps_count` more steps are taken (`None`).
+    pub(crate) fn run(
+        &mut self,
+        limits: &Limits<'_>,
+        steps_count: u64,
+    ) -> Option<SearchEnd<M::State>> {
+        let tail = self.tail;
+        if self.next[0] as usize == tail {
+            return self.finish(limits, SearchEnd::Linearizable);
         }
-        if entry_is_call[entry] {
-            let operation = entry_operation[entry] as usize;
-            let memo_key = (u64::from(state) << 32) | operation as u64;
-            let next_state = match step_memo.get(&memo_key) {
-                Some(&next_state) => next_state,
-                None => {
-                    let part = &operations[operation];
-                    let next_state = match model.step(interner.get(state), part.input, part.output)
-                    {
-                        Some(next_state) => interner.intern(next_state),
-                        None => NO_STATE,
-                    };
-                    step_memo.insert(memo_key, next_state);
-                    next_state
+        let info_tail = self.operations.len() + 1;
+        let steps_end = self.steps.saturating_add(steps_count);
+        loop {
+            self.steps += 1;
+            if self.steps % CHECK_EVERY == 0 {
+                let memory = self.memory_bytes();
+                limits
+                    .memory_bytes_used
+                    .fetch_add(memory.wrapping_sub(self.memory_reported), Ordering::Relaxed);
+                self.memory_reported = memory;
+                if let Some(reason) = exceeded(limits, self.steps, self.visited.len()) {
+                    return self.finish(limits, SearchEnd::Aborted(Some(reason)));
                 }
-            };
-            if next_state != NO_STATE {
-                linearized.set(operation);
-                if visited.insert(&mut linearized, next_state) {
-                    stack.push((entry as u32, state));
-                    state = next_state;
-                    lift(&mut next, &mut previous, entry, return_entry_of[operation] as usize);
-                    if next[0] as usize == tail {
-                        limits.memory_bytes_used.fetch_sub(memory_reported, Ordering::Relaxed);
-                        return SearchEnd::Linearizable;
-                    }
-                    entry = next[0] as usize;
+                if limits.failed_partition_min.load(Ordering::Relaxed) < self.partition_index {
+                    return self.finish(limits, SearchEnd::Aborted(None));
+                }
+            }
+            if self.steps >= steps_end {
+                return None;
+            }
+            if !self.in_info_phase {
+                let entry = self.entry;
+                if !self.entry_is_call[entry] {
+                    // A return: only operations of unknown outcome called before it remain.
+                    self.in_info_phase = true;
+                    self.limit = entry;
+                    self.info_cursor = self.info_next[self.operations.len()] as usize;
                     continue;
                 }
-                linearized.clear(operation);
-            }
-            entry = next[entry] as usize;
-        } else {
-            let depth = stack.len();
-            depth_max = depth_max.max(depth);
-            if record_at_depth == Some(depth) {
-                let mut candidates = Vec::new();
-                let mut cursor = next[0] as usize;
-                while cursor != entry {
-                    if entry_is_call[cursor] {
-                        candidates.push(entry_operation[cursor] as usize);
+                let operation = self.entry_operation[entry] as usize;
+                if let Some(next_state) = self.try_linearize(operation) {
+                    self.stack.push(Frame {
+                        item: entry as u32,
+                        is_info: false,
+                        state: self.state,
+                        limit: 0,
+                    });
+                    self.state = next_state;
+                    let ret = self.return_entry_of[operation] as usize;
+                    lift(&mut self.next, &mut self.previous, entry, ret);
+                    if self.next[0] as usize == tail {
+                        return self.finish(limits, SearchEnd::Linearizable);
                     }
-                    cursor = next[cursor] as usize;
+                    self.entry = self.next[0] as usize;
+                } else {
+                    self.entry = self.next[entry] as usize;
                 }
-                let prefix = stack
-                    .iter()
-                    .map(|&(call, _)| entry_operation[call as usize] as usize)
-                    .collect();
-                limits.memory_bytes_used.fetch_sub(memory_reported, Ordering::Relaxed);
-                return SearchEnd::NotLinearizable {
-                    depth_max: depth,
-                    stuck: Some(Stuck {
-                        prefix,
-                        state: interner.get(state).clone(),
-                        candidates,
-                        blocking: entry_operation[entry] as usize,
-                    }),
-                };
+                continue;
             }
-            let Some((call, previous_state)) = stack.pop() else {
-                limits.memory_bytes_used.fetch_sub(memory_reported, Ordering::Relaxed);
-                return SearchEnd::NotLinearizable { depth_max, stuck: None };
+            let operation = self.info_cursor;
+            let limit_time = self.operations[self.entry_operation[self.limit] as usize].return_time;
+            if operation != info_tail && self.operations[operation].call_time < limit_time {
+                if let Some(next_state) = self.try_linearize(operation) {
+                    self.stack.push(Frame {
+                        item: operation as u32,
+                        is_info: true,
+                        state: self.state,
+                        limit: self.limit as u32,
+                    });
+                    self.state = next_state;
+                    info_lift(&mut self.info_next, &mut self.info_previous, operation);
+                    self.in_info_phase = false;
+                    self.entry = self.next[0] as usize;
+                } else {
+                    self.info_cursor = self.info_next[operation] as usize;
+                }
+                continue;
+            }
+            // Nothing can be linearized before the return at `limit`: backtrack.
+            let depth = self.stack.len();
+            self.depth_max = self.depth_max.max(depth);
+            if self.record_at_depth == Some(depth) {
+                let stuck = self.stuck_here();
+                return self.finish(
+                    limits,
+                    SearchEnd::NotLinearizable { depth_max: depth, stuck: Some(stuck) },
+                );
+            }
+            let Some(frame) = self.stack.pop() else {
+                let depth_max = self.depth_max;
+                return self.finish(limits, SearchEnd::NotLinearizable { depth_max, stuck: None });
             };
-            let call = call as usize;
-            let operation = entry_operation[call] as usize;
-            linearized.clear(operation);
-            state = previous_state;
-            unlift(&mut next, &mut previous, call, return_entry_of[operation] as usize);
-            entry = next[call] as usize;
+            self.state = frame.state;
+            if frame.is_info {
+                let operation = frame.item as usize;
+                self.linearized.clear(operation);
+                info_unlift(&mut self.info_next, &mut self.info_previous, operation);
+                self.in_info_phase = true;
+                self.limit = frame.limit as usize;
+                self.info_cursor = self.info_next[operation] as usize;
+            } else {
+                let call = frame.item as usize;
+                let operation = self.entry_operation[call] as usize;
+                self.linearized.clear(operation);
+                let ret = self.return_entry_of[operation] as usize;
+                unlift(&mut self.next, &mut self.previous, call, ret);
+                self.in_info_phase = false;
+                self.entry = self.next[call] as usize;
+            }
+        }
+    }
+
+    /// The dead end the search is at: prefix, state and every candidate before the return at
+    /// `limit`.
+    fn stuck_here(&self) -> Stuck<M::State> {
+        let mut candidates = Vec::new();
+        let mut cursor = self.next[0] as usize;
+        while cursor != self.limit {
+            if self.entry_is_call[cursor] {
+                candidates.push(self.entry_operation[cursor] as usize);
+            }
+            cursor = self.next[cursor] as usize;
+        }
+        let blocking = self.entry_operation[self.limit] as usize;
+        let limit_time = self.operations[blocking].return_time;
+        let mut operation = self.info_next[self.operations.len()] as usize;
+        while operation != self.operations.len() + 1
+            && self.operations[operation].call_time < limit_time
+        {
+            candidates.push(operation);
+            operation = self.info_next[operation] as usize;
+        }
+        Stuck {
+            prefix: self
+                .stack
+                .iter()
+                .map(|frame| {
+                    if frame.is_info {
+                        frame.item as usize
+                    } else {
+                        self.entry_operation[frame.item as usize] as usize
+                    }
+                })
+                .collect(),
+            state: self.interner.get(self.state).clone(),
+            candidates,
+            blocking,
         }
     }
 }
@@ -251,4 +443,18 @@ fn unlift(next: &mut [u32], previous: &mut [u32], call: usize, ret: usize) {
         next[before as usize] = entry as u32;
         previous[after as usize] = entry as u32;
     }
+}
+
+#[inline]
+fn info_lift(next: &mut [u32], previous: &mut [u32], operation: usize) {
+    let (before, after) = (previous[operation], next[operation]);
+    next[before as usize] = after;
+    previous[after as usize] = before;
+}
+
+#[inline]
+fn info_unlift(next: &mut [u32], previous: &mut [u32], operation: usize) {
+    let (before, after) = (previous[operation], next[operation]);
+    next[before as usize] = operation as u32;
+    previous[after as usize] = operation as u32;
 }

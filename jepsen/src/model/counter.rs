@@ -1,5 +1,7 @@
 //! A counter of `i64` with add and read.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::Model;
@@ -37,19 +39,19 @@ impl Model for CounterModel {
         0
     }
 
-    fn step(
+    fn step<'s>(
         &self,
-        state: &i64,
+        state: &'s i64,
         input: &CounterInput,
         output: Option<&CounterOutput>,
-    ) -> Option<i64> {
+    ) -> Option<Cow<'s, i64>> {
         match (input, output) {
             (CounterInput::Add(amount), None | Some(CounterOutput::Done)) => {
-                Some(state.wrapping_add(*amount))
+                Some(Cow::Owned(state.wrapping_add(*amount)))
             }
-            (CounterInput::Read, None) => Some(*state),
+            (CounterInput::Read, None) => Some(Cow::Borrowed(state)),
             (CounterInput::Read, Some(CounterOutput::Value(value))) => {
-                (value == state).then_some(*state)
+                (value == state).then_some(Cow::Borrowed(state))
             }
             _ => None,
         }

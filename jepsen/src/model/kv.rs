@@ -1,6 +1,6 @@
 //! A key-value map of strings with get, put, append and delete; partitioned by key.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,38 +65,51 @@ pub struct KvModel;
 impl Model for KvModel {
     type Input = KvInput;
     type Output = KvOutput;
-    type State = BTreeMap<String, String>;
+    /// The present keys with their values, sorted by key (a flat vector: after partitioning by
+    /// key it holds at most one entry, and copies cheaply).
+    type State = Vec<(String, String)>;
 
     fn init(&self) -> Self::State {
-        BTreeMap::new()
+        Vec::new()
     }
 
-    fn step(
+    fn step<'s>(
         &self,
-        state: &Self::State,
+        state: &'s Self::State,
         input: &KvInput,
         output: Option<&KvOutput>,
-    ) -> Option<Self::State> {
+    ) -> Option<Cow<'s, Self::State>> {
+        let position = state.binary_search_by(|(key, _)| key.as_str().cmp(input.key()));
         match (input, output) {
-            (KvInput::Get { .. }, None) => Some(state.clone()),
-            (KvInput::Get { key }, Some(KvOutput::Value(value))) => {
-                (state.get(key) == value.as_ref()).then(|| state.clone())
+            (KvInput::Get { .. }, None) => Some(Cow::Borrowed(state)),
+            (KvInput::Get { .. }, Some(KvOutput::Value(value))) => {
+                let current = position.ok().map(|index| &state[index].1);
+                (current == value.as_ref()).then_some(Cow::Borrowed(state))
             }
             (KvInput::Put { key, value }, None | Some(KvOutput::Done)) => {
                 let mut next = state.clone();
-                next.insert(key.clone(), value.clone());
-                Some(next)
+                match position {
+                    Ok(index) => next[index].1.clone_from(value),
+                    Err(index) => next.insert(index, (key.clone(), value.clone())),
+                }
+                Some(Cow::Owned(next))
             }
             (KvInput::Append { key, value }, None | Some(KvOutput::Done)) => {
                 let mut next = state.clone();
-                next.entry(key.clone()).or_default().push_str(value);
-                Some(next)
+                match position {
+                    Ok(index) => next[index].1.push_str(value),
+                    Err(index) => next.insert(index, (key.clone(), value.clone())),
+                }
+                Some(Cow::Owned(next))
             }
-            (KvInput::Delete { key }, None | Some(KvOutput::Done)) => {
-                let mut next = state.clone();
-                next.remove(key);
-                Some(next)
-            }
+            (KvInput::Delete { .. }, None | Some(KvOutput::Done)) => match position {
+                Ok(index) => {
+                    let mut next = state.clone();
+                    next.remove(index);
+                    Some(Cow::Owned(next))
+                }
+                Err(_) => Some(Cow::Borrowed(state)),
+            },
             _ => None,
         }
     }
@@ -131,11 +144,11 @@ impl Model for KvModel {
         output: Option<&KvOutput>,
     ) -> String {
         match (input, output) {
-            (KvInput::Get { key }, Some(KvOutput::Value(value))) => format!(
-                "needs {key:?} = {}, map holds {}",
-                show(value.as_ref()),
-                show(state.get(key))
-            ),
+            (KvInput::Get { key }, Some(KvOutput::Value(value))) => {
+                let current =
+                    state.iter().find(|(present, _)| present == key).map(|(_, value)| value);
+                format!("needs {key:?} = {}, map holds {}", show(value.as_ref()), show(current))
+            }
             _ => "a different output kind".to_string(),
         }
     }

@@ -4,6 +4,7 @@
 //! observed output is legal in a state, and what the state becomes. A service adds its own model by
 //! implementing the trait; the checker needs nothing else.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -26,20 +27,21 @@ pub trait Model: Sync {
     /// What a client is told.
     type Output: Debug + Sync;
     /// The state of the specification; compared exactly and hashed by the checker's memo.
-    type State: Clone + Eq + Hash + Debug;
+    type State: Clone + Eq + Hash + Debug + Send;
 
     /// The state before any operation.
     fn init(&self) -> Self::State;
 
     /// Applies `input` in `state`. `output` is `None` when the outcome is unknown (an `Info`
-    /// operation), in which case any output is acceptable. Returns the next state, or `None` when
+    /// operation), in which case any output is acceptable. Returns the next state
+    /// (`Cow::Borrowed(state)` when unchanged, which spares the checker a copy), or `None` when
     /// the observed output is impossible in `state`.
-    fn step(
+    fn step<'s>(
         &self,
-        state: &Self::State,
+        state: &'s Self::State,
         input: &Self::Input,
         output: Option<&Self::Output>,
-    ) -> Option<Self::State>;
+    ) -> Option<Cow<'s, Self::State>>;
 
     /// The partition an operation belongs to, for P-compositional checking: operations on
     /// different keys never constrain each other, so each key's sub-history is checked alone. All

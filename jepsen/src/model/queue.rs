@@ -1,5 +1,6 @@
 //! A FIFO queue of `u64` with enqueue and dequeue.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -39,22 +40,22 @@ impl Model for QueueModel {
         VecDeque::new()
     }
 
-    fn step(
+    fn step<'s>(
         &self,
-        state: &VecDeque<u64>,
+        state: &'s VecDeque<u64>,
         input: &QueueInput,
         output: Option<&QueueOutput>,
-    ) -> Option<VecDeque<u64>> {
+    ) -> Option<Cow<'s, VecDeque<u64>>> {
         match (input, output) {
             (QueueInput::Enqueue(value), None | Some(QueueOutput::Done)) => {
                 let mut next = state.clone();
                 next.push_back(*value);
-                Some(next)
+                Some(Cow::Owned(next))
             }
             (QueueInput::Dequeue, None) => {
                 let mut next = state.clone();
                 next.pop_front();
-                Some(next)
+                Some(Cow::Owned(next))
             }
             (QueueInput::Dequeue, Some(QueueOutput::Value(value))) => {
                 if state.front() != value.as_ref() {
@@ -62,7 +63,7 @@ impl Model for QueueModel {
                 }
                 let mut next = state.clone();
                 next.pop_front();
-                Some(next)
+                Some(Cow::Owned(next))
             }
             _ => None,
         }

@@ -1,5 +1,7 @@
 //! A single register of `u64` with read, write and compare-and-set, initially absent (or a value).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::Model;
@@ -49,26 +51,41 @@ impl Model for RegisterModel {
         self.initial
     }
 
-    fn step(
+    fn step<'s>(
         &self,
-        state: &Option<u64>,
+        state: &'s Option<u64>,
         input: &RegisterInput,
         output: Option<&RegisterOutput>,
-    ) -> Option<Option<u64>> {
+    ) -> Option<Cow<'s, Option<u64>>> {
+        let unchanged = Some(Cow::Borrowed(state));
         match (input, output) {
-            (RegisterInput::Read, None) => Some(*state),
+            (RegisterInput::Read, None) => unchanged,
             (RegisterInput::Read, Some(RegisterOutput::Value(value))) => {
-                (value == state).then_some(*state)
+                if value == state {
+                    unchanged
+                } else {
+                    None
+                }
             }
-            (RegisterInput::Write(value), None | Some(RegisterOutput::Done)) => Some(Some(*value)),
+            (RegisterInput::Write(value), None | Some(RegisterOutput::Done)) => {
+                Some(Cow::Owned(Some(*value)))
+            }
             (RegisterInput::Cas { from, to }, None) => {
-                Some(if state == from { Some(*to) } else { *state })
+                if state == from {
+                    Some(Cow::Owned(Some(*to)))
+                } else {
+                    unchanged
+                }
             }
             (RegisterInput::Cas { from, to }, Some(RegisterOutput::Cas(true))) => {
-                (state == from).then_some(Some(*to))
+                (state == from).then_some(Cow::Owned(Some(*to)))
             }
             (RegisterInput::Cas { from, .. }, Some(RegisterOutput::Cas(false))) => {
-                (state != from).then_some(*state)
+                if state != from {
+                    unchanged
+                } else {
+                    None
+                }
             }
             _ => None,
         }

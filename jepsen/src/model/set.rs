@@ -1,5 +1,6 @@
 //! A set of `u64` with add, remove and read-all.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -41,27 +42,27 @@ impl Model for SetModel {
         BTreeSet::new()
     }
 
-    fn step(
+    fn step<'s>(
         &self,
-        state: &BTreeSet<u64>,
+        state: &'s BTreeSet<u64>,
         input: &SetInput,
         output: Option<&SetOutput>,
-    ) -> Option<BTreeSet<u64>> {
+    ) -> Option<Cow<'s, BTreeSet<u64>>> {
         match (input, output) {
             (SetInput::Add(value), None | Some(SetOutput::Done)) => {
                 let mut next = state.clone();
                 next.insert(*value);
-                Some(next)
+                Some(Cow::Owned(next))
             }
             (SetInput::Remove(value), None | Some(SetOutput::Done)) => {
                 let mut next = state.clone();
                 next.remove(value);
-                Some(next)
+                Some(Cow::Owned(next))
             }
-            (SetInput::Read, None) => Some(state.clone()),
+            (SetInput::Read, None) => Some(Cow::Borrowed(state)),
             (SetInput::Read, Some(SetOutput::Values(values))) => (values.len() == state.len()
                 && values.iter().eq(state.iter()))
-            .then(|| state.clone()),
+            .then_some(Cow::Borrowed(state)),
             _ => None,
         }
     }
