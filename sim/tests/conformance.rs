@@ -213,3 +213,19 @@ async fn timer_order_and_cancel(rt: Runtime, _: Addresses) {
     assert_eq!(aborted.await, None, "an aborted task resolves to None");
 }
 conformance!(timers, timer_order_and_cancel);
+
+async fn direct_io_and_data_sync(rt: Runtime, _: Addresses) {
+    let options = strata_rt::OpenOptions { create: true, direct: true, ..Default::default() };
+    let file = rt.disk().open_with("direct", options).await.unwrap();
+    let mut block = strata_rt::AlignedBuffer::zeroed(8192);
+    block.iter_mut().enumerate().for_each(|(index, byte)| *byte = (index % 199) as u8);
+    let expected = block.to_vec();
+    let (written, _) = file.write_aligned_at(block, 4096).await;
+    written.unwrap();
+    file.sync_data().await.unwrap();
+    let (read, back) = file.read_aligned_at(strata_rt::AlignedBuffer::zeroed(8192), 4096).await;
+    assert_eq!(read.unwrap(), 8192);
+    assert_eq!(back.to_vec(), expected);
+    assert_eq!(file.len().await.unwrap(), 12_288);
+}
+conformance!(direct_io, direct_io_and_data_sync);

@@ -6,6 +6,7 @@
 //! with the result. Futures are `'static` and local to the thread (no `Send`): one node's tasks run
 //! on one executor.
 
+use crate::buffer::AlignedBuffer;
 use crate::net::NodeId;
 use crate::time::{Duration, Instant};
 use std::future::Future;
@@ -94,6 +95,36 @@ pub trait FileBackend {
     fn write_at(&self, buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<()>>;
     /// Makes every completed write and size change of this file durable (fsync).
     fn sync(&self) -> LocalBoxFuture<io::Result<()>>;
+    /// Makes the completed writes durable, and the size only if reading them needs it
+    /// (fdatasync): cheaper for preallocated files. Same durability model as `sync` otherwise.
+    fn sync_data(&self) -> LocalBoxFuture<io::Result<()>> {
+        self.sync()
+    }
+    /// `read_at` into aligned memory (for files opened with `direct`).
+    fn read_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> LocalBoxFuture<(io::Result<usize>, AlignedBuffer)> {
+        let read = self.read_at(vec![0; buf.len()], offset);
+        Box::pin(async move {
+            let mut buf = buf;
+            let (result, bytes) = read.await;
+            if let Ok(count) = result {
+                buf[..count].copy_from_slice(&bytes[..count]);
+            }
+            (result, buf)
+        })
+    }
+    /// `write_at` from aligned memory (for files opened with `direct`).
+    fn write_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> LocalBoxFuture<(io::Result<()>, AlignedBuffer)> {
+        let write = self.write_at(buf.to_vec(), offset);
+        Box::pin(async move { (write.await.0, buf) })
+    }
     fn len(&self) -> LocalBoxFuture<io::Result<u64>>;
     fn truncate(&self, len: u64) -> LocalBoxFuture<io::Result<()>>;
     /// Reserves space up to `len` bytes (fallocate), so later writes below it cannot fail ENOSPC.

@@ -4,6 +4,7 @@
 //! file's `sync`; a creation, rename or removal after `sync_dir` of the directory holding it.
 
 use crate::backend::{Backend, BufResult, FileBackend, OpenOptions};
+use crate::buffer::AlignedBuffer;
 use std::io;
 use std::rc::Rc;
 
@@ -123,6 +124,29 @@ impl File {
     /// the kernel may have dropped the dirty data, and retrying would report a false success.
     pub async fn sync(&self) -> io::Result<()> {
         self.inner.sync().await
+    }
+
+    /// Like `sync`, without flushing metadata that reading the data does not need (fdatasync).
+    pub async fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data().await
+    }
+
+    /// Reads into aligned memory; required for files opened with `direct`.
+    pub async fn read_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> (io::Result<usize>, AlignedBuffer) {
+        self.inner.read_aligned_at(buf, offset).await
+    }
+
+    /// Writes from aligned memory; required for files opened with `direct`.
+    pub async fn write_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> (io::Result<()>, AlignedBuffer) {
+        self.inner.write_aligned_at(buf, offset).await
     }
 
     pub async fn len(&self) -> io::Result<u64> {

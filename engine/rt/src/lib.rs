@@ -9,6 +9,7 @@
 //! Tasks are local to their node's thread: futures need not be `Send`.
 
 pub mod backend;
+mod buffer;
 mod buggify;
 mod disk;
 mod net;
@@ -21,6 +22,7 @@ pub mod transport;
 pub mod uring;
 
 pub use backend::{Backend, BufResult, LocalBoxFuture, OpenOptions, TaskId};
+pub use buffer::{AlignedBuffer, DIRECT_IO_ALIGNMENT};
 #[doc(hidden)]
 pub use buggify::fire as __buggify_fire;
 pub use buggify::{install_buggify_hook, BuggifyHook};

@@ -3,7 +3,7 @@
 
 use super::reactor::{check, Cancel, Operation, Reactor};
 use crate::backend::FileBackend;
-use crate::{BufResult, LocalBoxFuture};
+use crate::{AlignedBuffer, BufResult, LocalBoxFuture};
 use io_uring::{opcode, types};
 use std::ffi::CString;
 use std::io;
@@ -29,15 +29,43 @@ fn retryable(result: i32) -> bool {
     result == -libc::EINTR || result == -libc::EAGAIN
 }
 
-/// Runs one operation whose memory is `buf`, and hands `buf` back.
-async fn with_buffer(
+/// Memory a read or write may use: owned, with a stable address while boxed.
+pub(crate) trait IoMemory: std::ops::DerefMut<Target = [u8]> + 'static {}
+impl IoMemory for Vec<u8> {}
+impl IoMemory for crate::AlignedBuffer {}
+
+/// Reads (`write == false`) or writes all of `buf` at `offset`, continuing short transfers;
+/// a read stops early only at the end of the file. Returns the bytes moved and `buf`.
+async fn transfer<B: IoMemory>(
     reactor: &Rc<Reactor>,
-    entry: io_uring::squeue::Entry,
-    buf: Vec<u8>,
-) -> (i32, Vec<u8>) {
-    let (result, keep) = Operation::new(reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
-    let buf = keep.expect("the buffer comes back").downcast::<Vec<u8>>().expect("a Vec<u8>");
-    (result, *buf)
+    fd: RawFd,
+    mut buf: B,
+    offset: u64,
+    write: bool,
+) -> (io::Result<usize>, B) {
+    let mut done = 0;
+    while done < buf.len() {
+        let len = (buf.len() - done).min(TRANSFER_BYTES_MAX) as u32;
+        let position = offset + done as u64;
+        let entry = if write {
+            opcode::Write::new(types::Fd(fd), buf[done..].as_ptr(), len).offset(position).build()
+        } else {
+            opcode::Read::new(types::Fd(fd), buf[done..].as_mut_ptr(), len).offset(position).build()
+        };
+        let (result, keep) =
+            Operation::new(reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
+        buf = *keep.expect("the buffer comes back").downcast::<B>().expect("the same buffer type");
+        match result {
+            0 if write => {
+                return (Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")), buf)
+            }
+            0 => break,
+            result if retryable(result) => {}
+            result if result < 0 => return (Err(io::Error::from_raw_os_error(-result)), buf),
+            count => done += count as usize,
+        }
+    }
+    (Ok(done), buf)
 }
 
 /// Runs one operation that needs no memory of ours.
@@ -64,61 +92,58 @@ impl UringFile {
 }
 
 impl FileBackend for UringFile {
-    fn read_at(&self, mut buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<usize>> {
+    fn read_at(&self, buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<usize>> {
         let (descriptor, reactor, fd) = self.parts();
         Box::pin(async move {
-            let mut done = 0;
-            while done < buf.len() {
-                let len = (buf.len() - done).min(TRANSFER_BYTES_MAX) as u32;
-                let pointer = buf[done..].as_mut_ptr();
-                let entry = opcode::Read::new(types::Fd(fd), pointer, len)
-                    .offset(offset + done as u64)
-                    .build();
-                let (result, returned) = with_buffer(&reactor, entry, buf).await;
-                buf = returned;
-                match result {
-                    0 => break,
-                    result if retryable(result) => {}
-                    result if result < 0 => {
-                        return (Err(io::Error::from_raw_os_error(-result)), buf)
-                    }
-                    count => done += count as usize,
-                }
-            }
+            let moved = transfer(&reactor, fd, buf, offset, false).await;
             drop(descriptor);
-            (Ok(done), buf)
+            moved
         })
     }
 
     fn write_at(&self, buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<()>> {
         let (descriptor, reactor, fd) = self.parts();
-        let mut buf = buf;
         Box::pin(async move {
-            let mut done = 0;
-            while done < buf.len() {
-                let len = (buf.len() - done).min(TRANSFER_BYTES_MAX) as u32;
-                let pointer = buf[done..].as_ptr();
-                let entry = opcode::Write::new(types::Fd(fd), pointer, len)
-                    .offset(offset + done as u64)
-                    .build();
-                let (result, returned) = with_buffer(&reactor, entry, buf).await;
-                buf = returned;
-                match result {
-                    0 => {
-                        return (
-                            Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
-                            buf,
-                        )
-                    }
-                    result if retryable(result) => {}
-                    result if result < 0 => {
-                        return (Err(io::Error::from_raw_os_error(-result)), buf)
-                    }
-                    count => done += count as usize,
-                }
-            }
+            let (result, buf) = transfer(&reactor, fd, buf, offset, true).await;
             drop(descriptor);
-            (Ok(()), buf)
+            (result.map(drop), buf)
+        })
+    }
+
+    fn read_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> LocalBoxFuture<(io::Result<usize>, AlignedBuffer)> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let moved = transfer(&reactor, fd, buf, offset, false).await;
+            drop(descriptor);
+            moved
+        })
+    }
+
+    fn write_aligned_at(
+        &self,
+        buf: AlignedBuffer,
+        offset: u64,
+    ) -> LocalBoxFuture<(io::Result<()>, AlignedBuffer)> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let (result, buf) = transfer(&reactor, fd, buf, offset, true).await;
+            drop(descriptor);
+            (result.map(drop), buf)
+        })
+    }
+
+    fn sync_data(&self) -> LocalBoxFuture<io::Result<()>> {
+        let (descriptor, reactor, fd) = self.parts();
+        Box::pin(async move {
+            let entry =
+                opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build();
+            let (result, _) = Operation::new(&reactor, entry, None, Cancel::Async).await;
+            drop(descriptor);
+            check(result).map(drop)
         })
     }
 
