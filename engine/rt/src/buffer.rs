@@ -21,7 +21,8 @@ unsafe impl Sync for AlignedBuffer {}
 impl AlignedBuffer {
     /// A buffer of `len` zero bytes; `len` must be a non-zero multiple of 4096.
     pub fn zeroed(len: usize) -> AlignedBuffer {
-        assert!(len > 0 && len % DIRECT_IO_ALIGNMENT == 0, "aligned buffer of {len} bytes");
+        assert!(len > 0, "empty aligned buffer");
+        assert!(len.is_multiple_of(DIRECT_IO_ALIGNMENT), "aligned buffer of {len} bytes");
         let layout = Layout::from_size_align(len, DIRECT_IO_ALIGNMENT).expect("valid layout");
         // SAFETY: the layout has a non-zero size.
         let pointer = unsafe { alloc_zeroed(layout) };
