@@ -24,7 +24,7 @@ use crate::history::{History, OpId, Outcome};
 pub const MODEL_NAMES: [&str; 5] = ["register", "kv", "set", "queue", "counter"];
 
 /// Writes `history` as JSON lines, with `model` (one of [`MODEL_NAMES`]) in the header.
-pub fn write<I: Serialize, O: Serialize>(history: &History<I, O>, model: &str) -> String {
+pub fn write_history<I: Serialize, O: Serialize>(history: &History<I, O>, model: &str) -> String {
     let mut out = String::new();
     out.push_str(&json!({ "model": model }).to_string());
     out.push('\n');
@@ -134,4 +134,50 @@ fn parse_events<'a, I: DeserializeOwned, O: DeserializeOwned>(
         history.complete(id, outcome);
     }
     Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KvInput, KvOutput, RegisterInput, RegisterOutput};
+
+    #[test]
+    fn a_history_survives_a_round_trip() {
+        let mut history: History<RegisterInput, RegisterOutput> = History::new();
+        let write = history.invoke(0, RegisterInput::Write(3));
+        let cas = history.invoke(1, RegisterInput::Cas { from: None, to: 1 });
+        let read = history.invoke(2, RegisterInput::Read);
+        history.complete(write, Outcome::Ok(RegisterOutput::Done));
+        history.complete(read, Outcome::Ok(RegisterOutput::Value(Some(3))));
+        history.complete(cas, Outcome::Info);
+        let failed = history.invoke(0, RegisterInput::Read);
+        history.complete(failed, Outcome::Fail);
+        history.invoke(3, RegisterInput::Write(4));
+        let text = write_history(&history, "register");
+        let AnyHistory::Register(parsed) = parse(&text).unwrap() else { panic!("{text}") };
+        assert_eq!(parsed, history, "{text}");
+    }
+
+    #[test]
+    fn completions_match_by_process_without_ids() {
+        let text = "{\"model\":\"kv\"}\n\
+            {\"process\":0,\"type\":\"invoke\",\"op\":{\"put\":{\"key\":\"a\",\"value\":\"x\"}}}\n\
+            {\"process\":1,\"type\":\"invoke\",\"op\":{\"get\":{\"key\":\"a\"}}}\n\
+            {\"process\":1,\"type\":\"ok\",\"result\":{\"value\":\"x\"}}\n\
+            {\"process\":0,\"type\":\"ok\",\"result\":\"done\"}\n";
+        let AnyHistory::Kv(history) = parse(text).unwrap() else { panic!() };
+        assert_eq!(history.len(), 2);
+        assert_eq!(history.operations()[1].output(), Some(&KvOutput::Value(Some("x".into()))));
+        assert_eq!(
+            history.operations()[0].input,
+            KvInput::Put { key: "a".into(), value: "x".into() }
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_its_number() {
+        let error =
+            parse("{\"model\":\"register\"}\n{\"process\":0,\"type\":\"ok\"}\n").unwrap_err();
+        assert!(matches!(error, FormatError::Line { line: 2, .. }), "{error}");
+    }
 }
