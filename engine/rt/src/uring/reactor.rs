@@ -26,6 +26,8 @@ use crate::LocalBoxFuture;
 pub const RING_ENTRIES: u32 = 1024;
 /// Operations in flight at most: below the completion queue's size, so it cannot overflow.
 pub const OPERATIONS_IN_FLIGHT_MAX: usize = 2 * RING_ENTRIES as usize - 64;
+/// Kernel workers for blocking file operations (fsync, O_DIRECT writes that must wait).
+const IO_WORKERS_BOUNDED_MAX: u32 = 64;
 /// Tasks polled between two looks at the ring, so I/O completions are not starved.
 const POLLS_PER_ROUND_MAX: usize = 256;
 /// `user_data` of operations whose completion nobody waits for (cancels, closes).
@@ -130,6 +132,13 @@ impl Reactor {
                 )
             },
         )?;
+        // Operations that cannot complete without blocking (fsync, most O_DIRECT writes) run on
+        // the kernel's io-wq workers; by default it allows only a few per CPU for file work,
+        // which would cap the queue depth the engine asked for.
+        let mut workers_max = [IO_WORKERS_BOUNDED_MAX, 0];
+        if let Err(error) = ring.submitter().register_iowq_max_workers(&mut workers_max) {
+            return Err(io::Error::new(error.kind(), format!("io_uring: cannot size the io-wq pool: {error}")));
+        }
         // SAFETY: plain syscall; the fd is owned by `Wakes`.
         let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if eventfd < 0 {
@@ -350,34 +359,26 @@ impl Reactor {
     /// Runs tasks and I/O until `done` holds.
     pub(crate) fn run_until(&self, done: impl Fn() -> bool) -> io::Result<()> {
         loop {
-            let polled = self.run_ready();
+            self.run_ready();
             if done() {
                 return Ok(());
             }
-            let idle = polled == 0 && self.ready.borrow().is_empty();
-            if idle {
-                self.wakes.sleeping.store(true, Ordering::SeqCst);
-                let nothing_woken =
-                    self.wakes.woken.lock().expect("wake queue poisoned").is_empty();
-                let result = if nothing_woken {
-                    self.ring.borrow().submit_and_wait(1)
-                } else {
-                    self.ring.borrow().submit()
-                };
-                self.wakes.sleeping.store(false, Ordering::SeqCst);
-                match result {
-                    Ok(_) => {}
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
-                    Err(error) => return Err(error),
-                }
+            // One io_uring_enter per round: it submits what the tasks queued and, when no task
+            // is ready, also waits for a completion (or a wake from another thread).
+            self.wakes.sleeping.store(true, Ordering::SeqCst);
+            let runnable = !self.ready.borrow().is_empty()
+                || !self.wakes.woken.lock().expect("wake queue poisoned").is_empty();
+            let result = if runnable {
+                self.ring.borrow().submit()
             } else {
-                match self.ring.borrow().submit() {
-                    Ok(_) => {}
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
-                    Err(error) => return Err(error),
-                }
+                self.ring.borrow().submit_and_wait(1)
+            };
+            self.wakes.sleeping.store(false, Ordering::SeqCst);
+            match result {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(error) => return Err(error),
             }
             self.reap();
         }
