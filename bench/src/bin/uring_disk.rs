@@ -36,10 +36,46 @@ struct Pattern {
 }
 
 const PATTERNS: [Pattern; 4] = [
-    Pattern { name: "4 KiB write+fdatasync QD1", block: 4 * KIB, depth: 1, operations: 1000, write_sync: Some(true), direct: false, random: false, file_size: 16 * MIB },
-    Pattern { name: "4 KiB write+fdatasync QD16", block: 4 * KIB, depth: 16, operations: 4000, write_sync: Some(true), direct: false, random: false, file_size: 16 * MIB },
-    Pattern { name: "1 MiB seq write O_DIRECT QD32", block: MIB, depth: 32, operations: 512, write_sync: Some(false), direct: true, random: false, file_size: 512 * MIB },
-    Pattern { name: "4 KiB rand read O_DIRECT QD32", block: 4 * KIB, depth: 32, operations: 50_000, write_sync: None, direct: true, random: true, file_size: 512 * MIB },
+    Pattern {
+        name: "4 KiB write+fdatasync QD1",
+        block: 4 * KIB,
+        depth: 1,
+        operations: 1000,
+        write_sync: Some(true),
+        direct: false,
+        random: false,
+        file_size: 16 * MIB,
+    },
+    Pattern {
+        name: "4 KiB write+fdatasync QD16",
+        block: 4 * KIB,
+        depth: 16,
+        operations: 4000,
+        write_sync: Some(true),
+        direct: false,
+        random: false,
+        file_size: 16 * MIB,
+    },
+    Pattern {
+        name: "1 MiB seq write O_DIRECT QD32",
+        block: MIB,
+        depth: 32,
+        operations: 512,
+        write_sync: Some(false),
+        direct: true,
+        random: false,
+        file_size: 512 * MIB,
+    },
+    Pattern {
+        name: "4 KiB rand read O_DIRECT QD32",
+        block: 4 * KIB,
+        depth: 32,
+        operations: 50_000,
+        write_sync: None,
+        direct: true,
+        random: true,
+        file_size: 512 * MIB,
+    },
 ];
 
 /// The offset of operation `index`: sequential, or a hash of the index (the same for both sides).
@@ -55,7 +91,12 @@ fn offset(pattern: &Pattern, index: usize) -> u64 {
 
 /// Writes the whole file once and syncs it, so writes later overwrite allocated blocks.
 fn prepare(path: &Path, size: usize) {
-    let file = StdOpenOptions::new().create(true).write(true).truncate(true).open(path).expect("create bench file");
+    let file = StdOpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .expect("create bench file");
     let chunk = vec![0xa5u8; 8 * MIB];
     let mut written = 0;
     while written < size {
@@ -92,7 +133,9 @@ fn raw(path: &Path, pattern: Pattern) -> f64 {
                                 file.sync_data().expect("fdatasync");
                             }
                         }
-                        None => file.read_exact_at(&mut buffer[..pattern.block], at).expect("pread"),
+                        None => {
+                            file.read_exact_at(&mut buffer[..pattern.block], at).expect("pread")
+                        }
                     }
                 }
             });
@@ -101,7 +144,11 @@ fn raw(path: &Path, pattern: Pattern) -> f64 {
     pattern.operations as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn strata_worker(file: strata_rt::File, pattern: Pattern, next: std::rc::Rc<std::cell::Cell<usize>>) {
+async fn strata_worker(
+    file: strata_rt::File,
+    pattern: Pattern,
+    next: std::rc::Rc<std::cell::Cell<usize>>,
+) {
     let mut buffer = AlignedBuffer::zeroed(pattern.block);
     loop {
         let index = next.get();
@@ -150,7 +197,8 @@ fn strata(dir: &Path, name: &str, pattern: Pattern) -> f64 {
 
 fn main() {
     let dir: PathBuf = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/strata-bench-disk")
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .join(".cache/strata-bench-disk")
     });
     std::fs::create_dir_all(&dir).expect("bench directory");
     println!("disk patterns in {}: Strata on io_uring vs blocking syscalls (one thread per op in flight)", dir.display());

@@ -18,7 +18,8 @@ enum Server {
 }
 
 fn scratch(name: &str) -> UringOptions {
-    let data_dir = std::env::temp_dir().join(format!("strata-bench-net-{}-{name}", std::process::id()));
+    let data_dir =
+        std::env::temp_dir().join(format!("strata-bench-net-{}-{name}", std::process::id()));
     UringOptions { node_id: NodeId(0), data_dir, peers: None }
 }
 
@@ -57,7 +58,8 @@ fn strata_server(connections: usize, ready: mpsc::Sender<SocketAddr>) {
 }
 
 fn tokio_server(connections: usize, ready: mpsc::Sender<SocketAddr>) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_io().build().expect("tokio runtime");
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         ready.send(listener.local_addr().expect("address")).expect("client waits");
@@ -85,7 +87,13 @@ fn tokio_server(connections: usize, ready: mpsc::Sender<SocketAddr>) {
 }
 
 /// Round trips per second of `connections` clients sending `size`-byte messages for `seconds`.
-async fn drive(rt: Runtime, server: SocketAddr, connections: usize, size: usize, seconds: f64) -> f64 {
+async fn drive(
+    rt: Runtime,
+    server: SocketAddr,
+    connections: usize,
+    size: usize,
+    seconds: f64,
+) -> f64 {
     let deadline = rt.now() + Duration::from_secs_f64(seconds);
     let mut handles = Vec::new();
     for _ in 0..connections {
@@ -132,7 +140,9 @@ fn measure(server: Server, connections: usize, size: usize, seconds: f64) -> f64
             Server::Tokio => tokio_server(connections, ready),
         });
         let address = address.recv().expect("server address");
-        let rate = block_on(&scratch("client"), |rt| drive(rt, address, connections, size, seconds)).expect("client");
+        let rate =
+            block_on(&scratch("client"), |rt| drive(rt, address, connections, size, seconds))
+                .expect("client");
         server_thread.join().expect("server thread");
         rate
     })
@@ -141,12 +151,18 @@ fn measure(server: Server, connections: usize, size: usize, seconds: f64) -> f64
 fn main() {
     let seconds: f64 = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(2.0);
     println!("TCP echo on loopback, {seconds} s per row; server on one core, client on the other");
-    println!("{:<10} {:>12} {:>16} {:>16} {:>14}", "message", "connections", "strata rt/s", "tokio rt/s", "strata/tokio");
+    println!(
+        "{:<10} {:>12} {:>16} {:>16} {:>14}",
+        "message", "connections", "strata rt/s", "tokio rt/s", "strata/tokio"
+    );
     for (size, label) in [(64, "64 B"), (64 << 10, "64 KiB")] {
         for connections in [1, 64] {
             let strata = measure(Server::Strata, connections, size, seconds);
             let tokio = measure(Server::Tokio, connections, size, seconds);
-            println!("{label:<10} {connections:>12} {strata:>16.0} {tokio:>16.0} {:>13.2}x", strata / tokio);
+            println!(
+                "{label:<10} {connections:>12} {strata:>16.0} {tokio:>16.0} {:>13.2}x",
+                strata / tokio
+            );
         }
     }
 }
