@@ -10,8 +10,13 @@ const GOAL_EVENTS_PER_SECOND: f64 = 1_000_000.0;
 
 fn main() {
     let seeds: u64 = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(200);
-    println!("simulator speed, {seeds} seeds each, 5 replicas + 3 clients, 10 s of faults per seed");
-    println!("{:<10} {:>12} {:>12} {:>10} {:>14} {:>14} {:>10}", "faults", "events", "polls", "wall s", "events/s", "steps/s", "vs goal");
+    println!(
+        "simulator speed, {seeds} seeds each, 5 replicas + 3 clients, 10 s of faults per seed"
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>10} {:>14} {:>14} {:>10}",
+        "faults", "events", "polls", "wall s", "events/s", "steps/s", "vs goal"
+    );
     for faults in [false, true] {
         let options = Options { faults, ..Options::default() };
         let (mut events, mut polls) = (0u64, 0u64);

@@ -137,7 +137,10 @@ impl Reactor {
         // which would cap the queue depth the engine asked for.
         let mut workers_max = [IO_WORKERS_BOUNDED_MAX, 0];
         if let Err(error) = ring.submitter().register_iowq_max_workers(&mut workers_max) {
-            return Err(io::Error::new(error.kind(), format!("io_uring: cannot size the io-wq pool: {error}")));
+            return Err(io::Error::new(
+                error.kind(),
+                format!("io_uring: cannot size the io-wq pool: {error}"),
+            ));
         }
         // SAFETY: plain syscall; the fd is owned by `Wakes`.
         let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
