@@ -1,1 +1,1048 @@
-//! placeholder
+//! `strata-lsm`: an LSM key-value store on the runtime's disk.
+//!
+//! # Invariants
+//!
+//! - A write (a [`WriteBatch`], applied atomically) is acknowledged once its WAL record is
+//!   durable; it becomes visible to reads, in WAL order, right after. Every operation's sequence
+//!   number is derived from its WAL index, so replay reproduces them exactly.
+//! - For any key, versions in a newer source (active memtable, immutable memtables newest first,
+//!   level 0 newest first, then levels 1..) have higher sequence numbers than versions and range
+//!   tombstones in older sources. Levels >= 1 hold disjoint, sorted tables.
+//! - A table is written, synced and its name made durable before a manifest names it; a manifest
+//!   replaces the previous one atomically (write temp, sync, rename, sync directory); tables and
+//!   WAL segments it no longer needs are deleted only after. Files the manifest does not name are
+//!   leftovers of an interrupted flush or compaction and are deleted at open.
+//! - A failed write, sync or background flush/compaction latches the store: writes return
+//!   [`LsmError::Latched`] until it is reopened. Reads go on, each block verified.
+//!
+//! # Fault model
+//!
+//! Everything the store reads is checksummed: WAL records (`strata-wal`), every SSTable block and
+//! footer, the manifest. Damage is reported as [`LsmError::Corruption`] (or a WAL corruption
+//! error), never returned as data. Crashes lose at most unacknowledged writes.
+//!
+//! Byte layouts: `docs/format.md`, sections "SSTable", "LSM manifest" and "LSM WAL record".
+
+pub mod batch;
+pub mod block;
+pub mod bloom;
+mod cache;
+pub mod compaction;
+mod error;
+pub mod manifest;
+pub mod memtable;
+mod merge;
+pub mod table;
+
+pub use batch::WriteBatch;
+pub use error::LsmError;
+
+use batch::Operation;
+use cache::BlockCache;
+use compaction::{Shape, TableSummary};
+use manifest::{Manifest, TableRecord, LEVELS};
+use memtable::{Entry, Kind, Memtable, RangeTombstone};
+use merge::{Merger, Source, TableCursor};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::ops::Bound;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use strata_rt::Runtime;
+use strata_wal::Wal;
+use table::{BuildOptions, Table, TableBuilder};
+
+/// Tuning of a store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The active memtable is frozen and queued for flushing past this size.
+    pub memtable_bytes_max: usize,
+    /// Writes wait while this many frozen memtables await flushing.
+    pub immutable_memtables_max: usize,
+    /// Compaction output is split into tables of about this size.
+    pub table_bytes_target: usize,
+    pub block_bytes: usize,
+    pub bloom_bits_per_key: u32,
+    /// Compress data blocks with zstd.
+    pub compress: bool,
+    pub level0_tables_max: usize,
+    pub level1_bytes: u64,
+    pub level_multiplier: u64,
+    pub cache_bytes: usize,
+    pub wal: strata_wal::Options,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            memtable_bytes_max: 32 << 20,
+            immutable_memtables_max: 2,
+            table_bytes_target: 8 << 20,
+            block_bytes: 4096,
+            bloom_bits_per_key: 10,
+            compress: false,
+            level0_tables_max: 4,
+            level1_bytes: 64 << 20,
+            level_multiplier: 10,
+            cache_bytes: 64 << 20,
+            wal: strata_wal::Options::default(),
+        }
+    }
+}
+
+/// Counters for benchmarks and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub flushes: u64,
+    pub compactions: u64,
+    pub trivial_moves: u64,
+    pub table_bytes_written: u64,
+    pub user_bytes_written: u64,
+    pub tables_per_level: Vec<usize>,
+}
+
+/// The tables of the store at one moment. Readers hold it while a compaction replaces it.
+#[derive(Default)]
+struct Version {
+    /// Level 0 newest first; levels >= 1 sorted by smallest key.
+    levels: Vec<Vec<Rc<Table>>>,
+}
+
+struct State {
+    active: Memtable,
+    /// Frozen memtables, oldest first.
+    immutables: Vec<Rc<Memtable>>,
+    version: Rc<Version>,
+    manifest: Manifest,
+    /// Every WAL record up to here is applied to a memtable.
+    applied_index: u64,
+    /// Live snapshot sequence → how many handles.
+    snapshots: BTreeMap<u64, usize>,
+    failed: Option<LsmError>,
+    wakers: Vec<Waker>,
+    /// The maintenance task has nothing to do.
+    idle: bool,
+    pointers: Vec<Vec<u8>>,
+    stats: Stats,
+}
+
+struct Inner {
+    rt: Runtime,
+    dir: String,
+    options: Options,
+    wal: Wal,
+    cache: Rc<BlockCache>,
+    state: RefCell<State>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let wakers = std::mem::take(&mut self.state.get_mut().wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+fn latched(state: &State) -> Option<LsmError> {
+    state.failed.as_ref().map(|cause| LsmError::Latched { cause: Box::new(cause.clone()) })
+}
+
+impl Inner {
+    fn notify(&self) {
+        let wakers = std::mem::take(&mut self.state.borrow_mut().wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn fail(&self, error: LsmError) -> LsmError {
+        if matches!(error, LsmError::Latched { .. }) {
+            return error;
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            if state.failed.is_none() {
+                state.failed = Some(error.clone());
+            }
+        }
+        self.notify();
+        LsmError::Latched { cause: Box::new(error) }
+    }
+
+    fn table_path(&self, id: u64) -> String {
+        format!("{}/sst/{id:016x}.sst", self.dir)
+    }
+
+    fn build_options(&self) -> BuildOptions {
+        BuildOptions {
+            block_bytes: self.options.block_bytes,
+            bloom_bits_per_key: self.options.bloom_bits_per_key,
+            compress: self.options.compress,
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            level0_tables_max: self.options.level0_tables_max,
+            level1_bytes: self.options.level1_bytes,
+            level_multiplier: self.options.level_multiplier,
+        }
+    }
+
+    fn summaries(version: &Version) -> Vec<Vec<TableSummary>> {
+        version
+            .levels
+            .iter()
+            .map(|tables| {
+                tables
+                    .iter()
+                    .map(|table| TableSummary {
+                        id: table.id,
+                        size_bytes: table.size_bytes,
+                        smallest: table.meta.smallest.clone(),
+                        largest: table.meta.largest.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn plan(&self) -> Option<compaction::Plan> {
+        let state = self.state.borrow();
+        compaction::pick(&Self::summaries(&state.version), &self.shape(), &state.pointers)
+    }
+}
+
+fn wait_for<'a, R>(
+    inner: &'a Inner,
+    mut check: impl FnMut(&mut State) -> Option<R> + 'a,
+) -> impl Future<Output = R> + 'a {
+    std::future::poll_fn(move |context| {
+        let mut state = inner.state.borrow_mut();
+        match check(&mut state) {
+            Some(value) => Poll::Ready(value),
+            None => {
+                state.wakers.push(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+}
+
+/// A consistent read view: reads through it see the store as it was when it was taken.
+pub struct Snapshot {
+    inner: Weak<Inner>,
+    sequence: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Snapshot").field("sequence", &self.sequence).finish()
+    }
+}
+
+impl Snapshot {
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Snapshot {
+        if let Some(inner) = self.inner.upgrade() {
+            *inner.state.borrow_mut().snapshots.entry(self.sequence).or_insert(0) += 1;
+        }
+        Snapshot { inner: self.inner.clone(), sequence: self.sequence }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            let mut state = inner.state.borrow_mut();
+            if let Some(count) = state.snapshots.get_mut(&self.sequence) {
+                *count -= 1;
+                if *count == 0 {
+                    state.snapshots.remove(&self.sequence);
+                }
+            }
+        }
+    }
+}
+
+/// The store. Clones share it.
+#[derive(Clone)]
+pub struct Db {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Db").field("dir", &self.inner.dir).finish()
+    }
+}
+
+async fn read_whole(rt: &Runtime, path: &str) -> Result<Option<Vec<u8>>, LsmError> {
+    let file = match rt.disk().open(path).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(LsmError::io("open", path, error)),
+    };
+    let len = file.len().await.map_err(|error| LsmError::io("len", path, error))?;
+    if len > manifest::MANIFEST_BYTES_MAX as u64 {
+        return Err(LsmError::corruption(path, 0, "file larger than any manifest"));
+    }
+    let bytes = file
+        .read_exact_at(len as usize, 0)
+        .await
+        .map_err(|error| LsmError::io("read", path, error))?;
+    Ok(Some(bytes))
+}
+
+fn apply(memtable: &mut Memtable, batch: WriteBatch, wal_index: u64) {
+    for (position, operation) in batch.operations.into_iter().enumerate() {
+        let sequence = batch::sequence(wal_index, position);
+        match operation {
+            Operation::Put { key, value } => memtable.insert(key, sequence, Kind::Put, value),
+            Operation::Delete { key } => memtable.insert(key, sequence, Kind::Delete, Vec::new()),
+            Operation::DeleteRange { start, end } => {
+                memtable.insert_tombstone(RangeTombstone { start, end, sequence })
+            }
+        }
+    }
+    memtable.wal_index_max = memtable.wal_index_max.max(wal_index);
+}
+
+impl Db {
+    /// Opens (recovering) or creates the store in `dir`, and starts its maintenance task.
+    pub async fn open(rt: &Runtime, dir: &str, options: Options) -> Result<Db, LsmError> {
+        let disk = rt.disk();
+        let sst_dir = format!("{dir}/sst");
+        disk.create_dir_all(&sst_dir)
+            .await
+            .map_err(|error| LsmError::io("create dir", &sst_dir, error))?;
+        let manifest_path = format!("{dir}/MANIFEST");
+        let manifest = match read_whole(rt, &manifest_path).await? {
+            Some(bytes) => Manifest::decode(&bytes)
+                .map_err(|reason| LsmError::corruption(&manifest_path, 0, reason))?,
+            None => Manifest { next_table_id: 1, wal_replay_from: 1, tables: Vec::new() },
+        };
+        let cache = Rc::new(BlockCache::new(options.cache_bytes));
+        let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVELS];
+        for record in &manifest.tables {
+            let path = format!("{sst_dir}/{:016x}.sst", record.id);
+            let file = match disk.open(&path).await {
+                Ok(file) => file,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(LsmError::corruption(
+                        &path,
+                        0,
+                        "table named by the manifest is missing",
+                    ));
+                }
+                Err(error) => return Err(LsmError::io("open", &path, error)),
+            };
+            let table = Table::open(file, path.clone(), record.id, cache.clone()).await?;
+            if table.meta != record.meta || table.size_bytes != record.size_bytes {
+                return Err(LsmError::corruption(
+                    &path,
+                    0,
+                    "table does not match its manifest record",
+                ));
+            }
+            levels[record.level as usize].push(Rc::new(table));
+        }
+        levels[0].sort_by_key(|table| std::cmp::Reverse(table.id));
+        for tables in &mut levels[1..] {
+            tables.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+        }
+        // Leftovers of an interrupted flush or compaction, and of a manifest update.
+        let named: BTreeSet<String> =
+            manifest.tables.iter().map(|record| format!("{:016x}.sst", record.id)).collect();
+        let mut removed_any = false;
+        for name in
+            disk.list(&sst_dir).await.map_err(|error| LsmError::io("list", &sst_dir, error))?
+        {
+            if !named.contains(&name) {
+                let path = format!("{sst_dir}/{name}");
+                disk.remove(&path).await.map_err(|error| LsmError::io("remove", &path, error))?;
+                removed_any = true;
+            }
+        }
+        if removed_any {
+            disk.sync_dir(&sst_dir)
+                .await
+                .map_err(|error| LsmError::io("sync dir", &sst_dir, error))?;
+        }
+        let temporary = format!("{dir}/MANIFEST.tmp");
+        match disk.remove(&temporary).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(LsmError::io("remove", &temporary, error)),
+        }
+        let mut wal_options = options.wal.clone();
+        wal_options.first_index = manifest.wal_replay_from;
+        let wal = Wal::open(rt, &format!("{dir}/wal"), wal_options).await?;
+        if wal.last_index() + 1 < manifest.wal_replay_from {
+            return Err(LsmError::corruption(
+                &format!("{dir}/wal"),
+                0,
+                "the log ends before the manifest's replay point",
+            ));
+        }
+        let mut active = Memtable::default();
+        let mut immutables = Vec::new();
+        for (index, record) in wal.read_from(manifest.wal_replay_from).await? {
+            let batch = WriteBatch::decode(&record).map_err(|reason| {
+                LsmError::corruption(
+                    &format!("{dir}/wal"),
+                    index,
+                    format!("record {index}: {reason}"),
+                )
+            })?;
+            apply(&mut active, batch, index);
+            if active.size_bytes() >= options.memtable_bytes_max {
+                immutables.push(Rc::new(std::mem::take(&mut active)));
+            }
+        }
+        let applied_index = wal.last_index();
+        let inner = Rc::new(Inner {
+            rt: rt.clone(),
+            dir: dir.to_string(),
+            options,
+            wal,
+            cache,
+            state: RefCell::new(State {
+                active,
+                immutables,
+                version: Rc::new(Version { levels }),
+                manifest,
+                applied_index,
+                snapshots: BTreeMap::new(),
+                failed: None,
+                wakers: Vec::new(),
+                idle: false,
+                pointers: vec![Vec::new(); LEVELS],
+                stats: Stats::default(),
+            }),
+        });
+        drop(rt.spawn(maintenance(Rc::downgrade(&inner))));
+        Ok(Db { inner })
+    }
+
+    pub async fn put(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), LsmError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value);
+        self.write(batch).await
+    }
+
+    pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<(), LsmError> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key);
+        self.write(batch).await
+    }
+
+    /// Deletes every key in `start..end`.
+    pub async fn delete_range(
+        &self,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) -> Result<(), LsmError> {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(start, end);
+        self.write(batch).await
+    }
+
+    /// Applies `batch` atomically; resolves once it is durable and visible. The work runs as its
+    /// own task, so dropping this future does not leave the store half-way.
+    pub async fn write(&self, batch: WriteBatch) -> Result<(), LsmError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = batch.problem() {
+            return Err(LsmError::Invalid { reason });
+        }
+        let inner = self.inner.clone();
+        let handle = self.inner.rt.spawn(async move { write_task(&inner, batch).await });
+        handle
+            .await
+            .unwrap_or_else(|| Err(LsmError::Invalid { reason: "write task stopped".into() }))
+    }
+
+    /// A read view of everything acknowledged so far.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut state = self.inner.state.borrow_mut();
+        let sequence = batch::sequence_through(state.applied_index);
+        *state.snapshots.entry(sequence).or_insert(0) += 1;
+        Snapshot { inner: Rc::downgrade(&self.inner), sequence }
+    }
+
+    fn current_sequence(&self) -> u64 {
+        batch::sequence_through(self.inner.state.borrow().applied_index)
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LsmError> {
+        self.get_at(key, self.current_sequence()).await
+    }
+
+    pub async fn get_in(
+        &self,
+        key: &[u8],
+        snapshot: &Snapshot,
+    ) -> Result<Option<Vec<u8>>, LsmError> {
+        self.get_at(key, snapshot.sequence).await
+    }
+
+    async fn get_at(&self, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>, LsmError> {
+        let mut tombstone = 0;
+        let version = {
+            let state = self.inner.state.borrow();
+            let memtables =
+                std::iter::once(&state.active).chain(state.immutables.iter().rev().map(|m| &**m));
+            for memtable in memtables {
+                tombstone = tombstone.max(memtable.tombstone_sequence(key, snapshot));
+                if let Some((sequence, kind, value)) = memtable.get(key, snapshot) {
+                    return Ok((kind == Kind::Put && sequence > tombstone).then(|| value.to_vec()));
+                }
+            }
+            state.version.clone()
+        };
+        for (level, tables) in version.levels.iter().enumerate() {
+            let candidates: Vec<&Rc<Table>> = if level == 0 {
+                tables.iter().collect()
+            } else {
+                let position =
+                    tables.partition_point(|table| table.meta.smallest.as_slice() <= key);
+                tables[..position].last().into_iter().collect()
+            };
+            for table in candidates {
+                if !table.may_span(key) {
+                    continue;
+                }
+                tombstone = tombstone.max(table.tombstone_sequence(key, snapshot));
+                if let Some(entry) = table.get(key, snapshot).await? {
+                    return Ok((entry.kind == Kind::Put && entry.sequence > tombstone)
+                        .then_some(entry.value));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Calls `visit` with each live key and value in the range, in key order, as of `snapshot`
+    /// (now if `None`), until it returns false.
+    pub async fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: Option<&Snapshot>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), LsmError> {
+        let snapshot =
+            snapshot.map_or_else(|| self.current_sequence(), |snapshot| snapshot.sequence);
+        if range_is_empty(start, end) {
+            return Ok(());
+        }
+        let in_range = |key: &[u8]| {
+            let above = match start {
+                Bound::Included(start) => key >= start,
+                Bound::Excluded(start) => key > start,
+                Bound::Unbounded => true,
+            };
+            let below = match end {
+                Bound::Included(end) => key <= end,
+                Bound::Excluded(end) => key < end,
+                Bound::Unbounded => true,
+            };
+            above && below
+        };
+        let overlaps = |smallest: &[u8], largest: &[u8]| {
+            let above = match start {
+                Bound::Included(start) | Bound::Excluded(start) => largest >= start,
+                Bound::Unbounded => true,
+            };
+            let below = match end {
+                Bound::Included(end) => smallest <= end,
+                Bound::Excluded(end) => smallest < end,
+                Bound::Unbounded => true,
+            };
+            above && below
+        };
+        let mut tombstones: Vec<RangeTombstone> = Vec::new();
+        let mut sources = Vec::new();
+        let version = {
+            let state = self.inner.state.borrow();
+            for memtable in
+                std::iter::once(&state.active).chain(state.immutables.iter().map(|m| &**m))
+            {
+                sources.push(Source::Memory(memtable.entries_in(start, end).into_iter()));
+                tombstones.extend(
+                    memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned(),
+                );
+            }
+            state.version.clone()
+        };
+        for table in version.levels.iter().flatten() {
+            if overlaps(&table.meta.smallest, &table.meta.largest) {
+                tombstones
+                    .extend(table.tombstones.iter().filter(|t| t.sequence <= snapshot).cloned());
+                sources.push(Source::Table(TableCursor::new(table.clone(), start, true).await?));
+            }
+        }
+        let mut merger = Merger::new(sources).await?;
+        let mut done_key: Option<Vec<u8>> = None;
+        while let Some(entry) = merger.next().await? {
+            if !in_range(&entry.key) {
+                if matches!(end, Bound::Unbounded) || !above_end(&entry.key, end) {
+                    continue;
+                }
+                break;
+            }
+            if entry.sequence > snapshot || done_key.as_deref() == Some(entry.key.as_slice()) {
+                continue;
+            }
+            let hidden =
+                memtable::tombstone_sequence(&tombstones, &entry.key, snapshot) > entry.sequence;
+            if entry.kind == Kind::Put && !hidden && !visit(&entry.key, &entry.value) {
+                return Ok(());
+            }
+            done_key = Some(entry.key);
+        }
+        Ok(())
+    }
+
+    /// Live keys and values in `start..end` (unbounded ends with `None`).
+    pub async fn range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LsmError> {
+        let mut out = Vec::new();
+        self.scan(start, end, snapshot, |key, value| {
+            out.push((key.to_vec(), value.to_vec()));
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Live keys and values starting with `prefix`.
+    pub async fn prefix(
+        &self,
+        prefix: &[u8],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LsmError> {
+        let end = prefix_end(prefix);
+        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.range(Bound::Included(prefix), end_bound, snapshot).await
+    }
+
+    /// Freezes the active memtable and waits until every frozen memtable is in a table.
+    pub async fn flush(&self) -> Result<(), LsmError> {
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if let Some(error) = latched(&state) {
+                return Err(error);
+            }
+            if !state.active.is_empty() {
+                let frozen = std::mem::take(&mut state.active);
+                state.immutables.push(Rc::new(frozen));
+                state.idle = false;
+            }
+        }
+        self.inner.notify();
+        wait_for(&self.inner, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            state.immutables.is_empty().then_some(Ok(()))
+        })
+        .await
+    }
+
+    /// Waits until no flush or compaction is due.
+    pub async fn wait_idle(&self) -> Result<(), LsmError> {
+        self.inner.state.borrow_mut().idle = false;
+        self.inner.notify();
+        wait_for(&self.inner, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            (state.idle && state.immutables.is_empty()).then_some(Ok(()))
+        })
+        .await
+    }
+
+    pub fn failure(&self) -> Option<LsmError> {
+        self.inner.state.borrow().failed.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.inner.state.borrow();
+        let mut stats = state.stats.clone();
+        stats.tables_per_level = state.version.levels.iter().map(Vec::len).collect();
+        stats
+    }
+
+    /// The WAL the store logs to (for tests and metrics).
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+}
+
+fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(start), Bound::Included(end)) => start > end,
+        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
+        | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
+        _ => false,
+    }
+}
+
+fn above_end(key: &[u8], end: Bound<&[u8]>) -> bool {
+    match end {
+        Bound::Included(end) => key > end,
+        Bound::Excluded(end) => key >= end,
+        Bound::Unbounded => false,
+    }
+}
+
+/// The smallest key above every key starting with `prefix`, if there is one.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError> {
+    let size = batch.size_bytes;
+    wait_for(inner, |state| {
+        if let Some(error) = latched(state) {
+            return Some(Err(error));
+        }
+        (state.immutables.len() < inner.options.immutable_memtables_max).then_some(Ok(()))
+    })
+    .await?;
+    let index = match inner.wal.append(batch.encode()).await {
+        Ok(index) => index,
+        Err(error) => return Err(inner.fail(error.into())),
+    };
+    // Apply in WAL order, so that a snapshot never sees a later write without an earlier one.
+    wait_for(inner, |state| {
+        if state.applied_index + 1 == index {
+            return Some(Ok(()));
+        }
+        latched(state).map(Err)
+    })
+    .await?;
+    {
+        let mut state = inner.state.borrow_mut();
+        apply(&mut state.active, batch, index);
+        state.applied_index = index;
+        state.stats.user_bytes_written += size as u64;
+        if state.active.size_bytes() >= inner.options.memtable_bytes_max {
+            let frozen = std::mem::take(&mut state.active);
+            state.immutables.push(Rc::new(frozen));
+            state.idle = false;
+        }
+    }
+    inner.notify();
+    Ok(())
+}
+
+/// Flushes and compacts, one job at a time, until the store is dropped or fails.
+async fn maintenance(weak: Weak<Inner>) {
+    loop {
+        let ready = std::future::poll_fn(|context| {
+            let Some(inner) = weak.upgrade() else { return Poll::Ready(false) };
+            let mut state = inner.state.borrow_mut();
+            if state.failed.is_some() {
+                return Poll::Ready(false);
+            }
+            if state.idle && state.immutables.is_empty() {
+                state.wakers.push(context.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(true)
+        })
+        .await;
+        if !ready {
+            return;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let has_immutable = !inner.state.borrow().immutables.is_empty();
+        let result = if has_immutable {
+            flush_one(&inner).await.map(|()| true)
+        } else {
+            match inner.plan() {
+                Some(plan) => compact(&inner, plan).await.map(|()| true),
+                None => Ok(false),
+            }
+        };
+        match result {
+            Ok(true) => inner.notify(),
+            Ok(false) => {
+                inner.state.borrow_mut().idle = true;
+                inner.notify();
+            }
+            Err(error) => {
+                inner.fail(error);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes `bytes` as table `id`: create, write, sync. The caller syncs the directory.
+async fn write_table(inner: &Inner, id: u64, bytes: Vec<u8>) -> Result<Rc<Table>, LsmError> {
+    let path = inner.table_path(id);
+    let disk = inner.rt.disk();
+    let file =
+        disk.create_new(&path).await.map_err(|error| LsmError::io("create", &path, error))?;
+    let len = bytes.len() as u64;
+    let (result, _) = file.write_at(bytes, 0).await;
+    result.map_err(|error| LsmError::io("write", &path, error))?;
+    file.sync().await.map_err(|error| LsmError::io("sync", &path, error))?;
+    inner.state.borrow_mut().stats.table_bytes_written += len;
+    Ok(Rc::new(Table::open(file, path, id, inner.cache.clone()).await?))
+}
+
+async fn sync_sst_dir(inner: &Inner) -> Result<(), LsmError> {
+    let dir = format!("{}/sst", inner.dir);
+    inner.rt.disk().sync_dir(&dir).await.map_err(|error| LsmError::io("sync dir", &dir, error))
+}
+
+/// Replaces the manifest atomically: write temp, sync, rename, sync the directory.
+async fn write_manifest(inner: &Inner, manifest: &Manifest) -> Result<(), LsmError> {
+    let disk = inner.rt.disk();
+    let temporary = format!("{}/MANIFEST.tmp", inner.dir);
+    let path = format!("{}/MANIFEST", inner.dir);
+    match disk.remove(&temporary).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(LsmError::io("remove", &temporary, error)),
+    }
+    let file = disk
+        .create_new(&temporary)
+        .await
+        .map_err(|error| LsmError::io("create", &temporary, error))?;
+    let (result, _) = file.write_at(manifest.encode(), 0).await;
+    result.map_err(|error| LsmError::io("write", &temporary, error))?;
+    file.sync().await.map_err(|error| LsmError::io("sync", &temporary, error))?;
+    disk.rename(&temporary, &path)
+        .await
+        .map_err(|error| LsmError::io("rename", &temporary, error))?;
+    disk.sync_dir(&inner.dir).await.map_err(|error| LsmError::io("sync dir", &inner.dir, error))
+}
+
+fn record_of(table: &Table, level: usize) -> TableRecord {
+    TableRecord {
+        id: table.id,
+        level: level as u32,
+        size_bytes: table.size_bytes,
+        meta: table.meta.clone(),
+    }
+}
+
+async fn flush_one(inner: &Rc<Inner>) -> Result<(), LsmError> {
+    let (memtable, id) = {
+        let mut state = inner.state.borrow_mut();
+        let memtable = state.immutables[0].clone();
+        let id = state.manifest.next_table_id;
+        state.manifest.next_table_id += 1;
+        (memtable, id)
+    };
+    let replay_from = memtable.wal_index_max + 1;
+    let table = if memtable.is_empty() {
+        None
+    } else {
+        let mut builder = TableBuilder::new(inner.build_options());
+        for entry in memtable.all_entries() {
+            builder.add(&entry.key, entry.sequence, entry.kind, &entry.value);
+        }
+        let (bytes, _) = builder.finish(memtable.tombstones());
+        let table = write_table(inner, id, bytes).await?;
+        sync_sst_dir(inner).await?;
+        Some(table)
+    };
+    let mut manifest = inner.state.borrow().manifest.clone();
+    if let Some(table) = &table {
+        manifest.tables.push(record_of(table, 0));
+    }
+    manifest.wal_replay_from = manifest.wal_replay_from.max(replay_from);
+    write_manifest(inner, &manifest).await?;
+    {
+        let mut state = inner.state.borrow_mut();
+        let mut levels = state.version.levels.clone();
+        if let Some(table) = table {
+            levels[0].insert(0, table);
+        }
+        state.version = Rc::new(Version { levels });
+        state.manifest = manifest;
+        state.immutables.remove(0);
+        state.stats.flushes += 1;
+        state.idle = false;
+    }
+    inner.notify();
+    if memtable.wal_index_max > 0 {
+        inner.wal.truncate_prefix(replay_from).await?;
+    }
+    Ok(())
+}
+
+async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmError> {
+    let (version, snapshots) = {
+        let state = inner.state.borrow();
+        (state.version.clone(), state.snapshots.keys().copied().collect::<Vec<u64>>())
+    };
+    let find = |level: usize, id: u64| -> Rc<Table> {
+        version.levels[level]
+            .iter()
+            .find(|table| table.id == id)
+            .expect("planned tables exist")
+            .clone()
+    };
+    let upper: Vec<Rc<Table>> = plan.upper.iter().map(|&id| find(plan.level, id)).collect();
+    let lower: Vec<Rc<Table>> =
+        plan.lower.iter().map(|&id| find(plan.output_level(), id)).collect();
+    let output_level = plan.output_level();
+    let mut outputs: Vec<Rc<Table>> = Vec::new();
+    if plan.is_trivial_move() {
+        outputs.push(upper[0].clone());
+    } else {
+        let mut sources = Vec::new();
+        let mut tombstones: Vec<RangeTombstone> = Vec::new();
+        for table in upper.iter().chain(&lower) {
+            tombstones.extend(table.tombstones.iter().cloned());
+            sources.push(Source::Table(
+                TableCursor::new(table.clone(), Bound::Unbounded, false).await?,
+            ));
+        }
+        tombstones.sort();
+        tombstones.dedup();
+        let kept_tombstones: Vec<RangeTombstone> = tombstones
+            .iter()
+            .filter(|tombstone| compaction::keep_tombstone(tombstone, &snapshots, plan.bottom))
+            .cloned()
+            .collect();
+        let mut merger = Merger::new(sources).await?;
+        let mut builder: Option<TableBuilder> = None;
+        let mut lower_bound: Option<Vec<u8>> = None;
+        let mut group: Vec<Entry> = Vec::new();
+        let mut finished: Vec<(Vec<u8>, Option<Vec<u8>>, TableBuilder)> = Vec::new();
+        loop {
+            let next = merger.next().await?;
+            let boundary = match (&next, group.first()) {
+                (Some(entry), Some(first)) => entry.key != first.key,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if boundary {
+                let key = group[0].key.clone();
+                let covering: Vec<u64> =
+                    tombstones.iter().filter(|t| t.covers(&key)).map(|t| t.sequence).collect();
+                let kept = compaction::retain(
+                    std::mem::take(&mut group),
+                    &covering,
+                    &snapshots,
+                    plan.bottom,
+                );
+                if !kept.is_empty() {
+                    let full = builder.as_ref().is_some_and(|builder| {
+                        builder.size_bytes() >= inner.options.table_bytes_target
+                    });
+                    if full {
+                        let done = builder.take().expect("full builder exists");
+                        let lower_key = lower_bound.take().unwrap_or_default();
+                        finished.push((lower_key, Some(key.clone()), done));
+                        lower_bound = Some(key.clone());
+                    }
+                    let builder =
+                        builder.get_or_insert_with(|| TableBuilder::new(inner.build_options()));
+                    for version in kept {
+                        builder.add(&version.key, version.sequence, version.kind, &version.value);
+                    }
+                }
+            }
+            match next {
+                Some(entry) => group.push(entry),
+                None => break,
+            }
+        }
+        if let Some(builder) = builder.take() {
+            finished.push((lower_bound.take().unwrap_or_default(), None, builder));
+        } else if !kept_tombstones.is_empty() {
+            finished.push((Vec::new(), None, TableBuilder::new(inner.build_options())));
+        }
+        for (position, (lower_key, upper_key, builder)) in finished.into_iter().enumerate() {
+            let lower_key = (position > 0).then_some(lower_key.as_slice());
+            let fragments: Vec<RangeTombstone> = kept_tombstones
+                .iter()
+                .filter_map(|tombstone| {
+                    compaction::clip(tombstone, lower_key, upper_key.as_deref())
+                })
+                .collect();
+            if builder.entry_count() == 0 && fragments.is_empty() {
+                continue;
+            }
+            let (bytes, _) = builder.finish(&fragments);
+            let id = {
+                let mut state = inner.state.borrow_mut();
+                state.manifest.next_table_id += 1;
+                state.manifest.next_table_id - 1
+            };
+            outputs.push(write_table(inner, id, bytes).await?);
+        }
+        if !outputs.is_empty() {
+            sync_sst_dir(inner).await?;
+        }
+    }
+    let removed: BTreeSet<u64> = plan.upper.iter().chain(&plan.lower).copied().collect();
+    let mut manifest = inner.state.borrow().manifest.clone();
+    manifest.tables.retain(|record| !removed.contains(&record.id));
+    for table in &outputs {
+        manifest.tables.push(record_of(table, output_level));
+    }
+    write_manifest(inner, &manifest).await?;
+    {
+        let mut state = inner.state.borrow_mut();
+        let mut levels = state.version.levels.clone();
+        for tables in &mut levels {
+            tables.retain(|table| !removed.contains(&table.id));
+        }
+        levels[output_level].extend(outputs.iter().cloned());
+        levels[output_level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+        #[cfg(debug_assertions)]
+        for pair in levels[output_level].windows(2) {
+            assert!(pair[0].meta.largest <= pair[1].meta.smallest, "levels >= 1 stay disjoint");
+        }
+        state.version = Rc::new(Version { levels });
+        state.manifest = manifest;
+        state.pointers[plan.level] = plan.largest.clone();
+        state.stats.compactions += 1;
+        if plan.is_trivial_move() {
+            state.stats.trivial_moves += 1;
+        }
+    }
+    if !plan.is_trivial_move() {
+        // The manifest no longer names the inputs: delete them (open cleans up if this fails).
+        for id in removed {
+            let path = inner.table_path(id);
+            inner
+                .rt
+                .disk()
+                .remove(&path)
+                .await
+                .map_err(|error| LsmError::io("remove", &path, error))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Compaction decisions (pure): which tables to merge next, and which versions of a key survive a
+//! merge given the live snapshots. `Db` performs the I/O.
+//!
+//! Leveled: level 0 holds flushed tables that may overlap; it is merged whole into level 1 once it
+//! has `level0_tables_max` tables. Each level `n >= 1` is a sorted run of disjoint tables with a
+//! byte target `level1_bytes * level_multiplier^(n-1)`; over target, one of its tables (round
+//! robin by key) is merged into the overlapping tables of level `n + 1`. A table that overlaps
+//! nothing below moves down without being rewritten. Every byte is thus rewritten about
+//! `level_multiplier + 1` times per level: write amplification is bounded by the level count.
+
+use crate::manifest::LEVELS;
+use crate::memtable::{Entry, Kind, RangeTombstone};
+
+/// What the planner needs to know about a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSummary {
+    pub id: u64,
+    pub size_bytes: u64,
+    pub smallest: Vec<u8>,
+    pub largest: Vec<u8>,
+}
+
+impl TableSummary {
+    fn overlaps(&self, smallest: &[u8], largest: &[u8]) -> bool {
+        self.smallest.as_slice() <= largest && smallest <= self.largest.as_slice()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub level0_tables_max: usize,
+    pub level1_bytes: u64,
+    pub level_multiplier: u64,
+}
+
+impl Shape {
+    pub fn target_bytes(&self, level: usize) -> u64 {
+        assert!(level >= 1);
+        let mut target = self.level1_bytes;
+        for _ in 1..level {
+            target = target.saturating_mul(self.level_multiplier);
+        }
+        target
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub level: usize,
+    pub upper: Vec<u64>,
+    pub lower: Vec<u64>,
+    /// Nothing below the output level overlaps the inputs: deletions can be dropped.
+    pub bottom: bool,
+    /// Key bounds of the inputs.
+    pub smallest: Vec<u8>,
+    pub largest: Vec<u8>,
+}
+
+impl Plan {
+    pub fn output_level(&self) -> usize {
+        self.level + 1
+    }
+
+    /// One input and nothing to merge with: move it down without rewriting.
+    pub fn is_trivial_move(&self) -> bool {
+        self.upper.len() == 1 && self.lower.is_empty()
+    }
+}
+
+/// The most urgent compaction, if any level is over its target. `levels[0]` is newest first;
+/// `pointers[n]` is the largest key of the last table compacted out of level `n`.
+pub fn pick(levels: &[Vec<TableSummary>], shape: &Shape, pointers: &[Vec<u8>]) -> Option<Plan> {
+    assert_eq!(levels.len(), LEVELS);
+    let mut best: Option<(f64, usize)> = None;
+    let level0_score = levels[0].len() as f64 / shape.level0_tables_max.max(1) as f64;
+    if level0_score >= 1.0 {
+        best = Some((level0_score, 0));
+    }
+    for (level, tables) in levels.iter().enumerate().take(LEVELS - 1).skip(1) {
+        let bytes: u64 = tables.iter().map(|table| table.size_bytes).sum();
+        let score = bytes as f64 / shape.target_bytes(level) as f64;
+        if score >= 1.0 && best.is_none_or(|(best_score, _)| score > best_score) {
+            best = Some((score, level));
+        }
+    }
+    let (_, level) = best?;
+    let upper: Vec<&TableSummary> = if level == 0 {
+        levels[0].iter().collect()
+    } else {
+        let tables = &levels[level];
+        let pointer = &pointers[level];
+        let next = tables.iter().find(|table| table.smallest > *pointer).unwrap_or(&tables[0]);
+        vec![next]
+    };
+    let smallest = upper.iter().map(|table| table.smallest.clone()).min().expect("inputs");
+    let largest = upper.iter().map(|table| table.largest.clone()).max().expect("inputs");
+    let lower: Vec<&TableSummary> =
+        levels[level + 1].iter().filter(|table| table.overlaps(&smallest, &largest)).collect();
+    let smallest =
+        lower.iter().map(|table| table.smallest.clone()).chain([smallest]).min().expect("some");
+    let largest =
+        lower.iter().map(|table| table.largest.clone()).chain([largest]).max().expect("some");
+    let bottom = levels[level + 2..]
+        .iter()
+        .all(|tables| tables.iter().all(|table| !table.overlaps(&smallest, &largest)));
+    Some(Plan {
+        level,
+        upper: upper.iter().map(|table| table.id).collect(),
+        lower: lower.iter().map(|table| table.id).collect(),
+        bottom,
+        smallest,
+        largest,
+    })
+}
+
+/// The versions of one key (newest first, all sequences) that a merge keeps. `covering` holds
+/// the sequences of the input range tombstones covering the key; `snapshots` the live snapshot
+/// sequences. A version survives if it is the newest, or if some snapshot sees it (a snapshot at
+/// or above it and below whatever hides it: a newer version or a covering tombstone). At the
+/// bottom, trailing deletes hide nothing and go.
+pub fn retain(
+    versions: Vec<Entry>,
+    covering: &[u64],
+    snapshots: &[u64],
+    bottom: bool,
+) -> Vec<Entry> {
+    let mut kept: Vec<Entry> = Vec::with_capacity(1);
+    let mut hidden_by: Option<u64> = None;
+    for version in versions {
+        let tombstone =
+            covering.iter().copied().filter(|&sequence| sequence > version.sequence).min();
+        let hide = match (hidden_by, tombstone) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let visible = match hide {
+            None => true,
+            Some(hide) => {
+                snapshots.iter().any(|&snapshot| version.sequence <= snapshot && snapshot < hide)
+            }
+        };
+        hidden_by = Some(version.sequence);
+        if visible {
+            kept.push(version);
+        }
+    }
+    if bottom {
+        while kept.last().is_some_and(|version| version.kind == Kind::Delete) {
+            kept.pop();
+        }
+    }
+    kept
+}
+
+/// Whether a range tombstone must still be written by a merge.
+pub fn keep_tombstone(tombstone: &RangeTombstone, snapshots: &[u64], bottom: bool) -> bool {
+    !bottom || snapshots.iter().any(|&snapshot| snapshot < tombstone.sequence)
+}
+
+/// The part of `tombstone` inside `[lower, upper)` (`None` bounds are open).
+pub fn clip(
+    tombstone: &RangeTombstone,
+    lower: Option<&[u8]>,
+    upper: Option<&[u8]>,
+) -> Option<RangeTombstone> {
+    let start = match lower {
+        Some(lower) if lower > tombstone.start.as_slice() => lower.to_vec(),
+        _ => tombstone.start.clone(),
+    };
+    let end = match upper {
+        Some(upper) if upper < tombstone.end.as_slice() => upper.to_vec(),
+        _ => tombstone.end.clone(),
+    };
+    (start < end).then_some(RangeTombstone { start, end, sequence: tombstone.sequence })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(sequence: u64, kind: Kind) -> Entry {
+        Entry { key: b"k".to_vec(), sequence, kind, value: Vec::new() }
+    }
+
+    #[test]
+    fn snapshots_keep_the_versions_they_see() {
+        let versions = vec![version(30, Kind::Put), version(20, Kind::Put), version(10, Kind::Put)];
+        let kept = retain(versions.clone(), &[], &[], false);
+        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30]);
+        let kept = retain(versions.clone(), &[], &[25], false);
+        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30, 20]);
+        let kept = retain(versions, &[15], &[12], false);
+        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30, 10]);
+    }
+
+    #[test]
+    fn bottom_drops_trailing_deletes() {
+        let versions = vec![version(30, Kind::Delete), version(20, Kind::Put)];
+        assert!(retain(versions.clone(), &[], &[], true).is_empty());
+        assert_eq!(retain(versions, &[], &[25], true).len(), 2);
+    }
+
+    #[test]
+    fn pick_merges_a_full_level_zero() {
+        let table = |id, smallest: &[u8], largest: &[u8]| TableSummary {
+            id,
+            size_bytes: 10,
+            smallest: smallest.to_vec(),
+            largest: largest.to_vec(),
+        };
+        let mut levels = vec![Vec::new(); LEVELS];
+        levels[0] = vec![table(4, b"a", b"c"), table(3, b"b", b"d")];
+        levels[1] = vec![table(1, b"a", b"b"), table(2, b"x", b"z")];
+        let shape = Shape { level0_tables_max: 2, level1_bytes: 1000, level_multiplier: 10 };
+        let plan = pick(&levels, &shape, &vec![Vec::new(); LEVELS]).unwrap();
+        assert_eq!((plan.level, plan.upper.clone(), plan.lower.clone()), (0, vec![4, 3], vec![1]));
+        assert!(plan.bottom);
+    }
+}
