@@ -124,7 +124,7 @@ impl Linearized {
 
     #[inline]
     pub(crate) fn zobrist(operation: usize) -> u64 {
-        splitmix64(operation as u64 ^ 0x5EED_0F_5747A)
+        splitmix64(operation as u64 ^ 0x05EE_D0F5_747A)
     }
 
     #[inline]

@@ -64,6 +64,7 @@ pub(crate) enum SearchEnd<S> {
 
 const NO_STATE: u32 = u32::MAX;
 const CHECK_EVERY: u64 = 1 << 12;
+const _: () = assert!(CHECK_EVERY.is_power_of_two());
 
 /// The search over one partition, resumable: [`Search::run`] takes a number of steps and either
 /// finishes or pauses where it was, so partitions can be interleaved deterministically.
@@ -77,6 +78,8 @@ pub(crate) struct Search<'o, 'a, M: Model> {
     entry_operation: Vec<u32>,
     entry_is_call: Vec<bool>,
     return_entry_of: Vec<u32>,
+    /// Per operation: the model says it never changes the state.
+    read_only: Vec<bool>,
     next: Vec<u32>,
     previous: Vec<u32>,
     /// Unknown-outcome list over operation indices, in call order; head `count`, tail `count+1`.
@@ -105,6 +108,8 @@ struct Frame {
     /// The call entry in the main list, or the operation index for an unknown outcome.
     item: u32,
     is_info: bool,
+    /// A read-only operation taken as soon as it was legal: not a choice point.
+    forced: bool,
     state: u32,
     /// For an unknown outcome: the return entry bounding phase 2 when it was chosen.
     limit: u32,
@@ -127,7 +132,10 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
         for (index, operation) in operations.iter().enumerate() {
             assert!(operation.call_time < operation.return_time, "a return precedes its call");
             if operation.return_time == u64::MAX {
-                info_operations.push(index as u32);
+                // An unknown outcome that changes nothing need never take effect.
+                if !model.is_read_only(operation.input, operation.output) {
+                    info_operations.push(index as u32);
+                }
                 continue;
             }
             events.push((operation.call_time, false, index as u32));
@@ -174,6 +182,10 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
             entry_operation,
             entry_is_call,
             return_entry_of,
+            read_only: operations
+                .iter()
+                .map(|operation| model.is_read_only(operation.input, operation.output))
+                .collect(),
             next,
             previous,
             info_next,
@@ -262,7 +274,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
         let steps_end = self.steps.saturating_add(steps_count);
         loop {
             self.steps += 1;
-            if self.steps % CHECK_EVERY == 0 {
+            if self.steps & (CHECK_EVERY - 1) == 0 {
                 let memory = self.memory_bytes();
                 limits
                     .memory_bytes_used
@@ -288,23 +300,46 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                     continue;
                 }
                 let operation = self.entry_operation[entry] as usize;
-                if let Some(next_state) = self.try_linearize(operation) {
-                    self.stack.push(Frame {
-                        item: entry as u32,
-                        is_info: false,
-                        state: self.state,
-                        limit: 0,
-                    });
-                    self.state = next_state;
-                    let ret = self.return_entry_of[operation] as usize;
-                    lift(&mut self.next, &mut self.previous, entry, ret);
-                    if self.next[0] as usize == tail {
-                        return self.finish(limits, SearchEnd::Linearizable);
-                    }
-                    self.entry = self.next[0] as usize;
-                } else {
+                let next_state = self.step(operation);
+                if next_state == NO_STATE {
                     self.entry = self.next[entry] as usize;
+                    continue;
                 }
+                // A read-only operation legal now can go first in any linearization from here
+                // (it is pending, so nothing still pending returned before its call, and it
+                // changes no state): take it without making it a choice point. If that leads to
+                // a configuration already explored, this whole node fails.
+                let forced = self.read_only[operation];
+                self.linearized.set(operation);
+                if !self.visited.insert(&mut self.linearized, next_state) {
+                    self.linearized.clear(operation);
+                    if forced {
+                        if !self.backtrack() {
+                            let depth_max = self.depth_max;
+                            return self.finish(
+                                limits,
+                                SearchEnd::NotLinearizable { depth_max, stuck: None },
+                            );
+                        }
+                    } else {
+                        self.entry = self.next[entry] as usize;
+                    }
+                    continue;
+                }
+                self.stack.push(Frame {
+                    item: entry as u32,
+                    is_info: false,
+                    forced,
+                    state: self.state,
+                    limit: 0,
+                });
+                self.state = next_state;
+                let ret = self.return_entry_of[operation] as usize;
+                lift(&mut self.next, &mut self.previous, entry, ret);
+                if self.next[0] as usize == tail {
+                    return self.finish(limits, SearchEnd::Linearizable);
+                }
+                self.entry = self.next[0] as usize;
                 continue;
             }
             let operation = self.info_cursor;
@@ -314,6 +349,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                     self.stack.push(Frame {
                         item: operation as u32,
                         is_info: true,
+                        forced: false,
                         state: self.state,
                         limit: self.limit as u32,
                     });
@@ -336,10 +372,18 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                     SearchEnd::NotLinearizable { depth_max: depth, stuck: Some(stuck) },
                 );
             }
-            let Some(frame) = self.stack.pop() else {
+            if !self.backtrack() {
                 let depth_max = self.depth_max;
                 return self.finish(limits, SearchEnd::NotLinearizable { depth_max, stuck: None });
-            };
+            }
+        }
+    }
+
+    /// Undoes the last choice and moves the cursor past it; forced frames are undone on the way
+    /// (they were no choice). Returns false when there is nothing left to undo.
+    fn backtrack(&mut self) -> bool {
+        loop {
+            let Some(frame) = self.stack.pop() else { return false };
             self.state = frame.state;
             if frame.is_info {
                 let operation = frame.item as usize;
@@ -356,6 +400,9 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                 unlift(&mut self.next, &mut self.previous, call, ret);
                 self.in_info_phase = false;
                 self.entry = self.next[call] as usize;
+            }
+            if !frame.forced {
+                return true;
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Jepsen etcd logs: one compare-and-set register, initially absent.
 //!
 //! ```text
-//! INFO  jepsen.util - 3	:invoke	:cas	[3 0]
-//! INFO  jepsen.util - 3	:fail	:cas	[3 0]
+//! INFO  jepsen.util - 3    :invoke    :cas    [3 0]
+//! INFO  jepsen.util - 3    :fail    :cas    [3 0]
 //! ```
 //! Fields are separated by tabs or runs of spaces. The reading follows Porcupine's:
 //! - `:ok :read nil` read the absent register;

@@ -39,6 +39,10 @@ impl Model for CounterModel {
         0
     }
 
+    fn is_read_only(&self, input: &CounterInput, _output: Option<&CounterOutput>) -> bool {
+        matches!(input, CounterInput::Read | CounterInput::Add(0))
+    }
+
     fn step<'s>(
         &self,
         state: &'s i64,

@@ -73,6 +73,10 @@ impl Model for KvModel {
         Vec::new()
     }
 
+    fn is_read_only(&self, input: &KvInput, _output: Option<&KvOutput>) -> bool {
+        matches!(input, KvInput::Get { .. })
+    }
+
     fn step<'s>(
         &self,
         state: &'s Self::State,

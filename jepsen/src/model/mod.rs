@@ -51,6 +51,15 @@ pub trait Model: Sync {
         None
     }
 
+    /// Whether this operation never changes the state, in any state where it is legal (a read, a
+    /// failed compare-and-set). The checker takes such an operation as soon as it is legal instead
+    /// of branching on it, and ignores it when its outcome is unknown. Default: `false` (always
+    /// safe; `true` for an operation that can change the state makes the checker wrong).
+    fn is_read_only(&self, input: &Self::Input, output: Option<&Self::Output>) -> bool {
+        let _ = (input, output);
+        false
+    }
+
     /// A short human description of an operation, e.g. `write 3` or `read -> 3`.
     fn describe_operation(&self, input: &Self::Input, output: Option<&Self::Output>) -> String {
         match output {

@@ -51,6 +51,14 @@ impl Model for RegisterModel {
         self.initial
     }
 
+    fn is_read_only(&self, input: &RegisterInput, output: Option<&RegisterOutput>) -> bool {
+        matches!(
+            (input, output),
+            (RegisterInput::Read, _)
+                | (RegisterInput::Cas { .. }, Some(RegisterOutput::Cas(false)))
+        )
+    }
+
     fn step<'s>(
         &self,
         state: &'s Option<u64>,

@@ -42,6 +42,10 @@ impl Model for SetModel {
         BTreeSet::new()
     }
 
+    fn is_read_only(&self, input: &SetInput, _output: Option<&SetOutput>) -> bool {
+        matches!(input, SetInput::Read)
+    }
+
     fn step<'s>(
         &self,
         state: &'s BTreeSet<u64>,
