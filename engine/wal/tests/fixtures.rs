@@ -29,7 +29,10 @@ fn data(index: u64) -> Vec<u8> {
 }
 
 /// Installs `files` durably in `wal/`, opens the log, and returns what it holds.
-fn open(files: Files) -> Result<(Vec<(u64, Vec<u8>)>, bool), WalError> {
+/// The records a log holds and whether recovery cut a torn tail.
+type Opened = (Vec<(u64, Vec<u8>)>, bool);
+
+fn open(files: Files) -> Result<Opened, WalError> {
     let mut sim = Sim::new(1, FaultConfig::none());
     let node: NodeId = sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
     let rt = sim.runtime(node);
