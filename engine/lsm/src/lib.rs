@@ -29,6 +29,7 @@ pub mod bloom;
 mod cache;
 pub mod compaction;
 mod error;
+pub mod fuzz;
 pub mod manifest;
 pub mod memtable;
 mod merge;

@@ -24,6 +24,7 @@
 //! Byte layouts: `docs/format.md`, "WAL segment" and "WAL record".
 
 mod error;
+pub mod fuzz;
 pub mod record;
 pub mod recovery;
 pub mod segment;

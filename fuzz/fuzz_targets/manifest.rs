@@ -1,0 +1,4 @@
+//! Fuzz target: `strata_lsm::fuzz::manifest` must never panic on any input.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_lsm::fuzz::manifest(data));
