@@ -122,6 +122,7 @@ fn fjall_run(dir: &Path, workload: &Workload) -> Timings {
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("bench");
 
 fn redb_run(dir: &Path, workload: &Workload) -> Timings {
+    std::fs::create_dir_all(dir).expect("redb dir");
     let db = redb::Database::create(dir.join("bench.redb")).expect("redb create");
     let started = Instant::now();
     for chunk in (0..workload.keys.len()).collect::<Vec<_>>().chunks(COMMIT_EVERY) {

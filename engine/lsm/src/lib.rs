@@ -382,7 +382,9 @@ impl Db {
         let mut wal_options = options.wal.clone();
         wal_options.first_index = manifest.wal_replay_from;
         let wal = Wal::open(rt, &format!("{dir}/wal"), wal_options).await?;
-        if wal.last_index() + 1 < manifest.wal_replay_from {
+        let gap =
+            wal.first_index() > manifest.wal_replay_from && wal.last_index() >= wal.first_index();
+        if wal.last_index() + 1 < manifest.wal_replay_from || gap {
             return Err(LsmError::corruption(
                 &format!("{dir}/wal"),
                 0,
