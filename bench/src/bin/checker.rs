@@ -96,8 +96,10 @@ fn main() {
             } else {
                 String::new()
             };
-            let name =
-                format!("generated kv {}k ops, {keys} keys, 50 clients{unknown}", operations / 1000);
+            let name = format!(
+                "generated kv {}k ops, {keys} keys{unknown}, 50 clients",
+                operations / 1000
+            );
             if !name.contains(only.as_str()) {
                 continue;
             }

@@ -106,20 +106,92 @@ impl<S: Clone + Eq + Hash> Interner<S> {
     }
 }
 
-/// The linearized set of a search, with its incremental hash.
-pub(crate) struct Linearized {
+/// A bitset stored as a window: everything before `low_word` is all ones, nothing after
+/// `high_word` is set.
+struct Region {
     words: Vec<u64>,
     /// Index of the first word that is not all ones.
     low_word: usize,
     /// No word past this one is non-zero.
     high_word: usize,
-    hash: u64,
 }
 
+impl Region {
+    fn new(bits: usize) -> Self {
+        Self { words: vec![0; bits.div_ceil(64).max(1)], low_word: 0, high_word: 0 }
+    }
+
+    #[inline]
+    fn set(&mut self, bit: usize) {
+        let word = bit / 64;
+        self.words[word] |= 1 << (bit % 64);
+        self.high_word = self.high_word.max(word);
+        while self.low_word < self.words.len() && self.words[self.low_word] == u64::MAX {
+            self.low_word += 1;
+        }
+    }
+
+    #[inline]
+    fn clear(&mut self, bit: usize) {
+        let word = bit / 64;
+        self.words[word] &= !(1 << (bit % 64));
+        self.low_word = self.low_word.min(word);
+    }
+
+    /// Appends the canonical form: the low word index, the window's length, the window.
+    #[inline]
+    fn encode(&mut self, out: &mut Vec<u64>) {
+        while self.high_word > self.low_word && self.words[self.high_word] == 0 {
+            self.high_word -= 1;
+        }
+        out.push(self.low_word as u64);
+        if self.low_word >= self.words.len() {
+            out.push(0);
+            return;
+        }
+        let end = self.high_word.max(self.low_word) + 1;
+        out.push((end - self.low_word) as u64);
+        out.extend_from_slice(&self.words[self.low_word..end]);
+    }
+}
+
+/// The linearized set of a search, with its incremental hash. Operations with a known outcome
+/// and operations with an unknown one live in two regions, each in call order: the first region's
+/// window stays short (operations are linearized roughly in order) even while some unknown
+/// outcomes stay pending forever.
+pub(crate) struct Linearized {
+    /// Per operation: its bit, with `UNKNOWN_REGION` set for the second region.
+    slots: Vec<u32>,
+    regions: [Region; 2],
+    hash: u64,
+    encoded: Vec<u64>,
+}
+
+const UNKNOWN_REGION: u32 = 1 << 31;
+
 impl Linearized {
-    pub(crate) fn new(operations_count: usize) -> Self {
-        let words_count = operations_count.div_ceil(64).max(1);
-        Self { words: vec![0; words_count], low_word: 0, high_word: 0, hash: 0 }
+    /// `unknown[op]` says which region an operation belongs to.
+    pub(crate) fn new(unknown: &[bool]) -> Self {
+        let mut counts = [0u32; 2];
+        let slots = unknown
+            .iter()
+            .map(|&unknown| {
+                let region = usize::from(unknown);
+                let bit = counts[region];
+                counts[region] += 1;
+                if unknown {
+                    bit | UNKNOWN_REGION
+                } else {
+                    bit
+                }
+            })
+            .collect();
+        Self {
+            slots,
+            regions: [Region::new(counts[0] as usize), Region::new(counts[1] as usize)],
+            hash: 0,
+            encoded: Vec::new(),
+        }
     }
 
     #[inline]
@@ -128,22 +200,23 @@ impl Linearized {
     }
 
     #[inline]
+    fn locate(&self, operation: usize) -> (usize, usize) {
+        let slot = self.slots[operation];
+        (usize::from(slot & UNKNOWN_REGION != 0), (slot & !UNKNOWN_REGION) as usize)
+    }
+
+    #[inline]
     pub(crate) fn set(&mut self, operation: usize) {
-        let word = operation / 64;
-        self.words[word] |= 1 << (operation % 64);
+        let (region, bit) = self.locate(operation);
+        self.regions[region].set(bit);
         self.hash ^= Self::zobrist(operation);
-        self.high_word = self.high_word.max(word);
-        while self.low_word < self.words.len() && self.words[self.low_word] == u64::MAX {
-            self.low_word += 1;
-        }
     }
 
     #[inline]
     pub(crate) fn clear(&mut self, operation: usize) {
-        let word = operation / 64;
-        self.words[word] &= !(1 << (operation % 64));
+        let (region, bit) = self.locate(operation);
+        self.regions[region].clear(bit);
         self.hash ^= Self::zobrist(operation);
-        self.low_word = self.low_word.min(word);
     }
 
     #[inline]
@@ -151,27 +224,22 @@ impl Linearized {
         self.hash
     }
 
-    /// The canonical compact form: (first word not all ones, the words from it to the last
-    /// non-zero word).
+    /// The canonical compact form of the set.
     #[inline]
-    fn window(&mut self) -> (usize, &[u64]) {
-        while self.high_word > self.low_word && self.words[self.high_word] == 0 {
-            self.high_word -= 1;
-        }
-        if self.low_word >= self.words.len() {
-            return (self.low_word, &[]);
-        }
-        let end = self.high_word.max(self.low_word) + 1;
-        (self.low_word, &self.words[self.low_word..end])
+    fn encode(&mut self) -> &[u64] {
+        self.encoded.clear();
+        let [known, unknown] = &mut self.regions;
+        known.encode(&mut self.encoded);
+        unknown.encode(&mut self.encoded);
+        &self.encoded
     }
 }
 
 #[derive(Clone, Copy)]
 struct Entry {
     state: u32,
-    low_word: u32,
-    words_start: u32,
     words_len: u32,
+    words_start: u64,
     /// Next entry with the same hash, or `u32::MAX`.
     next: u32,
 }
@@ -191,38 +259,33 @@ impl Visited {
     /// Inserts the configuration; returns whether it was new.
     pub(crate) fn insert(&mut self, linearized: &mut Linearized, state: u32) -> bool {
         let key = linearized.hash() ^ splitmix64(u64::from(state));
-        let (low_word, window) = linearized.window();
+        let encoded = linearized.encode();
         let new_index = u32::try_from(self.entries.len()).expect("fewer than 2^32 memo entries");
-        let mut chain = match self.heads.entry(key) {
+        let first = match self.heads.entry(key) {
             std::collections::hash_map::Entry::Occupied(head) => *head.get(),
             std::collections::hash_map::Entry::Vacant(vacant) => {
                 vacant.insert(new_index);
                 u32::MAX
             }
         };
-        let first = chain;
+        let mut chain = first;
         while chain != u32::MAX {
             let entry = self.entries[chain as usize];
-            if entry.state == state
-                && entry.low_word as usize == low_word
-                && entry.words_len as usize == window.len()
-            {
+            if entry.state == state && entry.words_len as usize == encoded.len() {
                 let start = entry.words_start as usize;
-                if &self.words[start..start + window.len()] == window {
+                if &self.words[start..start + encoded.len()] == encoded {
                     return false;
                 }
             }
             chain = entry.next;
         }
-        let words_start = u32::try_from(self.words.len()).expect("memo smaller than 32 GiB");
-        self.words.extend_from_slice(window);
         self.entries.push(Entry {
             state,
-            low_word: u32::try_from(low_word).expect("fewer than 2^38 operations"),
-            words_start,
-            words_len: u32::try_from(window.len()).expect("window fits"),
+            words_len: u32::try_from(encoded.len()).expect("window fits"),
+            words_start: self.words.len() as u64,
             next: first,
         });
+        self.words.extend_from_slice(encoded);
         if first != u32::MAX {
             self.heads.insert(key, new_index);
         }
@@ -231,7 +294,9 @@ impl Visited {
 
     /// Approximate bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.heads.capacity() * 16 + self.entries.capacity() * 20 + self.words.capacity() * 8
+        self.heads.capacity() * 16
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.words.capacity() * 8
     }
 
     pub(crate) fn len(&self) -> usize {

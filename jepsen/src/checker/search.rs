@@ -86,6 +86,9 @@ pub(crate) struct Search<'o, 'a, M: Model> {
     info_next: Vec<u32>,
     info_previous: Vec<u32>,
     interner: Interner<M::State>,
+    /// Per operation: the last state it was stepped from and the result (a one-entry memo).
+    step_cache: Vec<(u32, u32)>,
+    /// Every (state, operation) stepped so far, behind the one-entry cache.
     step_memo: FxMap<u64, u32>,
     visited: Visited,
     linearized: Linearized,
@@ -191,9 +194,15 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
             info_next,
             info_previous,
             interner,
+            step_cache: vec![(NO_STATE, NO_STATE); count],
             step_memo: FxMap::default(),
             visited: Visited::new(),
-            linearized: Linearized::new(count),
+            linearized: Linearized::new(
+                &operations
+                    .iter()
+                    .map(|operation| operation.return_time == u64::MAX)
+                    .collect::<Vec<_>>(),
+            ),
             state,
             stack: Vec::new(),
             depth_max: 0,
@@ -208,6 +217,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
 
     fn memory_bytes(&self) -> u64 {
         (self.visited.bytes()
+            + self.step_cache.capacity() * 8
             + self.step_memo.capacity() * 16
             + self.interner.len() * (2 * std::mem::size_of::<M::State>() + 16)
             + self.stack.capacity() * std::mem::size_of::<Frame>()) as u64
@@ -230,17 +240,26 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
     #[inline]
     fn step(&mut self, operation: usize) -> u32 {
         let state = self.state;
-        let memo_key = (u64::from(state) << 32) | operation as u64;
-        if let Some(&next_state) = self.step_memo.get(&memo_key) {
-            return next_state;
+        let (cached_state, cached_next) = self.step_cache[operation];
+        if cached_state == state {
+            return cached_next;
         }
-        let part = &self.operations[operation];
-        let next_state = match self.model.step(self.interner.get(state), part.input, part.output) {
-            Some(Cow::Borrowed(_)) => state,
-            Some(Cow::Owned(next_state)) => self.interner.intern(next_state),
-            None => NO_STATE,
+        let memo_key = (u64::from(state) << 32) | operation as u64;
+        let next_state = match self.step_memo.get(&memo_key) {
+            Some(&next_state) => next_state,
+            None => {
+                let part = &self.operations[operation];
+                let next_state =
+                    match self.model.step(self.interner.get(state), part.input, part.output) {
+                        Some(Cow::Borrowed(_)) => state,
+                        Some(Cow::Owned(next_state)) => self.interner.intern(next_state),
+                        None => NO_STATE,
+                    };
+                self.step_memo.insert(memo_key, next_state);
+                next_state
+            }
         };
-        self.step_memo.insert(memo_key, next_state);
+        self.step_cache[operation] = (state, next_state);
         next_state
     }
 
