@@ -18,6 +18,8 @@ use strata_rt::Runtime;
 const KEY_BYTES: usize = 16;
 const VALUE_BYTES: usize = 100;
 const COMMIT_EVERY: usize = 1000;
+/// Every engine's cache for this run, the same for all three.
+const CACHE_BYTES: usize = 256 << 20;
 
 struct Workload {
     keys: Vec<[u8; KEY_BYTES]>,
@@ -60,7 +62,8 @@ fn strata(dir: &Path, workload: &'static Workload) -> Timings {
     let backend = BlockingBackend::new(dir).expect("backend");
     let rt = Runtime::new(backend.clone());
     block_on(&backend, async move {
-        let db = Db::open(&rt, "db", Options::default()).await.expect("open");
+        let options = Options { cache_bytes: CACHE_BYTES, ..Options::default() };
+        let db = Db::open(&rt, "db", options).await.expect("open");
         let started = Instant::now();
         for chunk in (0..workload.keys.len()).collect::<Vec<_>>().chunks(COMMIT_EVERY) {
             let mut batch = WriteBatch::new();
@@ -92,7 +95,7 @@ fn strata(dir: &Path, workload: &'static Workload) -> Timings {
 }
 
 fn fjall_run(dir: &Path, workload: &Workload) -> Timings {
-    let keyspace = fjall::Config::new(dir).open().expect("fjall open");
+    let keyspace = fjall::Config::new(dir).cache_size(CACHE_BYTES as u64).open().expect("fjall open");
     let partition = keyspace.open_partition("bench", fjall::PartitionCreateOptions::default()).expect("partition");
     let started = Instant::now();
     for chunk in (0..workload.keys.len()).collect::<Vec<_>>().chunks(COMMIT_EVERY) {
@@ -123,7 +126,10 @@ const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("b
 
 fn redb_run(dir: &Path, workload: &Workload) -> Timings {
     std::fs::create_dir_all(dir).expect("redb dir");
-    let db = redb::Database::create(dir.join("bench.redb")).expect("redb create");
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(dir.join("bench.redb"))
+        .expect("redb create");
     let started = Instant::now();
     for chunk in (0..workload.keys.len()).collect::<Vec<_>>().chunks(COMMIT_EVERY) {
         let txn = db.begin_write().expect("begin");
@@ -162,7 +168,10 @@ fn main() {
         "LSM: {puts} random puts ({KEY_BYTES} B keys, {VALUE_BYTES} B values, durable commit every {COMMIT_EVERY}), {puts} random gets, full scan ({})",
         dir.display()
     );
-    println!("strata backend: BlockingBackend (std::fs stand-in for io_uring)");
+    println!(
+        "strata: BlockingBackend (std::fs stand-in for io_uring); cache {} MiB for each engine",
+        CACHE_BYTES >> 20
+    );
     let workload: &'static Workload = Box::leak(Box::new(Workload::new(puts)));
     let strata = strata(&dir.join("strata"), workload);
     let fjall = fjall_run(&dir.join("fjall"), workload);

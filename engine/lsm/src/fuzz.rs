@@ -6,10 +6,22 @@ use crate::block::{self, DataBlock, DataBlockBuilder};
 use crate::manifest::Manifest;
 use crate::table;
 
+/// Rewrites the trailing crc32c of `bytes[..]` so fuzzing reaches the decoders behind checksums.
+fn repair_crc(bytes: &mut [u8]) {
+    if bytes.len() >= 4 {
+        let split = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..split]);
+        bytes[split..].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 /// SSTable block decoding: an envelope that opens holds a payload; a data block that parses
-/// re-encodes to the same payload, and seeking finds each of its entries.
+/// re-encodes to the same payload, and seeking finds each of its entries. The input is tried as
+/// is, with its envelope checksum repaired, and as a bare payload.
 pub fn sstable_block(data: &[u8]) {
-    let payloads = [block::unseal(data).ok(), Some(data.to_vec())];
+    let mut repaired = data.to_vec();
+    repair_crc(&mut repaired);
+    let payloads = [block::unseal(data).ok(), block::unseal(&repaired).ok(), Some(data.to_vec())];
     for payload in payloads.into_iter().flatten() {
         let Ok(parsed) = DataBlock::parse(payload.clone()) else { continue };
         let mut builder = DataBlockBuilder::default();
@@ -27,8 +39,32 @@ pub fn sstable_block(data: &[u8]) {
 }
 
 /// SSTable tail decoding (footer, index, bloom, tombstones, meta): never panics; what parses
-/// has contiguous handles inside the file.
+/// has contiguous handles inside the file. Tried as is and with every checksum repaired.
 pub fn sstable_tail(data: &[u8]) {
+    check_tail(data);
+    let mut repaired = data.to_vec();
+    if repaired.len() >= table::FOOTER_BYTES {
+        let footer_at = repaired.len() - table::FOOTER_BYTES;
+        repair_crc(&mut repaired[footer_at..]);
+        let footer = &repaired[footer_at..];
+        let handles: Vec<(usize, usize)> = (0..4)
+            .map(|position| {
+                let at = 16 + position * 12;
+                let offset = u64::from_le_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
+                let len = u32::from_le_bytes(footer[at + 8..at + 12].try_into().expect("4 bytes"));
+                (offset as usize, len as usize)
+            })
+            .collect();
+        for (offset, len) in handles {
+            if let Some(end) = offset.checked_add(len).filter(|&end| end <= footer_at) {
+                repair_crc(&mut repaired[offset..end]);
+            }
+        }
+    }
+    check_tail(&repaired);
+}
+
+fn check_tail(data: &[u8]) {
     let file_len = data.len() as u64;
     if let Ok(parts) = table::parse_parts(data, 0, file_len) {
         let footer = parts.footer;
@@ -42,10 +78,18 @@ pub fn sstable_tail(data: &[u8]) {
     }
 }
 
-/// Manifest decoding: whatever decodes re-encodes to the same bytes.
+/// Manifest decoding: whatever decodes re-encodes to the same bytes. Tried as is and with the
+/// body checksum repaired.
 pub fn manifest(data: &[u8]) {
-    if let Ok(manifest) = Manifest::decode(data) {
-        assert_eq!(manifest.encode(), data, "manifest encoding is canonical");
+    let mut repaired = data.to_vec();
+    if repaired.len() >= crate::manifest::HEADER_BYTES {
+        let crc = crc32c::crc32c(&repaired[crate::manifest::HEADER_BYTES..]);
+        repaired[16..20].copy_from_slice(&crc.to_le_bytes());
+    }
+    for bytes in [data, &repaired[..]] {
+        if let Ok(manifest) = Manifest::decode(bytes) {
+            assert_eq!(manifest.encode(), bytes, "manifest encoding is canonical");
+        }
     }
 }
 
