@@ -37,6 +37,13 @@ struct Arguments {
     /// Print one line per seed instead of the full report.
     #[arg(long)]
     quiet: bool,
+    /// Plant a deliberate bug in the replicas, to see the checks catch it:
+    /// ack-before-durable, trust-cache-after-failed-sync or skip-repair.
+    #[arg(long)]
+    bug: Option<String>,
+    /// With --seed: write the client history as JSON lines here (for `jepsen check`).
+    #[arg(long)]
+    history_out: Option<std::path::PathBuf>,
 }
 
 fn fired(stats: &Stats) -> String {
@@ -120,6 +127,17 @@ fn run_one(seed: u64, options: &register::Options, arguments: &Arguments, verbos
     } else {
         println!("seed {seed} trace {:016x} {verdict} ({:.0} steps/s)", report.trace_hash, rate);
     }
+    if let Some(path) = &arguments.history_out {
+        match register::to_checker_history(&report.history, false) {
+            Ok(history) => {
+                let text = strata_jepsen::format::jsonl::write_history(&history, "register");
+                if let Err(error) = std::fs::write(path, text) {
+                    eprintln!("cannot write {}: {error}", path.display());
+                }
+            }
+            Err(error) => eprintln!("history not convertible: {error}"),
+        }
+    }
     if report.verdict.is_err() {
         let mut replay = format!("cargo run --release --bin sim -- --seed {seed}");
         if arguments.replicas != 5 || arguments.clients != 3 || arguments.fault_seconds != 10 {
@@ -131,6 +149,9 @@ fn run_one(seed: u64, options: &register::Options, arguments: &Arguments, verbos
         if arguments.no_faults {
             replay += " --no-faults";
         }
+        if let Some(bug) = &arguments.bug {
+            replay += &format!(" --bug {bug}");
+        }
         println!("replay: {replay}");
     }
     report.verdict.is_ok()
@@ -138,11 +159,22 @@ fn run_one(seed: u64, options: &register::Options, arguments: &Arguments, verbos
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    let bug = match arguments.bug.as_deref() {
+        None => None,
+        Some("ack-before-durable") => Some(register::Bug::AckBeforeDurable),
+        Some("trust-cache-after-failed-sync") => Some(register::Bug::TrustCacheAfterFailedSync),
+        Some("skip-repair") => Some(register::Bug::SkipRepair),
+        Some(other) => {
+            eprintln!("unknown bug {other:?}: ack-before-durable, trust-cache-after-failed-sync, skip-repair");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = register::Options {
         replicas: arguments.replicas.max(1),
         clients: arguments.clients.max(1),
         fault_duration: std::time::Duration::from_secs(arguments.fault_seconds),
         faults: !arguments.no_faults,
+        bug,
     };
     if let Some(seed) = arguments.seed {
         return if run_one(seed, &options, &arguments, !arguments.quiet) {

@@ -192,18 +192,30 @@ fn majority(replicas: usize) -> usize {
     replicas / 2 + 1
 }
 
+/// A deliberate bug, switched on to prove that the simulator and the checker catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// Acknowledge a store before its state is durable.
+    AckBeforeDurable,
+    /// After reopening, trust what the page cache shows instead of persisting it again (a failed
+    /// fsync may have dropped those pages from the media: the fsyncgate lesson).
+    TrustCacheAfterFailedSync,
+    /// After finding corruption, serve the surviving state without repairing from peers.
+    SkipRepair,
+}
+
 /// A replica: serves until an I/O error latches it, then reopens its state and serves again.
-pub async fn replica(rt: Runtime, replicas: Vec<NodeId>) {
+pub async fn replica(rt: Runtime, replicas: Vec<NodeId>, bug: Option<Bug>) {
     loop {
-        if let Err(_latched) = serve(&rt, &replicas).await {
+        if let Err(_latched) = serve(&rt, &replicas, bug).await {
             rt.sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn serve(rt: &Runtime, replicas: &[NodeId]) -> io::Result<()> {
+async fn serve(rt: &Runtime, replicas: &[NodeId], bug: Option<Bug>) -> io::Result<()> {
     let (mut store, mut state, suspect) = Store::open(rt).await?;
-    if suspect {
+    if suspect && bug != Some(Bug::SkipRepair) {
         let others: Vec<NodeId> =
             replicas.iter().copied().filter(|&id| id != rt.node_id()).collect();
         let newest = repair(rt, &others, majority(replicas.len())).await;
@@ -212,7 +224,9 @@ async fn serve(rt: &Runtime, replicas: &[NodeId]) -> io::Result<()> {
         }
         store.persist(state).await?; // Both slots: a bad sector in either is rewritten.
     }
-    store.persist(state).await?;
+    if bug != Some(Bug::TrustCacheAfterFailedSync) {
+        store.persist(state).await?;
+    }
     let net = rt.net();
     loop {
         let (from, bytes) = net.receive().await;
@@ -221,6 +235,9 @@ async fn serve(rt: &Runtime, replicas: &[NodeId]) -> io::Result<()> {
                 net.send(from, Message::Reply { request, state }.encode())
             }
             Some(Message::Store { request, state: offered }) => {
+                if bug == Some(Bug::AckBeforeDurable) {
+                    net.send(from, Message::Ack { request }.encode());
+                }
                 if offered.timestamp > state.timestamp {
                     store.persist(offered).await?;
                     state = offered;
@@ -402,11 +419,19 @@ pub struct Options {
     pub fault_duration: Duration,
     /// Swarm-drawn faults (true), or none at all (false).
     pub faults: bool,
+    /// A deliberate bug in the replicas (only to test the tests).
+    pub bug: Option<Bug>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { replicas: 5, clients: 3, fault_duration: Duration::from_secs(10), faults: true }
+        Options {
+            replicas: 5,
+            clients: 3,
+            fault_duration: Duration::from_secs(10),
+            faults: true,
+            bug: None,
+        }
     }
 }
 
@@ -433,9 +458,9 @@ pub fn run(seed: u64, options: &Options) -> Report {
     // Silent corruption may hit a minority of replicas, chosen by the seed.
     let corruptible_count = draw.below(u64::from((options.replicas - 1) / 2) + 1) as u32;
     for index in 0..options.replicas {
-        let options = NodeOptions { crashable: true, corruptible: index < corruptible_count };
-        let replicas = replicas.clone();
-        sim.add_node(options, move |rt| Box::pin(replica(rt, replicas.clone())));
+        let node_options = NodeOptions { crashable: true, corruptible: index < corruptible_count };
+        let (replicas, bug) = (replicas.clone(), options.bug);
+        sim.add_node(node_options, move |rt| Box::pin(replica(rt, replicas.clone(), bug)));
     }
     let history: History = Rc::default();
     let stop = Rc::new(Cell::new(false));
@@ -489,7 +514,109 @@ fn finish(sim: &mut Sim, history: &History, options: &Options) -> Result<(), Str
     let value = final_read.borrow().ok_or_else(|| {
         format!("liveness: the final read did not complete within 10 s after healing (done={done})")
     })?;
-    check_history(&history.borrow(), value)
+    check_history(&history.borrow(), value)?;
+    let mut complete = history.borrow().clone();
+    complete.push(Event::Invoke { process: u64::MAX, operation: Operation::Read });
+    complete.push(Event::Complete { process: u64::MAX, outcome: Outcome::Ok(Some(value)) });
+    check_linearizable(&complete)
+}
+
+/// Search steps the checker may take on one history: deterministic, unlike a time limit, and far
+/// above what a linearizable history of this scenario needs.
+const CHECKER_STEPS_MAX: u64 = 20_000_000;
+
+/// The register's history in the checker's terms.
+pub type RegisterHistory = strata_jepsen::History<
+    strata_jepsen::model::RegisterInput,
+    strata_jepsen::model::RegisterOutput,
+>;
+
+/// Converts a client history for the checker. With `prune`, drops the operations of unknown
+/// outcome that cannot change the verdict but make the search blow up (they may be linearized
+/// anywhere after their invocation): reads (they change nothing) and writes whose value no read
+/// returned (every value is written once, so such a write is indistinguishable from one that
+/// never took effect).
+pub fn to_checker_history(history: &[Event], prune: bool) -> Result<RegisterHistory, String> {
+    use strata_jepsen::model::{RegisterInput, RegisterOutput};
+    let observed: std::collections::BTreeSet<u64> = history
+        .iter()
+        .filter_map(|event| match event {
+            Event::Complete { outcome: Outcome::Ok(Some(value)), .. } => Some(*value),
+            _ => None,
+        })
+        .collect();
+    // Pair each invocation with its completion (a process runs one operation at a time).
+    let mut outcome_of_invocation = vec![None; history.len()];
+    let mut open_invocation = std::collections::BTreeMap::new();
+    for (position, event) in history.iter().enumerate() {
+        match *event {
+            Event::Invoke { process, .. } => {
+                open_invocation.insert(process, position);
+            }
+            Event::Complete { process, outcome } => {
+                let invoked =
+                    open_invocation.remove(&process).ok_or("completion without invocation")?;
+                outcome_of_invocation[invoked] = Some(outcome);
+            }
+        }
+    }
+    let mut recorded = strata_jepsen::History::new();
+    let mut open = std::collections::BTreeMap::new();
+    for (position, event) in history.iter().enumerate() {
+        match *event {
+            Event::Invoke { process, operation } => {
+                let unknown =
+                    matches!(outcome_of_invocation[position], Some(Outcome::Unknown) | None);
+                let droppable = prune
+                    && unknown
+                    && match operation {
+                        Operation::Read => true,
+                        Operation::Write(value) => !observed.contains(&value),
+                    };
+                if droppable {
+                    continue;
+                }
+                let input = match operation {
+                    Operation::Read => RegisterInput::Read,
+                    Operation::Write(value) => RegisterInput::Write(value),
+                };
+                open.insert(process, recorded.invoke(process, input));
+            }
+            Event::Complete { process, outcome } => {
+                let Some(id) = open.remove(&process) else { continue }; // Dropped above.
+                let outcome = match outcome {
+                    // The register starts at 0 meaning "never written": the checker's absent value.
+                    Outcome::Ok(Some(value)) => strata_jepsen::Outcome::Ok(RegisterOutput::Value(
+                        (value != 0).then_some(value),
+                    )),
+                    Outcome::Ok(None) => strata_jepsen::Outcome::Ok(RegisterOutput::Done),
+                    Outcome::Unknown => strata_jepsen::Outcome::Info,
+                };
+                recorded.complete(id, outcome);
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+/// The whole history against a sequential register: the real judge of a run.
+pub fn check_linearizable(history: &[Event]) -> Result<(), String> {
+    let recorded = to_checker_history(history, true)?;
+    let budget = strata_jepsen::Budget {
+        steps_max: Some(CHECKER_STEPS_MAX),
+        threads: 1,
+        ..Default::default()
+    };
+    let model = strata_jepsen::model::RegisterModel { initial: None };
+    match strata_jepsen::check(&recorded, &model, &budget) {
+        strata_jepsen::Verdict::Linearizable => Ok(()),
+        strata_jepsen::Verdict::NotLinearizable(counterexample) => {
+            Err(format!("not linearizable:\n{counterexample}"))
+        }
+        strata_jepsen::Verdict::Unknown(reason) => {
+            Err(format!("linearizability unknown: {reason}"))
+        }
+    }
 }
 
 /// The checks that need no search: every read returns a value some write wrote (or the initial
