@@ -34,8 +34,16 @@ fn main() {
         ..Budget::default()
     };
     println!(
-        "{:<58} {:>9} {:>8} {:>10} {:>16} {:>10} {:>10} {:>9}",
-        "history", "histories", "ops", "partitions", "verdicts", "steps", "time ms", "peak MiB"
+        "{:<58} {:>9} {:>8} {:>10} {:>16} {:>10} {:>10} {:>8} {:>9}",
+        "history",
+        "histories",
+        "ops",
+        "partitions",
+        "verdicts",
+        "steps",
+        "time ms",
+        "cpu ms",
+        "peak MiB"
     );
 
     let mut etcd_files: Vec<PathBuf> = std::fs::read_dir(testdata.join("jepsen"))
@@ -127,6 +135,7 @@ struct Row {
     steps: u64,
     verdicts: String,
     elapsed: Duration,
+    cpu_ms_start: u64,
 }
 
 impl Row {
@@ -139,6 +148,7 @@ impl Row {
             steps: 0,
             verdicts: String::new(),
             elapsed: Duration::ZERO,
+            cpu_ms_start: cpu_ms(),
         }
     }
 
@@ -151,7 +161,7 @@ impl Row {
 
     fn print(&self) {
         println!(
-            "{:<58} {:>9} {:>8} {:>10} {:>16} {:>10} {:>10.3} {:>9.1}",
+            "{:<58} {:>9} {:>8} {:>10} {:>16} {:>10} {:>10.3} {:>8} {:>9.1}",
             self.name,
             self.histories,
             self.operations,
@@ -159,6 +169,7 @@ impl Row {
             self.verdicts,
             self.steps,
             self.elapsed.as_secs_f64() * 1000.0,
+            cpu_ms() - self.cpu_ms_start,
             peak_mib()
         );
     }
@@ -177,6 +188,19 @@ fn verdict_name(verdict: &Verdict) -> String {
         Verdict::NotLinearizable(_) => "NOT linearizable".to_string(),
         Verdict::Unknown(reason) => format!("unknown: {reason}"),
     }
+}
+
+/// CPU time of the process so far (user + system, every thread), in milliseconds, from
+/// /proc/self/stat (10 ms resolution).
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses), from 0: state, ..., utime at 11,
+    // stime at 12, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok());
+    let ticks = field(11).unwrap_or(0) + field(12).unwrap_or(0);
+    ticks * 10
 }
 
 /// Resets the resident high-water mark (Linux: writing 5 to clear_refs).

@@ -76,25 +76,40 @@ pub(crate) fn splitmix64(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
-/// Interns states: equal states get the same id, so the memo compares `u32`s.
+/// Interns states: equal states get the same id, so the memo compares `u32`s. Each state is
+/// stored once; the table maps its hash to the first id with that hash, and ids with equal hashes
+/// are chained.
 pub(crate) struct Interner<S> {
-    ids: FxMap<S, u32>,
+    ids: FxMap<u64, u32>,
     states: Vec<S>,
+    /// Per id: the next id with the same hash, or `u32::MAX`.
+    chain: Vec<u32>,
 }
 
 impl<S: Clone + Eq + Hash> Interner<S> {
     pub(crate) fn new() -> Self {
-        Self { ids: FxMap::default(), states: Vec::new() }
+        Self { ids: FxMap::default(), states: Vec::new(), chain: Vec::new() }
     }
 
     pub(crate) fn intern(&mut self, state: S) -> u32 {
-        if let Some(&id) = self.ids.get(&state) {
-            return id;
+        let mut hasher = FxHasher::default();
+        state.hash(&mut hasher);
+        let hash = hasher.finish();
+        let new_id = u32::try_from(self.states.len()).expect("fewer than 2^32 distinct states");
+        let first = *self.ids.entry(hash).or_insert(new_id);
+        let mut id = first;
+        if first != new_id {
+            while id != u32::MAX {
+                if self.states[id as usize] == state {
+                    return id;
+                }
+                id = self.chain[id as usize];
+            }
+            self.ids.insert(hash, new_id);
         }
-        let id = u32::try_from(self.states.len()).expect("fewer than 2^32 distinct states");
-        self.states.push(state.clone());
-        self.ids.insert(state, id);
-        id
+        self.states.push(state);
+        self.chain.push(if first == new_id { u32::MAX } else { first });
+        new_id
     }
 
     pub(crate) fn get(&self, id: u32) -> &S {
@@ -252,8 +267,12 @@ pub(crate) struct Visited {
 }
 
 impl Visited {
-    pub(crate) fn new() -> Self {
-        Self { heads: FxMap::default(), entries: Vec::new(), words: Vec::new() }
+    pub(crate) fn with_capacity(configurations: usize) -> Self {
+        Self {
+            heads: FxMap::with_capacity_and_hasher(configurations, Default::default()),
+            entries: Vec::with_capacity(configurations),
+            words: Vec::with_capacity(configurations * 4),
+        }
     }
 
     /// Inserts the configuration; returns whether it was new.

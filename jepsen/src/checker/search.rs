@@ -195,8 +195,8 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
             info_previous,
             interner,
             step_cache: vec![(NO_STATE, NO_STATE); count],
-            step_memo: FxMap::default(),
-            visited: Visited::new(),
+            step_memo: FxMap::with_capacity_and_hasher(count * 2, Default::default()),
+            visited: Visited::with_capacity(count * 2),
             linearized: Linearized::new(
                 &operations
                     .iter()
