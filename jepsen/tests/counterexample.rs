@@ -138,7 +138,7 @@ fn the_etcd_counterexample_names_operations_of_the_history() {
 #[test]
 fn a_budget_returns_unknown() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/linearizability/jepsen/etcd_002.log");
+        .join("../../shared/testdata/linearizability/jepsen/etcd_099.log");
     let (_, history) = strata_jepsen::format::read_file(&path).unwrap();
     let strata_jepsen::format::AnyHistory::Register(history) = history else { panic!() };
     let budget = Budget { steps_max: Some(10_000), ..Budget::default() };

@@ -177,7 +177,7 @@ proptest! {
     #[test]
     fn concurrent_kv_histories_are_linearizable(
         seed in any::<u64>(), clients in 1usize..12, keys in 1usize..5,
-        unknown in prop_oneof![Just(0u32), Just(50_000u32)],
+        unknown in prop_oneof![Just(0u32), Just(20_000u32)],
     ) {
         let workload = Workload { seed, operations: 200, clients, unknown_per_million: unknown };
         let history = kv_history(&workload, keys);

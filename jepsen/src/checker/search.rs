@@ -239,7 +239,12 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
     /// The state after linearizing `operation` next, memoized; `NO_STATE` if the model refuses.
     #[inline]
     fn step(&mut self, operation: usize) -> u32 {
-        let state = self.state;
+        self.step_from(self.state, operation)
+    }
+
+    /// The state after `operation` in `state`, memoized; `NO_STATE` if the model refuses.
+    #[inline]
+    fn step_from(&mut self, state: u32, operation: usize) -> u32 {
         let (cached_state, cached_next) = self.step_cache[operation];
         if cached_state == state {
             return cached_next;
@@ -364,6 +369,16 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
             let operation = self.info_cursor;
             let limit_time = self.operations[self.entry_operation[self.limit] as usize].return_time;
             if operation != info_tail && self.operations[operation].call_time < limit_time {
+                // Right after another unknown outcome X: if this one leads to the same state
+                // whether X took effect or not, X was pointless here, and the branch that skips X
+                // (taken at the node before X) covers this one.
+                if let Some(&Frame { is_info: true, state: before, .. }) = self.stack.last() {
+                    let next_state = self.step(operation);
+                    if next_state != NO_STATE && self.step_from(before, operation) == next_state {
+                        self.info_cursor = self.info_next[operation] as usize;
+                        continue;
+                    }
+                }
                 if let Some(next_state) = self.try_linearize(operation) {
                     self.stack.push(Frame {
                         item: operation as u32,
