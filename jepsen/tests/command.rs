@@ -11,7 +11,7 @@ fn scratch(name: &str) -> PathBuf {
     let directory =
         std::env::temp_dir().join(format!("strata-jepsen-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::create_dir_all(&directory).expect("create a scratch directory");
     directory
 }
 
@@ -22,7 +22,7 @@ fn register_file(directory: &std::path::Path, name: &str, read: Option<u64>) -> 
     let get = history.invoke(1, RegisterInput::Read);
     history.complete(get, Outcome::Ok(RegisterOutput::Value(read)));
     let path = directory.join(name);
-    std::fs::write(&path, jsonl::write_history(&history, "register")).unwrap();
+    std::fs::write(&path, jsonl::write_history(&history, "register")).expect("write a history");
     path
 }
 
