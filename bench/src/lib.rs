@@ -20,7 +20,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use strata_rt::backend::{FileBackend, ListenerBackend, StreamBackend};
-use strata_rt::{Backend, BufResult, Duration, Instant, LocalBoxFuture, NodeId, OpenOptions, TaskId};
+use strata_rt::{
+    Backend, BufResult, Duration, Instant, LocalBoxFuture, NodeId, OpenOptions, TaskId,
+};
 
 /// Task ids woken since the executor last looked; shared with wakers (which must be `Send`).
 #[derive(Default)]
@@ -85,7 +87,10 @@ impl BlockingBackend {
 }
 
 /// Runs `future` and every task it spawns on `backend`'s executor until `future` finishes.
-pub fn block_on<T: 'static>(backend: &Rc<BlockingBackend>, future: impl Future<Output = T> + 'static) -> T {
+pub fn block_on<T: 'static>(
+    backend: &Rc<BlockingBackend>,
+    future: impl Future<Output = T> + 'static,
+) -> T {
     let output: Rc<RefCell<Option<T>>> = Rc::default();
     let slot = output.clone();
     backend.spawn(Box::pin(async move {
@@ -96,7 +101,8 @@ pub fn block_on<T: 'static>(backend: &Rc<BlockingBackend>, future: impl Future<O
         if let Some(value) = output.borrow_mut().take() {
             return value;
         }
-        let woken: Vec<u64> = std::mem::take(&mut *executor.wakes.woken.lock().expect("wake list lock"));
+        let woken: Vec<u64> =
+            std::mem::take(&mut *executor.wakes.woken.lock().expect("wake list lock"));
         executor.ready.borrow_mut().extend(woken);
         let now = std::time::Instant::now();
         let due: Vec<(std::time::Instant, u64)> =
@@ -116,16 +122,19 @@ pub fn block_on<T: 'static>(backend: &Rc<BlockingBackend>, future: impl Future<O
                 }
             }
             None => {
-                let woken_pending = !executor.wakes.woken.lock().expect("wake list lock").is_empty();
+                let woken_pending =
+                    !executor.wakes.woken.lock().expect("wake list lock").is_empty();
                 if woken_pending {
                     continue;
                 }
                 let first = executor.timers.borrow().keys().next().copied();
                 match first {
-                    Some((deadline, _)) => {
-                        std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()))
+                    Some((deadline, _)) => std::thread::sleep(
+                        deadline.saturating_duration_since(std::time::Instant::now()),
+                    ),
+                    None => {
+                        panic!("block_on: every task is blocked and no timer is set (deadlock)")
                     }
-                    None => panic!("block_on: every task is blocked and no timer is set (deadlock)"),
                 }
             }
         }
@@ -176,12 +185,17 @@ impl Backend for BlockingBackend {
     }
 
     fn random_seed(&self) -> u64 {
-        let seed = self.seed.get().wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let seed =
+            self.seed.get().wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.seed.set(seed);
         seed
     }
 
-    fn open(&self, path: &str, options: OpenOptions) -> LocalBoxFuture<io::Result<Rc<dyn FileBackend>>> {
+    fn open(
+        &self,
+        path: &str,
+        options: OpenOptions,
+    ) -> LocalBoxFuture<io::Result<Rc<dyn FileBackend>>> {
         let result = self.path(path).and_then(|full| {
             let mut open = fs::OpenOptions::new();
             open.read(true).write(true).create(options.create).create_new(options.create_new);

@@ -7,12 +7,12 @@
 //! disk through `strata_bench::BlockingBackend`, a blocking std::fs stand-in until the io_uring
 //! backend serves benchmarks; set `STRATA_BENCH_DIR` to pick the file system.
 
+use redb::ReadableTable;
 use std::ops::Bound;
 use std::path::Path;
 use std::time::Instant;
 use strata_bench::{block_on, consume, scratch_dir, BlockingBackend, DataRng};
 use strata_lsm::{Db, Options, WriteBatch};
-use redb::ReadableTable;
 use strata_rt::Runtime;
 
 const KEY_BYTES: usize = 16;
@@ -73,6 +73,14 @@ fn strata(dir: &Path, workload: &'static Workload) -> Timings {
             db.write(batch).await.expect("write");
         }
         let puts = started.elapsed().as_secs_f64();
+        // Let the background compactions of the puts finish before timing reads (they share this
+        // one thread; fjall's run on its own threads).
+        let settling = Instant::now();
+        db.wait_idle().await.expect("compactions");
+        eprintln!(
+            "strata: compactions settled {:.2} s after the last put",
+            settling.elapsed().as_secs_f64()
+        );
         let started = Instant::now();
         for &i in &workload.gets {
             let value = db.get(&workload.keys[i]).await.expect("get").expect("present");
@@ -95,8 +103,11 @@ fn strata(dir: &Path, workload: &'static Workload) -> Timings {
 }
 
 fn fjall_run(dir: &Path, workload: &Workload) -> Timings {
-    let keyspace = fjall::Config::new(dir).cache_size(CACHE_BYTES as u64).open().expect("fjall open");
-    let partition = keyspace.open_partition("bench", fjall::PartitionCreateOptions::default()).expect("partition");
+    let keyspace =
+        fjall::Config::new(dir).cache_size(CACHE_BYTES as u64).open().expect("fjall open");
+    let partition = keyspace
+        .open_partition("bench", fjall::PartitionCreateOptions::default())
+        .expect("partition");
     let started = Instant::now();
     for chunk in (0..workload.keys.len()).collect::<Vec<_>>().chunks(COMMIT_EVERY) {
         for &i in chunk {
@@ -162,7 +173,8 @@ fn redb_run(dir: &Path, workload: &Workload) -> Timings {
 }
 
 fn main() {
-    let puts: usize = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(1_000_000);
+    let puts: usize =
+        std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(1_000_000);
     let dir = scratch_dir("lsm");
     println!(
         "LSM: {puts} random puts ({KEY_BYTES} B keys, {VALUE_BYTES} B values, durable commit every {COMMIT_EVERY}), {puts} random gets, full scan ({})",
@@ -174,6 +186,14 @@ fn main() {
     );
     let workload: &'static Workload = Box::leak(Box::new(Workload::new(puts)));
     let strata = strata(&dir.join("strata"), workload);
+    if std::env::var("LSM_BENCH_STRATA_ONLY").is_ok() {
+        println!(
+            "strata puts/s {:.0} gets/s {:.0}",
+            puts as f64 / strata.puts,
+            puts as f64 / strata.gets
+        );
+        return;
+    }
     let fjall = fjall_run(&dir.join("fjall"), workload);
     let redb = redb_run(&dir.join("redb"), workload);
     let distinct = {

@@ -17,7 +17,13 @@ use strata_wal::{Options, Wal};
 /// Raw rate: write `size` bytes at the end of a preallocated file, then fdatasync, in a loop.
 fn raw_syncs_per_second(dir: &std::path::Path, size: usize, seconds: f64) -> f64 {
     let path = dir.join(format!("raw-{size}"));
-    let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("open raw file");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open raw file");
     let buffer = vec![0x5a; size];
     let started = Instant::now();
     let mut count = 0u64;
@@ -65,9 +71,17 @@ fn wal_appends_per_second(dir: &std::path::Path, writers: usize, size: usize, se
 fn main() {
     let seconds: f64 = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(2.0);
     let dir = scratch_dir("wal");
-    println!("WAL durable appends/s vs the disk's raw write+fdatasync rate ({seconds} s per case, {})", dir.display());
-    println!("backend: BlockingBackend (std::fs stand-in for io_uring; one fsync per group commit)");
-    println!("{:>8} {:>8} {:>14} {:>14} {:>10}", "writers", "record", "raw syncs/s", "appends/s", "ratio");
+    println!(
+        "WAL durable appends/s vs the disk's raw write+fdatasync rate ({seconds} s per case, {})",
+        dir.display()
+    );
+    println!(
+        "backend: BlockingBackend (std::fs stand-in for io_uring; one fsync per group commit)"
+    );
+    println!(
+        "{:>8} {:>8} {:>14} {:>14} {:>10}",
+        "writers", "record", "raw syncs/s", "appends/s", "ratio"
+    );
     for size in [100usize, 4096] {
         let raw = raw_syncs_per_second(&dir, size, seconds);
         for writers in [1usize, 16, 256] {

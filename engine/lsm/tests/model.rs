@@ -4,8 +4,8 @@
 //!
 //! Invariants: every acknowledged write survives; nothing appears that was never written; a
 //! snapshot keeps seeing what it saw; damage is an error, never wrong data; a latched store stays
-//! latched. The seed sweep runs `STRATA_LSM_SEEDS` seeds (default 100); a long run:
-//! `STRATA_LSM_SEEDS=3000 cargo nextest run -p strata-lsm --release seed_sweep`.
+//! latched. The seed sweep runs `STRATA_LSM_SEEDS` seeds (default 300); a long run:
+//! `STRATA_LSM_SEEDS=5000 cargo nextest run -p strata-lsm --release seed_sweep`.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use proptest::prelude::*;
@@ -545,7 +545,7 @@ fn run(seed: u64, ops: &[Op], corruptible: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn store_matches_model_under_crashes_and_faults(
@@ -567,7 +567,7 @@ proptest! {
 #[test]
 fn seed_sweep() {
     let seeds: u64 =
-        std::env::var("STRATA_LSM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+        std::env::var("STRATA_LSM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let only: Option<u64> = std::env::var("STRATA_LSM_SEED").ok().and_then(|s| s.parse().ok());
     for seed in only.map_or(0..seeds, |seed| seed..seed + 1) {
         eprintln!("seed {seed} (replay: STRATA_LSM_SEED={seed} cargo nextest run -p strata-lsm seed_sweep)");

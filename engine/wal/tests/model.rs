@@ -6,8 +6,8 @@
 //! was really appended, at most once, with its exact bytes; damage to acknowledged data is an
 //! error, never wrong data; a latched log stays latched.
 //!
-//! The seed sweep runs `STRATA_WAL_SEEDS` seeds (default 200); a long run:
-//! `STRATA_WAL_SEEDS=5000 cargo nextest run -p strata-wal --release seed_sweep`.
+//! The seed sweep runs `STRATA_WAL_SEEDS` seeds (default 500); a long run:
+//! `STRATA_WAL_SEEDS=10000 cargo nextest run -p strata-wal --release seed_sweep`.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use proptest::prelude::*;
@@ -359,7 +359,7 @@ fn run(seed: u64, ops: &[Op], corruptible: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn wal_matches_model_under_crashes_and_faults(
@@ -382,7 +382,7 @@ proptest! {
 #[test]
 fn seed_sweep() {
     let seeds: u64 =
-        std::env::var("STRATA_WAL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+        std::env::var("STRATA_WAL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let only: Option<u64> = std::env::var("STRATA_WAL_SEED").ok().and_then(|s| s.parse().ok());
     for seed in only.map_or(0..seeds, |seed| seed..seed + 1) {
         eprintln!("seed {seed} (replay: STRATA_WAL_SEED={seed} cargo nextest run -p strata-wal seed_sweep)");
