@@ -751,7 +751,10 @@ async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError
         apply(&mut state.active, batch, index);
         state.applied_index = index;
         state.stats.user_bytes_written += size as u64;
-        if state.active.size_bytes() >= inner.options.memtable_bytes_max {
+        // buggify: freeze small memtables now and then, to flush and compact far more often.
+        let early = strata_rt::buggify!()
+            && state.immutables.len() + 1 < inner.options.immutable_memtables_max;
+        if early || state.active.size_bytes() >= inner.options.memtable_bytes_max {
             let frozen = std::mem::take(&mut state.active);
             state.immutables.push(Rc::new(frozen));
             state.idle = false;
@@ -825,6 +828,10 @@ async fn sync_sst_dir(inner: &Inner) -> Result<(), LsmError> {
 
 /// Replaces the manifest atomically: write temp, sync, rename, sync the directory.
 async fn write_manifest(inner: &Inner, manifest: &Manifest) -> Result<(), LsmError> {
+    if strata_rt::buggify!() {
+        // Widen the window in which writes, reads and snapshots race a version change.
+        strata_rt::sync::yield_now().await;
+    }
     let disk = inner.rt.disk();
     let temporary = format!("{}/MANIFEST.tmp", inner.dir);
     let path = format!("{}/MANIFEST", inner.dir);
