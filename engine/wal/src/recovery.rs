@@ -357,6 +357,33 @@ mod tests {
         assert_eq!(plan.removed, vec![2]);
     }
 
+    /// Regression (seed sweep): records of segment 2 carry `synced_through` values that cover
+    /// segment 1's last index, which once read as "segment 1 lost an acknowledged record" after a
+    /// clean roll. Later segments now witness a segment only where the log does not go on.
+    #[test]
+    fn clean_roll_into_the_next_segment_is_not_corruption() {
+        let first = segment(1, 1, &[(0, b"a"), (1, b"b")]);
+        let second = segment(2, 3, &[(2, b"c"), (3, b"d"), (4, b"e")]);
+        let plan = plan(&[input(1, &first), input(2, &second)]).unwrap();
+        assert_eq!(plan.kept.len(), 2);
+        assert!(!plan.torn_tail);
+    }
+
+    /// Regression (seed sweep, bit rot): a rotted header in the newest segment made the previous
+    /// segment look like the end of the log, so the damaged segment, acknowledged records and
+    /// all, was deleted as a torn tail. Only an all-zero header may be discarded.
+    #[test]
+    fn damaged_header_of_a_later_segment_is_corruption_not_a_tear() {
+        let first = segment(1, 1, &[(0, b"a"), (1, b"b")]);
+        let mut second = segment(2, 3, &[(2, b"c"), (3, b"d")]);
+        second[15] ^= 1;
+        let error = plan(&[input(1, &first), input(2, &second)]).unwrap_err();
+        assert_eq!((error.segment, error.offset), (2, 0));
+        let missing = vec![0u8; HEADER_BYTES];
+        let plan = plan(&[input(1, &first), input(2, &missing)]).unwrap();
+        assert_eq!(plan.removed, vec![2]);
+    }
+
     #[test]
     fn witnessed_gap_is_corruption() {
         let mut bytes = segment(1, 1, &[(0, b"a"), (1, b"b"), (2, b"c")]);
