@@ -188,6 +188,12 @@ impl Harness {
                     self.sim.crash(NODE);
                     self.sim.restart(NODE);
                 }
+                Err(error) if self.sim.stats().latent_sector_errors > 0 => {
+                    // A sector that keeps failing: the damage is reported, not papered over.
+                    assert!(is_transient(&error) || matches!(error, LsmError::Wal(_)), "{error}");
+                    self.stopped = true;
+                    return;
+                }
                 Err(error) => panic!("open keeps failing: {error}"),
             }
         }
@@ -216,7 +222,7 @@ impl Harness {
 
     /// Everything visible, or `None` if the scan hit detected corruption.
     fn full_scan(&mut self, snapshot: Option<usize>) -> Option<Map> {
-        loop {
+        for _ in 0..30 {
             let db = self.db();
             let snapshot = snapshot.map(|index| self.snapshots[index].0.clone());
             let result = run_on(&mut self.sim, move |_| async move {
@@ -231,6 +237,9 @@ impl Harness {
                 Err(error) => assert!(is_transient(&error), "scan failed: {error}"),
             }
         }
+        assert!(self.sim.stats().latent_sector_errors > 0, "scans keep failing");
+        self.stopped = true;
+        None
     }
 
     fn value(&mut self, len: usize) -> Vec<u8> {
@@ -519,6 +528,9 @@ fn faulty_config(rng: &mut Rng) -> FaultConfig {
     config.disk.write_error_probability = if rng.chance(0.4) { rng.unit_f64() * 0.01 } else { 0.0 };
     config.disk.sync_error_probability = if rng.chance(0.4) { rng.unit_f64() * 0.01 } else { 0.0 };
     config.disk.read_error_probability = if rng.chance(0.3) { rng.unit_f64() * 0.005 } else { 0.0 };
+    // Only corruptible nodes get latent sector errors (the simulator's rule).
+    config.disk.latent_sector_error_probability =
+        if rng.chance(0.3) { rng.unit_f64() * 0.003 } else { 0.0 };
     config.buggify = rng.chance(0.5);
     config
 }

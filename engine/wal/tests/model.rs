@@ -159,11 +159,19 @@ impl Harness {
                     self.sim.crash(NODE);
                     self.sim.restart(NODE);
                 }
+                Err(error) if self.sim.stats().latent_sector_errors > 0 => {
+                    // A sector that keeps failing: the damage is reported, not papered over.
+                    assert!(matches!(error, WalError::Io { .. }), "unexpected {error}");
+                    self.corruption_seen = true;
+                    return;
+                }
                 Err(error) => panic!("open failed: {error}"),
             }
         };
         let reader = wal.clone();
+        let mut attempts = 0;
         let records = loop {
+            attempts += 1;
             let reader = reader.clone();
             let first = self.model.first;
             match run_on(&mut self.sim, move |_| async move { reader.read_from(first).await }) {
@@ -173,7 +181,15 @@ impl Harness {
                     self.corruption_seen = true;
                     return;
                 }
-                Err(_) => continue, // Transient read EIO.
+                Err(_) if attempts < 20 => continue, // Transient read EIO.
+                Err(error) => {
+                    assert!(
+                        self.sim.stats().latent_sector_errors > 0,
+                        "reads keep failing: {error}"
+                    );
+                    self.corruption_seen = true;
+                    return;
+                }
             }
         };
         self.check(&wal, &records);
@@ -342,6 +358,9 @@ fn faulty_config(rng: &mut Rng) -> FaultConfig {
     config.disk.sync_error_probability = if rng.chance(0.5) { rng.unit_f64() * 0.02 } else { 0.0 };
     config.disk.read_error_probability = if rng.chance(0.3) { rng.unit_f64() * 0.01 } else { 0.0 };
     config.disk.slow_io_probability = if rng.chance(0.3) { 0.01 } else { 0.0 };
+    // Only corruptible nodes get latent sector errors (the simulator's rule).
+    config.disk.latent_sector_error_probability =
+        if rng.chance(0.3) { rng.unit_f64() * 0.005 } else { 0.0 };
     config.buggify = rng.chance(0.5);
     config
 }
