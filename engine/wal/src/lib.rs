@@ -363,6 +363,49 @@ impl Wal {
         .await
     }
 
+    /// Appends `records` at consecutive indices (nothing else interleaves); resolves with the
+    /// first and last index once all are durable. Raft appends a batch of entries this way.
+    pub async fn append_many(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), WalError> {
+        let max = self.shared.options.record_bytes_max;
+        if let Some(large) = records.iter().find(|data| data.len() > max as usize) {
+            return Err(WalError::RecordTooLarge { size_bytes: large.len(), size_bytes_max: max });
+        }
+        if records.is_empty() {
+            return Err(WalError::Invalid { reason: "append_many of no records".into() });
+        }
+        let size: usize = records.iter().map(|data| record::encoded_len(data.len())).sum();
+        let bound = self.shared.options.in_flight_bytes_max;
+        let mut records = Some(records);
+        let (first, last) = wait_for(&self.shared, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            if state.exclusive
+                || (state.in_flight_bytes > 0 && state.in_flight_bytes + size > bound)
+            {
+                return None;
+            }
+            let first = state.next_index;
+            for data in records.take().expect("taken once") {
+                let index = state.next_index;
+                state.next_index += 1;
+                state.pending.push_back((index, data));
+            }
+            state.in_flight_bytes += size;
+            Some(Ok((first, state.next_index - 1)))
+        })
+        .await?;
+        self.shared.notify();
+        wait_for(&self.shared, |state| {
+            if state.durable_index >= last {
+                Some(Ok((first, last)))
+            } else {
+                latched(state).map(Err)
+            }
+        })
+        .await
+    }
+
     /// Waits until every record appended so far is durable.
     pub async fn flush(&self) -> Result<(), WalError> {
         let target = self.shared.state.borrow().next_index - 1;

@@ -439,3 +439,40 @@ fn group_commit_batches_concurrent_appends() {
     harness.crash_and_reopen();
     assert_eq!(harness.model.acked.len(), 64);
 }
+
+/// `append_many` takes consecutive indices even among concurrent single appends, and survives a
+/// crash once acknowledged.
+#[test]
+fn append_many_is_contiguous_and_durable() {
+    let mut harness = Harness::new(3, FaultConfig::none(), false);
+    let wal = harness.wal();
+    let (many, singles) = run_on(&mut harness.sim, move |rt| async move {
+        let singles: Vec<_> = (0..8u8)
+            .map(|byte| {
+                let wal = wal.clone();
+                rt.spawn(async move { wal.append(vec![byte; 50]).await.unwrap() })
+            })
+            .collect();
+        let many =
+            wal.append_many((0..20u8).map(|byte| vec![100 + byte; 30]).collect()).await.unwrap();
+        let mut indices = Vec::new();
+        for handle in singles {
+            indices.push(handle.await.unwrap());
+        }
+        (many, indices)
+    });
+    assert_eq!(many.1 - many.0, 19);
+    assert!(singles.iter().all(|index| *index < many.0 || *index > many.1), "nothing interleaves");
+    *harness.wal.borrow_mut() = None;
+    harness.sim.crash(NODE);
+    harness.sim.restart(NODE);
+    let records = run_on(&mut harness.sim, move |rt| async move {
+        let wal = Wal::open(&rt, DIR, options()).await.unwrap();
+        wal.read_from(many.0).await.unwrap()
+    });
+    let batch: Vec<_> = records.iter().filter(|(index, _)| *index <= many.1).collect();
+    assert_eq!(batch.len(), 20);
+    for (position, (_, data)) in batch.iter().enumerate() {
+        assert_eq!(*data, vec![100 + position as u8; 30]);
+    }
+}
