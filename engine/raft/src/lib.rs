@@ -1,0 +1,147 @@
+//! Sans-IO Raft: one replica of one consensus group as a pure state machine.
+//!
+//! Time enters only through [`RawNode::tick`], randomness only through [`Config::seed`], and
+//! every effect leaves through [`Ready`]: entries and hard state to persist, messages to send
+//! (some only after persisting), committed entries to apply, confirmed reads. The same inputs
+//! always give the same outputs, so a simulation seed replays a whole cluster.
+//!
+//! Features: leader election with pre-vote and check-quorum; log replication with batching
+//! (entries and bytes per append), pipelining and flow control (appends and bytes in flight per
+//! follower), fast backtracking of diverged logs; the commitment rule of Raft §5.4.2 (Figure 8);
+//! ReadIndex for linearizable reads; leader transfer. Not yet: leases, snapshots and log
+//! compaction, membership change, learners.
+//!
+//! Fault model: messages may be lost, duplicated, delayed and reordered; a replica may crash at
+//! any point and restart from what it persisted (see [`node`] for what must be durable when).
+//! Invariants are asserted in release builds: see [`raft`] and [`log`].
+
+mod log;
+pub mod node;
+mod progress;
+mod raft;
+pub mod wire;
+
+pub use node::{RawNode, Ready};
+pub use progress::ProgressState;
+pub use strata_rt::NodeId;
+pub use wire::{DecodeError, Entry, EntryKind, HardState, Message, MessageBody};
+
+/// The role a replica plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    /// Asking whether it could win an election, without raising its term (Raft thesis §9.6).
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// A confirmed ReadIndex request: reads made after applying up to `index` are linearizable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    pub context: u64,
+    pub index: u64,
+}
+
+/// The static configuration of one replica.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every voter of the group, this replica included.
+    pub voters: Vec<NodeId>,
+    /// Ticks without hearing from a leader before campaigning, randomised up to twice this.
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Batching: entries and bytes per append message (at least one entry is always sent).
+    pub append_entries_max: u64,
+    pub append_bytes_max: u64,
+    /// Flow control: appends and bytes in flight to one follower.
+    pub inflight_appends_max: u64,
+    pub inflight_bytes_max: u64,
+    /// Seeds the randomised election timeout.
+    pub seed: u64,
+}
+
+impl Config {
+    /// Sensible defaults for replica `id` of a group of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Config {
+        Config {
+            id,
+            voters,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            append_entries_max: 64,
+            append_bytes_max: 1 << 20,
+            inflight_appends_max: 16,
+            inflight_bytes_max: 8 << 20,
+            seed,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason| Err(Error::InvalidConfig { reason });
+        if !self.voters.contains(&self.id) {
+            return invalid("voters must include this replica");
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.voters.len() {
+            return invalid("voters must be distinct");
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return invalid("need 0 < heartbeat_ticks < election_ticks");
+        }
+        if self.append_entries_max == 0 || self.append_bytes_max == 0 {
+            return invalid("append limits must be positive");
+        }
+        if self.inflight_appends_max == 0 || self.inflight_bytes_max == 0 {
+            return invalid("in-flight limits must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Only the leader takes proposals and reads; `leader` is the last one heard of.
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    /// A leader transfer is under way; retry on the new leader.
+    TransferInProgress,
+    /// A message from, or a request about, a replica outside the group.
+    UnknownPeer {
+        id: NodeId,
+    },
+    /// A message addressed to another replica.
+    WrongRecipient {
+        to: NodeId,
+    },
+    InvalidConfig {
+        reason: &'static str,
+    },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotLeader { leader: Some(leader) } => {
+                write!(formatter, "not leader; try {leader}")
+            }
+            Error::NotLeader { leader: None } => write!(formatter, "not leader; leader unknown"),
+            Error::TransferInProgress => write!(formatter, "leader transfer in progress"),
+            Error::UnknownPeer { id } => write!(formatter, "{id} is not in the group"),
+            Error::WrongRecipient { to } => write!(formatter, "message addressed to {to}"),
+            Error::InvalidConfig { reason } => write!(formatter, "invalid config: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

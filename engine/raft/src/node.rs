@@ -1,0 +1,229 @@
+//! `RawNode`: the application's handle on one Raft group, raft-rs style.
+//!
+//! The driver loop: feed `tick()`, `step(message)`, `propose(data)` and `read_index(context)`;
+//! when `has_ready()`, take `ready()` and perform it in this order:
+//!
+//! 1. send `ready.messages` (they need nothing durable first);
+//! 2. persist `ready.entries` (truncating the stored log from the first entry's index, then
+//!    appending) and then `ready.hard_state`, and sync;
+//! 3. send `ready.persisted_messages` (votes and acknowledgements promise what is now durable);
+//! 4. apply `ready.committed_entries` in order; answer `ready.read_states` once applied;
+//! 5. call `advance()`.
+//!
+//! A crash anywhere in 1-5 is safe as long as what step 2 wrote is either durable or not
+//! acknowledged. Committed entries are only handed out once durable on this replica.
+
+use crate::raft::Raft;
+use crate::wire::{Entry, HardState, Message, MessageBody};
+use crate::{Config, Error, ReadState, Role};
+use strata_rt::NodeId;
+
+/// What the application must do next; see the module documentation for the order.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Changed hard state to persist, after `entries`.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist: drop stored entries from `entries[0].index` on, then append these.
+    pub entries: Vec<Entry>,
+    /// Messages to send at once.
+    pub messages: Vec<Message>,
+    /// Messages to send only after `entries` and `hard_state` are durable.
+    pub persisted_messages: Vec<Message>,
+    /// Committed, durable entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+    /// Confirmed ReadIndex requests: serve each once applied up to its `index`.
+    pub read_states: Vec<ReadState>,
+}
+
+#[derive(Debug)]
+struct Handed {
+    last_entry: Option<(u64, u64)>,
+    hard_state: Option<HardState>,
+    applied: Option<u64>,
+}
+
+/// One replica of one Raft group.
+#[derive(Debug)]
+pub struct RawNode {
+    raft: Raft,
+    hard_state_persisted: HardState,
+    handed: Option<Handed>,
+}
+
+impl RawNode {
+    /// A replica restored from what it persisted: its hard state and its log (entries from index
+    /// 1, contiguous). `applied` is how far the state machine already applied (0 if it is rebuilt
+    /// from the log). A new replica passes `HardState::default()` and no entries.
+    pub fn new(
+        config: Config,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+        applied: u64,
+    ) -> Result<RawNode, Error> {
+        config.validate()?;
+        if let Some(vote) = hard_state.vote {
+            if !config.voters.contains(&vote) {
+                return Err(Error::UnknownPeer { id: vote });
+            }
+        }
+        let raft = Raft::new(config, hard_state, entries, applied);
+        Ok(RawNode { raft, hard_state_persisted: hard_state, handed: None })
+    }
+
+    /// Advances logical time by one tick: election and heartbeat timers.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Feeds a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), Error> {
+        self.raft.step(message)
+    }
+
+    /// Appends `data` to the log if this replica leads; returns the entry's index. The entry is
+    /// committed once it shows up in `Ready::committed_entries` with the same index and term.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, Error> {
+        self.raft.propose(data)
+    }
+
+    /// Starts a linearizable read: once a quorum confirms this replica still leads, a
+    /// `ReadState` with the same `context` appears in a `Ready`. Requests are dropped if
+    /// leadership is lost first; the caller retries on a timeout.
+    pub fn read_index(&mut self, context: u64) -> Result<(), Error> {
+        self.raft.read_index(context)
+    }
+
+    /// Hands leadership to `target` once its log is caught up; proposals are refused meanwhile.
+    /// Abandoned after an election timeout.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), Error> {
+        self.raft.transfer_leader(target)
+    }
+
+    /// Starts an election now, as if the election timer fired.
+    pub fn campaign(&mut self) {
+        self.raft.campaign_now();
+    }
+
+    pub fn has_ready(&self) -> bool {
+        let raft = &self.raft;
+        raft.hard_state() != self.hard_state_persisted
+            || raft.log.persisted < raft.log.last_index()
+            || !raft.messages.is_empty()
+            || raft.log.applicable() > raft.log.applied
+            || !raft.read_states.is_empty()
+            || (raft.role == Role::Leader && raft.broadcast_pending)
+    }
+
+    /// Collects what must be persisted, sent and applied. Call `advance` before the next `ready`.
+    pub fn ready(&mut self) -> Ready {
+        assert!(self.handed.is_none(), "ready() called again before advance()");
+        self.raft.flush_broadcast();
+        let raft = &mut self.raft;
+        let hard_state = raft.hard_state();
+        let hard_state = (hard_state != self.hard_state_persisted).then_some(hard_state);
+        let entries = raft.log.slice(raft.log.persisted + 1, raft.log.last_index()).to_vec();
+        let committed_entries = if raft.log.applicable() > raft.log.applied {
+            raft.log.slice(raft.log.applied + 1, raft.log.applicable()).to_vec()
+        } else {
+            Vec::new()
+        };
+        let (messages, persisted_messages) =
+            std::mem::take(&mut raft.messages).into_iter().partition(|message| {
+                // A leader's appends, heartbeats and transfer orders promise nothing about its
+                // own disk (Raft thesis §10.2.1); votes and acknowledgements do.
+                matches!(
+                    message.body,
+                    MessageBody::Append { .. }
+                        | MessageBody::Heartbeat { .. }
+                        | MessageBody::TimeoutNow
+                )
+            });
+        self.handed = Some(Handed {
+            last_entry: entries.last().map(|entry| (entry.index, entry.term)),
+            hard_state,
+            applied: committed_entries.last().map(|entry| entry.index),
+        });
+        Ready {
+            hard_state,
+            entries,
+            messages,
+            persisted_messages,
+            committed_entries,
+            read_states: std::mem::take(&mut raft.read_states),
+        }
+    }
+
+    /// Reports the last `Ready` done: its entries and hard state durable, its entries applied.
+    pub fn advance(&mut self) {
+        let handed = self.handed.take().expect("advance() without a ready()");
+        if let Some((index, term)) = handed.last_entry {
+            self.raft.log.persisted_to(index, term);
+        }
+        if let Some(hard_state) = handed.hard_state {
+            self.hard_state_persisted = hard_state;
+        }
+        if let Some(applied) = handed.applied {
+            self.raft.log.applied_to(applied);
+        }
+        // The leader counts itself toward a quorum only for entries durable on its own disk.
+        self.raft.maybe_commit();
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.raft.id()
+    }
+
+    pub fn role(&self) -> Role {
+        self.raft.role
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.term
+    }
+
+    pub fn vote(&self) -> Option<NodeId> {
+        self.raft.vote
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raft.log.commit
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.raft.log.applied
+    }
+
+    pub fn persisted_index(&self) -> u64 {
+        self.raft.log.persisted
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.raft.log.last_index()
+    }
+
+    pub fn last_term(&self) -> u64 {
+        self.raft.log.last_term()
+    }
+
+    /// The term of entry `index`, `None` past the end (0 for index 0).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.raft.log.term(index)
+    }
+
+    /// Entries `low..=high` of the in-memory log, clipped to its end.
+    pub fn entries(&self, low: u64, high: u64) -> &[Entry] {
+        self.raft.log.slice(low, high)
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.raft.hard_state()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.raft.config
+    }
+}

@@ -1,0 +1,704 @@
+//! The Raft state machine of one replica: roles, terms, votes, replication and ReadIndex.
+//!
+//! Invariants asserted here, in release builds too: the term never decreases; a replica votes for
+//! at most one candidate per term; a leader never meets another leader of its own term; commit
+//! never decreases and never passes an entry this replica does not hold; a leader only commits
+//! by counting replicas an entry of its own term (Raft §5.4.2, Figure 8).
+
+use crate::log::RaftLog;
+use crate::progress::{Progress, ProgressState};
+use crate::wire::{Entry, EntryKind, HardState, Message, MessageBody};
+use crate::{Config, Error, ReadState, Role};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use strata_rt::{NodeId, Rng};
+
+/// A ReadIndex request waiting for a quorum to confirm the leadership.
+#[derive(Debug)]
+struct PendingRead {
+    round: u64,
+    context: u64,
+    index: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Raft {
+    pub(crate) config: Config,
+    voters: BTreeSet<NodeId>,
+    pub(crate) term: u64,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) log: RaftLog,
+    progress: BTreeMap<NodeId, Progress>,
+    votes: BTreeMap<NodeId, bool>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    election_timeout_randomized: u32,
+    rng: Rng,
+    pub(crate) messages: Vec<Message>,
+    /// Proposals or a commit advance wait to be sent (batched until the next `ready`).
+    pub(crate) broadcast_pending: bool,
+    commit_broadcast: u64,
+    transfer_target: Option<NodeId>,
+    transfer_elapsed: u32,
+    read_round: u64,
+    reads_pending: VecDeque<PendingRead>,
+    /// ReadIndex requests that wait for the leader's first commit in its term.
+    reads_waiting_commit: Vec<u64>,
+    pub(crate) read_states: Vec<ReadState>,
+}
+
+impl Raft {
+    pub(crate) fn new(
+        config: Config,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+        applied: u64,
+    ) -> Raft {
+        let voters: BTreeSet<NodeId> = config.voters.iter().copied().collect();
+        let log = RaftLog::restore(entries, hard_state.commit, applied);
+        if let Some(last) = log.term(log.last_index()) {
+            assert!(last <= hard_state.term, "log holds a term beyond the hard state's term");
+        }
+        let rng = Rng::with_seed(config.seed);
+        let mut raft = Raft {
+            voters,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            leader: None,
+            role: Role::Follower,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout_randomized: 0,
+            rng,
+            messages: Vec::new(),
+            broadcast_pending: false,
+            commit_broadcast: 0,
+            transfer_target: None,
+            transfer_elapsed: 0,
+            read_round: 0,
+            reads_pending: VecDeque::new(),
+            reads_waiting_commit: Vec::new(),
+            read_states: Vec::new(),
+            config,
+        };
+        raft.reset(hard_state.term);
+        raft
+    }
+
+    pub(crate) fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.log.commit }
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.voters.iter().copied().filter(|&peer| peer != self.id()).collect()
+    }
+
+    fn send(&mut self, to: NodeId, term: u64, body: MessageBody) {
+        assert_ne!(to, self.id(), "a replica never messages itself");
+        self.messages.push(Message { from: self.id(), to, term, body });
+    }
+
+    // ----- roles -----
+
+    fn reset(&mut self, term: u64) {
+        assert!(term >= self.term, "term would go back from {} to {term}", self.term);
+        if term != self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let base = self.config.election_ticks;
+        self.election_timeout_randomized = base + self.rng.below(u64::from(base)) as u32;
+        self.votes.clear();
+        self.progress.clear();
+        self.broadcast_pending = false;
+        self.transfer_target = None;
+        self.transfer_elapsed = 0;
+        self.read_round = 0;
+        self.reads_pending.clear();
+        self.reads_waiting_commit.clear();
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader does not pre-campaign");
+        // A pre-vote changes neither term nor vote: a partitioned replica does not inflate terms.
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::PreCandidate;
+    }
+
+    fn become_candidate(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader does not campaign");
+        let term = self.term + 1;
+        self.reset(term);
+        self.vote = Some(self.id());
+        self.role = Role::Candidate;
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        assert_eq!(self.vote, Some(self.id()), "a leader voted for itself");
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        let next = self.log.last_index() + 1;
+        for peer in self.peers() {
+            self.progress.insert(peer, Progress::new(next));
+        }
+        // Commits the entries of earlier terms by committing one of its own (Raft §5.4.2) and lets
+        // ReadIndex learn the commit index.
+        self.log.push(Entry { term, index: next, kind: EntryKind::Empty, data: Vec::new() });
+        self.broadcast_pending = true;
+        self.maybe_commit();
+    }
+
+    fn campaign(&mut self, pre_vote: bool, leader_transfer: bool) {
+        let term = if pre_vote {
+            self.become_pre_candidate();
+            self.term + 1
+        } else {
+            self.become_candidate();
+            self.term
+        };
+        let id = self.id();
+        if self.poll(id, true) {
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.peers() {
+            let body = MessageBody::RequestVote {
+                pre_vote,
+                leader_transfer,
+                last_log_index,
+                last_log_term,
+            };
+            self.send(peer, term, body);
+        }
+    }
+
+    /// Records a vote; returns `true` if it decided the election.
+    fn poll(&mut self, from: NodeId, granted: bool) -> bool {
+        self.votes.entry(from).or_insert(granted);
+        let granted_count = self.votes.values().filter(|&&granted| granted).count();
+        let rejected_count = self.votes.len() - granted_count;
+        if granted_count >= self.quorum() {
+            match self.role {
+                Role::PreCandidate => self.campaign(false, false),
+                Role::Candidate => self.become_leader(),
+                role => unreachable!("polled as {role:?}"),
+            }
+            true
+        } else if rejected_count >= self.quorum() {
+            let term = self.term;
+            self.become_follower(term, None);
+            true
+        } else {
+            false
+        }
+    }
+
+    // ----- input -----
+
+    pub(crate) fn tick(&mut self) {
+        self.election_elapsed += 1;
+        match self.role {
+            Role::Leader => {
+                self.heartbeat_elapsed += 1;
+                if self.transfer_target.is_some() {
+                    self.transfer_elapsed += 1;
+                    if self.transfer_elapsed >= self.config.election_ticks {
+                        self.transfer_target = None;
+                    }
+                }
+                if self.election_elapsed >= self.config.election_ticks {
+                    self.election_elapsed = 0;
+                    if self.config.check_quorum && !self.check_quorum_active() {
+                        let term = self.term;
+                        self.become_follower(term, None);
+                        return;
+                    }
+                }
+                if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+                    self.heartbeat_elapsed = 0;
+                    self.broadcast_heartbeat();
+                }
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if self.election_elapsed >= self.election_timeout_randomized {
+                    let pre_vote = self.config.pre_vote;
+                    self.campaign(pre_vote, false);
+                }
+            }
+        }
+    }
+
+    /// `true` if a quorum (counting the leader) was heard from since the last round; starts a
+    /// new round.
+    fn check_quorum_active(&mut self) -> bool {
+        let mut active = 1;
+        for progress in self.progress.values_mut() {
+            if progress.recent_active {
+                active += 1;
+            }
+            progress.recent_active = false;
+        }
+        active >= self.quorum()
+    }
+
+    pub(crate) fn step(&mut self, message: Message) -> Result<(), Error> {
+        if message.to != self.id() {
+            return Err(Error::WrongRecipient { to: message.to });
+        }
+        if !self.voters.contains(&message.from) || message.from == self.id() {
+            return Err(Error::UnknownPeer { id: message.from });
+        }
+        if message.term > self.term {
+            if let MessageBody::RequestVote { pre_vote, leader_transfer, .. } = message.body {
+                let in_lease =
+                    self.leader.is_some() && self.election_elapsed < self.config.election_ticks;
+                // A replica that hears from a leader ignores votes that would depose it
+                // (check-quorum, Raft thesis §4.2.3), unless the leader itself asked (transfer).
+                if in_lease && !leader_transfer && (self.config.check_quorum || pre_vote) {
+                    if pre_vote {
+                        let body = MessageBody::RequestVoteResponse { pre_vote, granted: false };
+                        let term = self.term;
+                        self.send(message.from, term, body);
+                    }
+                    return Ok(());
+                }
+            }
+            match message.body {
+                MessageBody::RequestVote { pre_vote: true, .. } => {}
+                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(message.term, Some(message.from));
+                }
+                _ => self.become_follower(message.term, None),
+            }
+        } else if message.term < self.term {
+            match message.body {
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                    // Tell the stale leader about the newer term so it steps down; without this,
+                    // check-quorum and pre-vote could leave it leading a minority forever.
+                    let body = MessageBody::AppendResponse {
+                        rejected: true,
+                        index: 0,
+                        hint_index: 0,
+                        hint_term: 0,
+                    };
+                    let term = self.term;
+                    self.send(message.from, term, body);
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {
+                    let body = MessageBody::RequestVoteResponse { pre_vote: true, granted: false };
+                    let term = self.term;
+                    self.send(message.from, term, body);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+
+        if let MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } =
+            message.body
+        {
+            self.handle_request_vote(
+                message.from,
+                message.term,
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            );
+            return Ok(());
+        }
+        match self.role {
+            Role::Leader => self.step_leader(message),
+            Role::PreCandidate | Role::Candidate => self.step_candidate(message),
+            Role::Follower => self.step_follower(message),
+        }
+        Ok(())
+    }
+
+    fn handle_request_vote(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        pre_vote: bool,
+        last_log_index: u64,
+        last_log_term: u64,
+    ) {
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        if can_vote && self.log.is_up_to_date(last_log_index, last_log_term) {
+            if !pre_vote {
+                assert_eq!(term, self.term, "a vote is cast in the current term");
+                assert!(
+                    self.vote.is_none() || self.vote == Some(from),
+                    "second vote in term {term}"
+                );
+                self.vote = Some(from);
+                self.election_elapsed = 0;
+            }
+            self.send(from, term, MessageBody::RequestVoteResponse { pre_vote, granted: true });
+        } else {
+            let own_term = self.term;
+            self.send(
+                from,
+                own_term,
+                MessageBody::RequestVoteResponse { pre_vote, granted: false },
+            );
+        }
+    }
+
+    fn step_follower(&mut self, message: Message) {
+        match message.body {
+            MessageBody::Append { prev_log_index, prev_log_term, commit, entries } => {
+                self.heard_from_leader(message.from);
+                self.handle_append(message.from, prev_log_index, prev_log_term, commit, entries);
+            }
+            MessageBody::Heartbeat { commit, context } => {
+                self.heard_from_leader(message.from);
+                self.handle_heartbeat(message.from, commit, context);
+            }
+            MessageBody::TimeoutNow if self.leader == Some(message.from) => {
+                self.campaign(false, true);
+            }
+            _ => {}
+        }
+    }
+
+    fn heard_from_leader(&mut self, from: NodeId) {
+        self.election_elapsed = 0;
+        match self.leader {
+            Some(leader) => assert_eq!(leader, from, "two leaders in term {}", self.term),
+            None => self.leader = Some(from),
+        }
+    }
+
+    fn step_candidate(&mut self, message: Message) {
+        match message.body {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                // A leader of this term exists: this campaign lost.
+                let term = message.term;
+                self.become_follower(term, Some(message.from));
+                self.step_follower(message);
+            }
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                let current = match self.role {
+                    Role::PreCandidate => pre_vote && (!granted || message.term == self.term + 1),
+                    Role::Candidate => !pre_vote && message.term == self.term,
+                    _ => false,
+                };
+                if current {
+                    self.poll(message.from, granted);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn step_leader(&mut self, message: Message) {
+        let from = message.from;
+        match message.body {
+            MessageBody::AppendResponse { rejected, index, hint_index, hint_term } => {
+                self.handle_append_response(from, rejected, index, hint_index, hint_term);
+            }
+            MessageBody::HeartbeatResponse { context } => {
+                let last_index = self.log.last_index();
+                let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+                progress.recent_active = true;
+                progress.probe_sent = false;
+                progress.read_acknowledged = progress.read_acknowledged.max(context);
+                if progress.match_index < last_index {
+                    // The follower is alive but behind: appends or their answers may have been
+                    // lost, so open one slot of a full window to make progress (raft-rs does the
+                    // same); an empty append then finds where the logs diverge.
+                    progress.free_first_inflight();
+                    self.send_append(from, true);
+                }
+                self.release_reads();
+            }
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                panic!("two leaders in term {}: {} and {from}", self.term, self.id());
+            }
+            _ => {}
+        }
+    }
+
+    // ----- replication -----
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: u64,
+        prev_log_term: u64,
+        commit: u64,
+        entries: Vec<Entry>,
+    ) {
+        let term = self.term;
+        let (mut prev_index, mut prev_term, mut entries) = (prev_log_index, prev_log_term, entries);
+        let committed = self.log.commit;
+        if prev_index < committed {
+            // Entries at or below our commit are the leader's too (Leader Completeness).
+            entries.retain(|entry| entry.index > committed);
+            prev_index = committed;
+            prev_term = self.log.term(committed).expect("committed entries are held");
+            if let Some(first) = entries.first() {
+                assert_eq!(first.index, committed + 1, "append has a gap after our commit");
+            }
+        }
+        if self.log.matches(prev_index, prev_term) {
+            let last_new = self.log.append_matching(prev_index, &entries);
+            self.log.commit_to(commit.min(last_new));
+            let body = MessageBody::AppendResponse {
+                rejected: false,
+                index: last_new,
+                hint_index: 0,
+                hint_term: 0,
+            };
+            self.send(from, term, body);
+        } else {
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(prev_index, prev_term);
+            let body = MessageBody::AppendResponse {
+                rejected: true,
+                index: prev_index,
+                hint_index,
+                hint_term,
+            };
+            self.send(from, term, body);
+        }
+    }
+
+    fn handle_heartbeat(&mut self, from: NodeId, commit: u64, context: u64) {
+        // The leader sends at most what this replica acknowledged as matching.
+        self.log.commit_to(commit);
+        let term = self.term;
+        self.send(from, term, MessageBody::HeartbeatResponse { context });
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        rejected: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        let last_index = self.log.last_index();
+        let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+        progress.recent_active = true;
+        if rejected {
+            let stale = match progress.state {
+                ProgressState::Replicate => index <= progress.match_index,
+                ProgressState::Probe => index + 1 != progress.next_index,
+            };
+            if stale {
+                return;
+            }
+            let (conflict, _) = self.log.find_conflict_by_term(hint_index, hint_term);
+            let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+            let next = (conflict + 1).min(index).max(progress.match_index + 1);
+            progress.become_probe(next);
+            self.send_append(from, true);
+            return;
+        }
+        if !progress.update(index) {
+            // Stale, but it may have freed room in the window.
+            while self.send_append(from, false) {}
+            return;
+        }
+        assert!(index <= last_index, "follower acknowledged beyond the leader's log");
+        if progress.state == ProgressState::Probe {
+            progress.become_replicate();
+        }
+        let match_index = progress.match_index;
+        if self.maybe_commit() {
+            self.broadcast_pending = true;
+        }
+        if self.transfer_target == Some(from) && match_index == self.log.last_index() {
+            let term = self.term;
+            self.send(from, term, MessageBody::TimeoutNow);
+        }
+        while self.send_append(from, false) {}
+    }
+
+    /// Sends the next batch to `to` if the flow-control window allows; `allow_empty` sends an
+    /// append without entries (a probe or a commit update). Returns `true` if entries went out.
+    fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let config = &self.config;
+        let progress = self.progress.get(&to).expect("a leader tracks every voter");
+        if progress.is_paused(config.inflight_appends_max, config.inflight_bytes_max) {
+            return false;
+        }
+        let prev_log_index = progress.next_index - 1;
+        let prev_log_term = self.log.term(prev_log_index).expect("next_index is within the log");
+        let entries =
+            self.log.batch(progress.next_index, config.append_entries_max, config.append_bytes_max);
+        if entries.is_empty() && !allow_empty {
+            return false;
+        }
+        let last = entries.last().map(|entry| entry.index);
+        let size_bytes = entries.iter().map(Entry::size_bytes).sum();
+        let progress = self.progress.get_mut(&to).expect("a leader tracks every voter");
+        progress.sent(last, size_bytes);
+        let commit = self.log.commit;
+        let term = self.term;
+        let body = MessageBody::Append { prev_log_index, prev_log_term, commit, entries };
+        self.send(to, term, body);
+        last.is_some()
+    }
+
+    /// Sends what proposals and commit advances left pending, batched since the last call.
+    pub(crate) fn flush_broadcast(&mut self) {
+        if self.role != Role::Leader || !self.broadcast_pending {
+            return;
+        }
+        self.broadcast_pending = false;
+        let commit_advanced = self.log.commit > self.commit_broadcast;
+        self.commit_broadcast = self.log.commit;
+        for peer in self.peers() {
+            let mut sent = self.send_append(peer, commit_advanced);
+            while sent {
+                sent = self.send_append(peer, false);
+            }
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let (term, context) = (self.term, self.read_round);
+        for peer in self.peers() {
+            let match_index = self.progress[&peer].match_index;
+            let commit = self.log.commit.min(match_index);
+            self.send(peer, term, MessageBody::Heartbeat { commit, context });
+        }
+    }
+
+    /// Advances the leader's commit index to the highest index stored on a quorum, if that entry
+    /// is of the current term (Raft §5.4.2: never by counting an older term's replicas).
+    pub(crate) fn maybe_commit(&mut self) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        let mut matches: Vec<u64> =
+            self.progress.values().map(|progress| progress.match_index).collect();
+        matches.push(self.log.persisted);
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matches[self.quorum() - 1];
+        if quorum_index <= self.log.commit || self.log.term(quorum_index) != Some(self.term) {
+            return false;
+        }
+        self.log.commit_to(quorum_index);
+        self.broadcast_pending = true;
+        if !self.reads_waiting_commit.is_empty() {
+            let contexts = std::mem::take(&mut self.reads_waiting_commit);
+            self.start_reads(contexts);
+        }
+        true
+    }
+
+    // ----- client requests -----
+
+    pub(crate) fn propose(&mut self, data: Vec<u8>) -> Result<u64, Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader { leader: self.leader });
+        }
+        if self.transfer_target.is_some() {
+            return Err(Error::TransferInProgress);
+        }
+        let index = self.log.last_index() + 1;
+        self.log.push(Entry { term: self.term, index, kind: EntryKind::Normal, data });
+        self.broadcast_pending = true;
+        Ok(index)
+    }
+
+    pub(crate) fn read_index(&mut self, context: u64) -> Result<(), Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader { leader: self.leader });
+        }
+        if self.log.term(self.log.commit) != Some(self.term) {
+            // The commit index is only known once an entry of this term committed.
+            self.reads_waiting_commit.push(context);
+            return Ok(());
+        }
+        self.start_reads(vec![context]);
+        Ok(())
+    }
+
+    fn start_reads(&mut self, contexts: Vec<u64>) {
+        self.read_round += 1;
+        let (round, index) = (self.read_round, self.log.commit);
+        for context in contexts {
+            self.reads_pending.push_back(PendingRead { round, context, index });
+        }
+        if self.voters.len() == 1 {
+            self.release_reads();
+        } else {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Answers the reads whose round a quorum acknowledged: this replica was still the leader
+    /// after they arrived, so their read index covers every write acknowledged before them.
+    fn release_reads(&mut self) {
+        let mut acknowledged: Vec<u64> =
+            self.progress.values().map(|progress| progress.read_acknowledged).collect();
+        acknowledged.push(self.read_round);
+        acknowledged.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_round = acknowledged[self.quorum() - 1];
+        while self.reads_pending.front().is_some_and(|read| read.round <= quorum_round) {
+            let read = self.reads_pending.pop_front().expect("front exists");
+            self.read_states.push(ReadState { context: read.context, index: read.index });
+        }
+    }
+
+    pub(crate) fn transfer_leader(&mut self, target: NodeId) -> Result<(), Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader { leader: self.leader });
+        }
+        if !self.voters.contains(&target) {
+            return Err(Error::UnknownPeer { id: target });
+        }
+        if target == self.id() {
+            return Ok(());
+        }
+        self.transfer_target = Some(target);
+        self.transfer_elapsed = 0;
+        if self.progress[&target].match_index == self.log.last_index() {
+            let term = self.term;
+            self.send(target, term, MessageBody::TimeoutNow);
+        } else {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    /// Campaigns now, as if the election timer fired (tests, or an operator's nudge).
+    pub(crate) fn campaign_now(&mut self) {
+        if self.role != Role::Leader {
+            let pre_vote = self.config.pre_vote;
+            self.campaign(pre_vote, false);
+        }
+    }
+}
