@@ -124,14 +124,18 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     pub(crate) fn new() -> io::Result<Rc<Reactor>> {
-        let ring = IoUring::builder().setup_cqsize(2 * RING_ENTRIES).build(RING_ENTRIES).map_err(
-            |error| {
+        let ring = IoUring::builder()
+            .setup_cqsize(2 * RING_ENTRIES)
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(RING_ENTRIES)
+            .map_err(|error| {
                 io::Error::new(
                     error.kind(),
                     format!("io_uring unavailable: io_uring_setup failed: {error}"),
                 )
-            },
-        )?;
+            })?;
         // Operations that cannot complete without blocking (fsync, most O_DIRECT writes) run on
         // the kernel's io-wq workers; by default it allows only a few per CPU for file work,
         // which would cap the queue depth the engine asked for.
