@@ -5,7 +5,8 @@
 //!
 //! 1. send `ready.messages` (they need nothing durable first);
 //! 2. persist `ready.entries` (truncating the stored log from the first entry's index, then
-//!    appending) and then `ready.hard_state`, and sync;
+//!    appending) and `ready.hard_state`, and sync: atomically, or entries first (the stored
+//!    commit index must never point past the stored log);
 //! 3. send `ready.persisted_messages` (votes and acknowledgements promise what is now durable);
 //! 4. apply `ready.committed_entries` in order; answer `ready.read_states` once applied;
 //! 5. call `advance()`.

@@ -1,0 +1,486 @@
+//! A deterministic in-memory cluster: `RawNode`s exchanging encoded messages over a seeded
+//! network that drops, duplicates, delays (so reorders) and partitions, with crashes that lose
+//! everything but what a `Ready` persisted. Invariants are checked after every ready:
+//!
+//! - election safety: at most one leader per term;
+//! - leader completeness: a new leader holds every entry committed so far;
+//! - committed entries never change: every replica's committed prefix equals one global log;
+//! - state machine safety: every replica applies exactly that log, in order;
+//! - ReadIndex linearizability: a confirmed read's index covers every entry committed before
+//!   the read was requested.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use strata_raft::{Config, Entry, EntryKind, HardState, Message, RawNode, Role};
+use strata_rt::{NodeId, Rng};
+
+pub struct Replica {
+    pub node: Option<RawNode>,
+    /// What survives a crash.
+    pub hard_state: HardState,
+    pub log: Vec<Entry>,
+    /// The state machine: applied entries, rebuilt from the log after a crash.
+    pub applied: Vec<Entry>,
+    commit_checked: u64,
+    pub restarts: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    pub drop_rate: f64,
+    pub duplicate_rate: f64,
+    pub delay_ticks_max: u64,
+    /// Chance that a replica crashes while performing a `Ready`, before it is durable.
+    pub crash_in_ready_rate: f64,
+}
+
+pub struct Network {
+    pub rng: Rng,
+    pub ids: Vec<NodeId>,
+    pub replicas: BTreeMap<NodeId, Replica>,
+    in_flight: Vec<(u64, Vec<u8>)>,
+    pub now: u64,
+    pub faults: Faults,
+    /// Directed links that drop everything.
+    cut: BTreeSet<(NodeId, NodeId)>,
+    configure: fn(&mut Config),
+    seed: u64,
+    leaders: BTreeMap<u64, NodeId>,
+    /// The one committed log every replica must agree with.
+    pub committed: Vec<Entry>,
+    /// Open reads: context -> (replica asked, entries committed when asked).
+    reads: BTreeMap<u64, (NodeId, u64)>,
+    next_context: u64,
+    next_value: u64,
+    pub reads_confirmed: u64,
+    pub messages_sent: u64,
+}
+
+pub fn no_changes(_: &mut Config) {}
+
+impl Network {
+    pub fn new(count: u32, seed: u64, configure: fn(&mut Config)) -> Network {
+        let ids: Vec<NodeId> = (1..=count).map(NodeId).collect();
+        let mut network = Network {
+            rng: Rng::with_seed(seed),
+            ids: ids.clone(),
+            replicas: BTreeMap::new(),
+            in_flight: Vec::new(),
+            now: 0,
+            faults: Faults::default(),
+            cut: BTreeSet::new(),
+            configure,
+            seed,
+            leaders: BTreeMap::new(),
+            committed: Vec::new(),
+            reads: BTreeMap::new(),
+            next_context: 1,
+            next_value: 1,
+            reads_confirmed: 0,
+            messages_sent: 0,
+        };
+        for &id in &ids {
+            let replica = Replica {
+                node: None,
+                hard_state: HardState::default(),
+                log: Vec::new(),
+                applied: Vec::new(),
+                commit_checked: 0,
+                restarts: 0,
+            };
+            network.replicas.insert(id, replica);
+            network.restart(id);
+        }
+        network
+    }
+
+    pub fn config(&self, id: NodeId, restarts: u64) -> Config {
+        let seed = self.seed ^ (u64::from(id.0) << 32) ^ restarts.wrapping_mul(0x9e37_79b9);
+        let mut config = Config::new(id, self.ids.clone(), seed);
+        (self.configure)(&mut config);
+        config
+    }
+
+    /// Rebuilds a replica from what it persisted; its state machine replays from the log.
+    pub fn restart(&mut self, id: NodeId) {
+        let restarts = self.replicas[&id].restarts;
+        let config = self.config(id, restarts);
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        assert!(replica.node.is_none(), "{id} is running");
+        let node = RawNode::new(config, replica.hard_state, replica.log.clone(), 0)
+            .expect("persisted state restores");
+        replica.node = Some(node);
+        replica.applied.clear();
+        replica.commit_checked = 0;
+        replica.restarts += 1;
+    }
+
+    pub fn crash(&mut self, id: NodeId) {
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        replica.node = None;
+        replica.applied.clear();
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.replicas[&id].node.is_some()
+    }
+
+    pub fn node(&self, id: NodeId) -> &RawNode {
+        self.replicas[&id].node.as_ref().expect("replica is up")
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut RawNode {
+        self.replicas.get_mut(&id).expect("known replica").node.as_mut().expect("replica is up")
+    }
+
+    // ----- the network -----
+
+    pub fn isolate(&mut self, id: NodeId) {
+        for &other in &self.ids.clone() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    /// Splits the replicas into `side` and the rest.
+    pub fn partition(&mut self, side: &[NodeId]) {
+        self.cut.clear();
+        for &a in &self.ids {
+            for &b in &self.ids {
+                if side.contains(&a) != side.contains(&b) {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn send(&mut self, message: Message) {
+        self.messages_sent += 1;
+        let bytes = message.to_bytes();
+        if self.rng.chance(self.faults.drop_rate) {
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.duplicate_rate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.rng.below(self.faults.delay_ticks_max + 1);
+            self.in_flight.push((self.now + delay, bytes.clone()));
+        }
+    }
+
+    /// Delivers every message due by now, in random order.
+    pub fn deliver_due(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        let mut later = Vec::new();
+        for (at, bytes) in std::mem::take(&mut self.in_flight) {
+            if at <= now {
+                due.push(bytes);
+            } else {
+                later.push((at, bytes));
+            }
+        }
+        self.in_flight = later;
+        self.rng.shuffle(&mut due);
+        for bytes in due {
+            let message = Message::decode(&bytes).expect("our own encoding decodes");
+            if self.cut.contains(&(message.from, message.to)) {
+                continue;
+            }
+            let to = message.to;
+            if let Some(node) = self.replicas.get_mut(&to).and_then(|r| r.node.as_mut()) {
+                node.step(message).expect("messages within the group");
+                self.process_ready(to);
+            }
+        }
+    }
+
+    /// Without faults: delivers and processes until nothing moves (ticks not included).
+    pub fn deliver_all(&mut self) {
+        for _ in 0..10_000 {
+            for id in self.ids.clone() {
+                self.process_ready(id);
+            }
+            if self.in_flight.is_empty() {
+                return;
+            }
+            for entry in &mut self.in_flight {
+                entry.0 = 0;
+            }
+            self.deliver_due();
+        }
+        panic!("the cluster did not quiesce");
+    }
+
+    /// Drops every message in flight.
+    pub fn drop_in_flight(&mut self) {
+        self.in_flight.clear();
+    }
+
+    // ----- driving replicas -----
+
+    pub fn process_ready(&mut self, id: NodeId) {
+        loop {
+            let Some(node) = self.replicas.get_mut(&id).and_then(|r| r.node.as_mut()) else {
+                return;
+            };
+            if !node.has_ready() {
+                return;
+            }
+            let ready = node.ready();
+            for message in ready.messages {
+                self.send(message);
+            }
+            let crash = self.rng.chance(self.faults.crash_in_ready_rate);
+            let entries_only = crash && self.rng.chance(0.5);
+            let replica = self.replicas.get_mut(&id).expect("known replica");
+            if !crash || entries_only {
+                if let Some(first) = ready.entries.first() {
+                    replica.log.truncate(first.index as usize - 1);
+                    replica.log.extend(ready.entries.iter().cloned());
+                }
+            }
+            if crash {
+                self.crash(id);
+                return;
+            }
+            if let Some(hard_state) = ready.hard_state {
+                replica.hard_state = hard_state;
+            }
+            for message in ready.persisted_messages {
+                self.send(message);
+            }
+            self.check_commit(id);
+            let replica = self.replicas.get_mut(&id).expect("known replica");
+            for entry in ready.committed_entries {
+                let expected = self.committed.get(entry.index as usize - 1);
+                assert_eq!(expected, Some(&entry), "{id} applies an entry not committed");
+                assert_eq!(
+                    replica.applied.len() as u64 + 1,
+                    entry.index,
+                    "{id} applies out of order"
+                );
+                replica.applied.push(entry);
+            }
+            for read in ready.read_states {
+                let (asked, required) = self.reads.remove(&read.context).expect("a read we made");
+                assert_eq!(asked, id, "read answered by another replica");
+                assert!(
+                    read.index >= required,
+                    "stale read at {id}: index {} but {required} were committed before",
+                    read.index
+                );
+                self.reads_confirmed += 1;
+            }
+            self.node_mut(id).advance();
+            self.check_node(id);
+        }
+    }
+
+    fn check_commit(&mut self, id: NodeId) {
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        let node = replica.node.as_ref().expect("replica is up");
+        let commit = node.commit_index();
+        for index in replica.commit_checked + 1..=commit {
+            let entry = &node.entries(index, index)[0];
+            match self.committed.get(index as usize - 1) {
+                Some(committed) => {
+                    assert_eq!(committed, entry, "{id} committed a different entry at {index}")
+                }
+                None => {
+                    assert_eq!(self.committed.len() as u64 + 1, index);
+                    self.committed.push(entry.clone());
+                }
+            }
+        }
+        replica.commit_checked = replica.commit_checked.max(commit);
+    }
+
+    fn check_node(&mut self, id: NodeId) {
+        let node = self.node(id);
+        if node.role() != Role::Leader {
+            return;
+        }
+        let term = node.term();
+        match self.leaders.get(&term) {
+            Some(&leader) => assert_eq!(leader, id, "two leaders in term {term}"),
+            None => {
+                for (position, entry) in self.committed.iter().enumerate() {
+                    let index = position as u64 + 1;
+                    assert_eq!(
+                        node.term_at(index),
+                        Some(entry.term),
+                        "new leader {id} of term {term} lacks committed entry {index}"
+                    );
+                }
+                self.leaders.insert(term, id);
+            }
+        }
+    }
+
+    pub fn tick(&mut self, id: NodeId) {
+        if let Some(node) = self.replicas.get_mut(&id).and_then(|r| r.node.as_mut()) {
+            node.tick();
+            self.process_ready(id);
+        }
+    }
+
+    pub fn tick_all(&mut self) {
+        for id in self.ids.clone() {
+            self.tick(id);
+        }
+    }
+
+    /// Proposes a fresh value at `id`; returns its index if `id` leads.
+    pub fn propose(&mut self, id: NodeId) -> Option<(u64, Vec<u8>)> {
+        let value = self.next_value.to_le_bytes().to_vec();
+        let node = self.replicas.get_mut(&id)?.node.as_mut()?;
+        let index = node.propose(value.clone()).ok()?;
+        self.next_value += 1;
+        self.process_ready(id);
+        Some((index, value))
+    }
+
+    pub fn read(&mut self, id: NodeId) -> bool {
+        let context = self.next_context;
+        let required = self.committed.len() as u64;
+        let Some(node) = self.replicas.get_mut(&id).and_then(|r| r.node.as_mut()) else {
+            return false;
+        };
+        if node.read_index(context).is_err() {
+            return false;
+        }
+        self.next_context += 1;
+        self.reads.insert(context, (id, required));
+        self.process_ready(id);
+        true
+    }
+
+    pub fn leaders(&self) -> Vec<NodeId> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|&id| self.is_up(id) && self.node(id).role() == Role::Leader)
+            .collect()
+    }
+
+    /// The leader of the highest term, if every running replica follows it.
+    pub fn stable_leader(&self) -> Option<NodeId> {
+        let leaders = self.leaders();
+        let leader = *leaders.iter().max_by_key(|&&id| self.node(id).term())?;
+        let term = self.node(leader).term();
+        let all_follow = self.ids.iter().all(|&id| {
+            !self.is_up(id)
+                || (self.node(id).term() == term && self.node(id).leader() == Some(leader))
+        });
+        all_follow.then_some(leader)
+    }
+
+    // ----- randomized runs -----
+
+    /// One tick of a chaotic run: faults, ticks (with skew), deliveries, client requests.
+    pub fn step_chaos(&mut self) {
+        self.now += 1;
+        let rng = &mut self.rng;
+        let ids = self.ids.clone();
+        let roll = rng.unit_f64();
+        if roll < 0.003 {
+            let id = ids[rng.index(ids.len())];
+            self.crash(id);
+        } else if roll < 0.013 {
+            let id = ids[rng.index(ids.len())];
+            if !self.is_up(id) {
+                self.restart(id);
+            }
+        } else if roll < 0.018 {
+            let mut side: Vec<NodeId> =
+                ids.iter().copied().filter(|_| self.rng.chance(0.5)).collect();
+            side.sort();
+            self.partition(&side);
+        } else if roll < 0.020 {
+            if let Some(&leader) = self.leaders().first() {
+                self.isolate(leader);
+            }
+        } else if roll < 0.030 {
+            self.heal();
+        } else if roll < 0.032 {
+            if let Some(&leader) = self.leaders().first() {
+                let target = ids[self.rng.index(ids.len())];
+                let _ = self.node_mut(leader).transfer_leader(target);
+                self.process_ready(leader);
+            }
+        }
+        self.step_common(0.1);
+    }
+
+    fn step_common(&mut self, skip_tick_rate: f64) {
+        for id in self.ids.clone() {
+            if !self.rng.chance(skip_tick_rate) {
+                self.tick(id);
+            }
+        }
+        self.deliver_due();
+        for id in self.ids.clone() {
+            if self.rng.chance(0.3) {
+                self.propose(id);
+            }
+            if self.rng.chance(0.03) {
+                self.read(id);
+            }
+        }
+    }
+
+    /// Stops every fault, restarts every replica, then requires a leader that everyone follows
+    /// and a fresh entry applied everywhere within `ticks_max` ticks. Returns the ticks taken.
+    pub fn heal_and_check_liveness(&mut self, ticks_max: u64) -> u64 {
+        self.faults =
+            Faults { delay_ticks_max: self.faults.delay_ticks_max.min(2), ..Faults::default() };
+        self.heal();
+        for id in self.ids.clone() {
+            if !self.is_up(id) {
+                self.restart(id);
+            }
+        }
+        let mut proposed: Option<(u64, Vec<u8>)> = None;
+        for tick in 0..ticks_max {
+            self.now += 1;
+            for id in self.ids.clone() {
+                self.tick(id);
+            }
+            self.deliver_due();
+            if proposed.is_none() {
+                if let Some(leader) = self.stable_leader() {
+                    proposed = self.propose(leader);
+                }
+            }
+            if let Some((index, value)) = &proposed {
+                let everywhere = self.replicas.values().all(|replica| {
+                    replica.applied.get(*index as usize - 1).is_some_and(|entry| {
+                        entry.kind == EntryKind::Normal && &entry.data == value
+                    })
+                });
+                if everywhere {
+                    return tick;
+                }
+                // Lost to a leader change: propose again.
+                let lost = self
+                    .committed
+                    .get(*index as usize - 1)
+                    .is_some_and(|entry| &entry.data != value);
+                if lost {
+                    proposed = None;
+                }
+            }
+        }
+        panic!(
+            "no progress within {ticks_max} ticks after healing: leaders {:?}, terms {:?}",
+            self.leaders(),
+            self.ids.iter().map(|&id| self.node(id).term()).collect::<Vec<_>>()
+        );
+    }
+}
