@@ -72,7 +72,6 @@ impl Progress {
 
     /// A success response up to `index`; `false` if it was stale.
     pub(crate) fn update(&mut self, index: u64) -> bool {
-        self.probe_sent = false;
         while let Some(&(last, bytes)) = self.inflight.front() {
             if last > index {
                 break;
@@ -85,6 +84,9 @@ impl Progress {
         }
         self.match_index = index;
         self.next_index = self.next_index.max(index + 1);
+        // Only progress unpauses a probe: a stale answer must not trigger a resend, or
+        // duplicated answers would multiply appends.
+        self.probe_sent = false;
         true
     }
 

@@ -54,6 +54,8 @@ pub struct Network {
     next_value: u64,
     pub reads_confirmed: u64,
     pub messages_sent: u64,
+    /// A test's hand on the wire: rewrites or (with `None`) drops a message being delivered.
+    pub rewrite: Option<fn(Message) -> Option<Message>>,
 }
 
 pub fn no_changes(_: &mut Config) {}
@@ -78,6 +80,7 @@ impl Network {
             next_value: 1,
             reads_confirmed: 0,
             messages_sent: 0,
+            rewrite: None,
         };
         for &id in &ids {
             let replica = Replica {
@@ -113,6 +116,15 @@ impl Network {
         replica.applied.clear();
         replica.commit_checked = 0;
         replica.restarts += 1;
+    }
+
+    /// Replaces what `id` persisted (as if it had crashed with this on disk) and restarts it.
+    pub fn set_persisted(&mut self, id: NodeId, hard_state: HardState, log: Vec<Entry>) {
+        self.crash(id);
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        replica.hard_state = hard_state;
+        replica.log = log;
+        self.restart(id);
     }
 
     pub fn crash(&mut self, id: NodeId) {
@@ -192,6 +204,13 @@ impl Network {
             if self.cut.contains(&(message.from, message.to)) {
                 continue;
             }
+            let message = match self.rewrite {
+                Some(rewrite) => match rewrite(message) {
+                    Some(message) => message,
+                    None => continue,
+                },
+                None => message,
+            };
             let to = message.to;
             if let Some(node) = self.replicas.get_mut(&to).and_then(|r| r.node.as_mut()) {
                 node.step(message).expect("messages within the group");
