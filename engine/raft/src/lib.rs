@@ -43,6 +43,16 @@ pub struct ReadState {
     pub index: u64,
 }
 
+/// The leader's view of one follower's replication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub match_index: u64,
+    pub next_index: u64,
+    pub state: ProgressState,
+    /// No append goes out until an answer arrives (probe outstanding or window full).
+    pub paused: bool,
+}
+
 /// The static configuration of one replica.
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -224,6 +224,11 @@ impl RawNode {
         self.raft.hard_state()
     }
 
+    /// On a leader, its view of `peer`'s replication.
+    pub fn progress(&self, peer: NodeId) -> Option<crate::PeerProgress> {
+        self.raft.peer_progress(peer)
+    }
+
     pub fn config(&self) -> &Config {
         &self.raft.config
     }

@@ -693,6 +693,17 @@ impl Raft {
         Ok(())
     }
 
+    pub(crate) fn peer_progress(&self, peer: NodeId) -> Option<crate::PeerProgress> {
+        let progress = self.progress.get(&peer)?;
+        Some(crate::PeerProgress {
+            match_index: progress.match_index,
+            next_index: progress.next_index,
+            state: progress.state,
+            paused: progress
+                .is_paused(self.config.inflight_appends_max, self.config.inflight_bytes_max),
+        })
+    }
+
     /// Campaigns now, as if the election timer fired (tests, or an operator's nudge).
     pub(crate) fn campaign_now(&mut self) {
         if self.role != Role::Leader {

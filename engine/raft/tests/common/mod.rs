@@ -486,20 +486,41 @@ impl Network {
                 if everywhere {
                     return tick;
                 }
-                // Lost to a leader change: propose again.
-                let lost = self
-                    .committed
-                    .get(*index as usize - 1)
-                    .is_some_and(|entry| &entry.data != value);
+                // Lost to a leader change (overwritten, or truncated and never refilled):
+                // propose again.
+                let lost = self.stable_leader().is_some_and(|leader| {
+                    self.node(leader).entries(*index, *index).first().map(|entry| &entry.data)
+                        != Some(value)
+                });
                 if lost {
                     proposed = None;
                 }
             }
         }
-        panic!(
-            "no progress within {ticks_max} ticks after healing: leaders {:?}, terms {:?}",
-            self.leaders(),
-            self.ids.iter().map(|&id| self.node(id).term()).collect::<Vec<_>>()
-        );
+        panic!("no progress within {ticks_max} ticks after healing:\n{}", self.describe());
+    }
+
+    /// Every replica's state, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for &id in &self.ids {
+            let node = self.node(id);
+            out += &format!(
+                "{id}: {:?} term {} leader {:?} commit {} persisted {} last {} applied {}\n",
+                node.role(),
+                node.term(),
+                node.leader(),
+                node.commit_index(),
+                node.persisted_index(),
+                node.last_index(),
+                node.applied_index(),
+            );
+            for &peer in &self.ids {
+                if let Some(progress) = node.progress(peer) {
+                    out += &format!("    {peer}: {progress:?}\n");
+                }
+            }
+        }
+        out
     }
 }
