@@ -313,6 +313,31 @@ async fn send_to(
     }
 }
 
+/// Fuzz body: any bytes, split anywhere, must decode to frames or a clean error, never a panic;
+/// and the frames decoded must re-encode to the bytes they came from.
+pub fn fuzz_peer_frames(data: &[u8]) {
+    let Some((&split, stream)) = data.split_first() else { return };
+    let split = usize::from(split).max(1);
+    let mut decoder = FrameDecoder::default();
+    let mut frames = Vec::new();
+    'feeding: for chunk in stream.chunks(split) {
+        decoder.feed(chunk);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(_) => break 'feeding,
+            }
+        }
+    }
+    let mut encoded = Vec::new();
+    for frame in &frames {
+        encode_frame(frame, &mut encoded);
+    }
+    assert_eq!(&stream[..encoded.len()], &encoded[..], "decoded frames re-encode to their bytes");
+    let _ = parse_hello(stream);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +375,28 @@ mod tests {
         decoder.feed(&u32::MAX.to_le_bytes());
         decoder.feed(&[0; 4]);
         assert!(matches!(decoder.next_frame(), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn random_and_damaged_streams_never_panic() {
+        let mut rng = crate::Rng::with_seed(11);
+        for case in 0..2000 {
+            let mut data = vec![0u8; rng.index(300)];
+            rng.fill(&mut data);
+            if case % 2 == 0 {
+                // Mostly valid streams with one damaged byte reach past the checksum.
+                let mut stream = vec![1 + rng.below(16) as u8];
+                for _ in 0..rng.index(4) {
+                    encode_frame(&data[..rng.index(data.len() + 1)], &mut stream);
+                }
+                if stream.len() > 1 {
+                    let at = 1 + rng.index(stream.len() - 1);
+                    stream[at] ^= 1 << rng.below(8);
+                }
+                data = stream;
+            }
+            fuzz_peer_frames(&data);
+        }
     }
 
     #[test]
