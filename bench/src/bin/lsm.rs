@@ -3,15 +3,15 @@
 //! 1,000,000 random puts (16-byte keys, 100-byte random values, a durable commit every 1,000
 //! puts), then 1,000,000 random gets of the inserted keys, then a full scan.
 //!
-//! `cargo run --release -p strata-bench --bin lsm [-- PUTS]` (default 1000000). Strata reaches the
-//! disk through `strata_bench::BlockingBackend`, a blocking std::fs stand-in until the io_uring
-//! backend serves benchmarks; set `STRATA_BENCH_DIR` to pick the file system.
+//! `cargo run --release -p strata-bench --bin lsm [-- PUTS]` (default 1000000). Strata runs on
+//! the io_uring backend; set `STRATA_BENCH_DIR` to pick the file system.
 
 use redb::ReadableTable;
 use std::ops::Bound;
 use std::path::Path;
 use std::time::Instant;
-use strata_bench::{block_on, consume, scratch_dir, BlockingBackend, DataRng};
+use strata_bench::{consume, scratch_dir, uring_options, DataRng};
+use strata_rt::uring::block_on;
 use strata_lsm::{Db, Options, WriteBatch};
 use strata_rt::Runtime;
 
@@ -59,9 +59,7 @@ struct Timings {
 }
 
 fn strata(dir: &Path, workload: &'static Workload) -> Timings {
-    let backend = BlockingBackend::new(dir).expect("backend");
-    let rt = Runtime::new(backend.clone());
-    block_on(&backend, async move {
+    block_on(&uring_options(dir), |rt: Runtime| async move {
         let options = Options { cache_bytes: CACHE_BYTES, ..Options::default() };
         let db = Db::open(&rt, "db", options).await.expect("open");
         let started = Instant::now();
@@ -100,6 +98,7 @@ fn strata(dir: &Path, workload: &'static Workload) -> Timings {
         eprintln!("strata: {:?}", db.stats());
         Timings { puts, gets, scan, scanned }
     })
+    .expect("io_uring backend")
 }
 
 fn fjall_run(dir: &Path, workload: &Workload) -> Timings {
@@ -181,7 +180,7 @@ fn main() {
         dir.display()
     );
     println!(
-        "strata: BlockingBackend (std::fs stand-in for io_uring); cache {} MiB for each engine",
+        "strata: io_uring backend; cache {} MiB for each engine",
         CACHE_BYTES >> 20
     );
     let workload: &'static Workload = Box::leak(Box::new(Workload::new(puts)));

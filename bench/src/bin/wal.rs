@@ -2,15 +2,15 @@
 //! 100-byte and 4 KiB records) against the disk's own raw rate of one write + fdatasync, measured
 //! in the same run on the same file system.
 //!
-//! `cargo run --release -p strata-bench --bin wal [-- SECONDS_PER_CASE]` (default 2). The disk is
-//! reached through `strata_bench::BlockingBackend`, a blocking std::fs stand-in until the io_uring
-//! backend serves benchmarks; set `STRATA_BENCH_DIR` to pick the file system.
+//! `cargo run --release -p strata-bench --bin wal [-- SECONDS_PER_CASE]` (default 2). The WAL runs
+//! on the io_uring backend; set `STRATA_BENCH_DIR` to pick the file system.
 
 use std::cell::Cell;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 use std::time::Instant;
-use strata_bench::{block_on, scratch_dir, BlockingBackend};
+use strata_bench::{scratch_dir, uring_options};
+use strata_rt::uring::block_on;
 use strata_rt::Runtime;
 use strata_wal::{Options, Wal};
 
@@ -39,9 +39,7 @@ fn raw_syncs_per_second(dir: &std::path::Path, size: usize, seconds: f64) -> f64
 
 fn wal_appends_per_second(dir: &std::path::Path, writers: usize, size: usize, seconds: f64) -> f64 {
     let case_dir = dir.join(format!("wal-{writers}-{size}"));
-    let backend = BlockingBackend::new(&case_dir).expect("backend");
-    let rt = Runtime::new(backend.clone());
-    let result = block_on(&backend, async move {
+    let result = block_on(&uring_options(&case_dir), |rt: Runtime| async move {
         let wal = Wal::open(&rt, "wal", Options::default()).await.expect("open wal");
         let deadline = rt.now() + strata_rt::Duration::from_secs_f64(seconds);
         let appended = Rc::new(Cell::new(0u64));
@@ -63,7 +61,8 @@ fn wal_appends_per_second(dir: &std::path::Path, writers: usize, size: usize, se
         }
         let elapsed = (rt.now() - started).as_secs_f64();
         appended.get() as f64 / elapsed
-    });
+    })
+    .expect("io_uring backend");
     let _ = std::fs::remove_dir_all(&case_dir);
     result
 }
@@ -76,7 +75,7 @@ fn main() {
         dir.display()
     );
     println!(
-        "backend: BlockingBackend (std::fs stand-in for io_uring; one fsync per group commit)"
+        "backend: io_uring (one fdatasync per group commit)"
     );
     println!(
         "{:>8} {:>8} {:>14} {:>14} {:>10}",
