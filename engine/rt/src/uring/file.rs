@@ -68,6 +68,14 @@ async fn transfer<B: IoMemory>(
     (Ok(done), buf)
 }
 
+/// fsync (or fdatasync with `DATASYNC`) of an open descriptor. Never retried on failure: a failed
+/// fsync may have dropped the dirty pages, and a second one would report a false success.
+pub(crate) async fn fsync(descriptor: &Descriptor, flags: types::FsyncFlags) -> io::Result<()> {
+    let entry = opcode::Fsync::new(types::Fd(descriptor.fd)).flags(flags).build();
+    let (result, _) = Operation::new(&descriptor.reactor, entry, None, Cancel::Async).await;
+    check(result).map(drop)
+}
+
 /// Runs one operation that needs no memory of ours.
 pub(crate) async fn plain(
     reactor: &Rc<Reactor>,
@@ -137,31 +145,13 @@ impl FileBackend for UringFile {
     }
 
     fn sync_data(&self) -> LocalBoxFuture<io::Result<()>> {
-        let (descriptor, reactor, fd) = self.parts();
-        Box::pin(async move {
-            let entry =
-                opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build();
-            let (result, _) = Operation::new(&reactor, entry, None, Cancel::Async).await;
-            drop(descriptor);
-            check(result).map(drop)
-        })
+        let descriptor = self.descriptor.clone();
+        Box::pin(async move { fsync(&descriptor, types::FsyncFlags::DATASYNC).await })
     }
 
     fn sync(&self) -> LocalBoxFuture<io::Result<()>> {
-        let (descriptor, reactor, fd) = self.parts();
-        Box::pin(async move {
-            // Not retried on failure: a failed fsync may have dropped the dirty pages, and a
-            // second one would report a false success. Only an interrupted submission is retried.
-            let (result, _) = Operation::new(
-                &reactor,
-                opcode::Fsync::new(types::Fd(fd)).build(),
-                None,
-                Cancel::Async,
-            )
-            .await;
-            drop(descriptor);
-            check(result).map(drop)
-        })
+        let descriptor = self.descriptor.clone();
+        Box::pin(async move { fsync(&descriptor, types::FsyncFlags::empty()).await })
     }
 
     fn len(&self) -> LocalBoxFuture<io::Result<u64>> {

@@ -17,7 +17,7 @@ pub use reactor::{OPERATIONS_IN_FLIGHT_MAX, RING_ENTRIES};
 use crate::backend::{Backend, FileBackend, ListenerBackend, OpenOptions, StreamBackend, TaskId};
 use crate::transport::{start_peer_transport, PeerConfig, PeerQueues};
 use crate::{check_path, Duration, Instant, LocalBoxFuture, NodeId, Runtime};
-use file::{Descriptor, UringFile};
+use file::{fsync, Descriptor, UringFile};
 use io_uring::{opcode, types};
 use reactor::{check, Cancel, Operation, Reactor};
 use std::cell::RefCell;
@@ -238,16 +238,7 @@ impl Backend for UringBackend {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
             let entry = opcode::OpenAt::new(root, path.as_ptr()).flags(flags).build();
             let fd = with_paths(&reactor, entry, Box::new(path)).await? as libc::c_int;
-            let descriptor = Descriptor { reactor: reactor.clone(), fd };
-            let (result, _) = Operation::new(
-                &reactor,
-                opcode::Fsync::new(types::Fd(fd)).build(),
-                None,
-                Cancel::Async,
-            )
-            .await;
-            drop(descriptor);
-            check(result).map(drop)
+            fsync(&Descriptor { reactor, fd }, types::FsyncFlags::empty()).await
         })
     }
 
