@@ -1,3 +1,4 @@
 //! Workloads the simulator runs against node software, with the checks that judge a run.
 
+pub mod raft;
 pub mod register;
