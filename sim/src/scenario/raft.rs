@@ -298,15 +298,25 @@ struct Machine {
     last_request: BTreeMap<NodeId, u64>,
 }
 
-pub async fn replica(rt: Runtime, replicas: Vec<NodeId>, checker: Rc<RefCell<Checker>>) {
+pub async fn replica(
+    rt: Runtime,
+    replicas: Vec<NodeId>,
+    checker: Rc<RefCell<Checker>>,
+    bug: Option<Bug>,
+) {
     loop {
-        if let Err(_latched) = serve(&rt, &replicas, &checker).await {
+        if let Err(_latched) = serve(&rt, &replicas, &checker, bug).await {
             rt.sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn serve(rt: &Runtime, replicas: &[NodeId], checker: &RefCell<Checker>) -> io::Result<()> {
+async fn serve(
+    rt: &Runtime,
+    replicas: &[NodeId],
+    checker: &RefCell<Checker>,
+    bug: Option<Bug>,
+) -> io::Result<()> {
     let (mut storage, hard_state, entries) = Storage::open(rt).await?;
     let id = rt.node_id();
     let config = Config::new(id, replicas.to_vec(), rt.rng().next_u64());
@@ -347,6 +357,13 @@ async fn serve(rt: &Runtime, replicas: &[NodeId], checker: &RefCell<Checker>) ->
                                 Err(_) => true,
                             }
                         }
+                        Request::Read { request }
+                            if bug == Some(Bug::ReadWithoutReadIndex)
+                                && node.role() == Role::Leader =>
+                        {
+                            net.send(from, Reply::Value { request, value: machine.value }.encode());
+                            false
+                        }
                         Request::Read { request } => {
                             next_context += 1;
                             match node.read_index(next_context) {
@@ -372,9 +389,16 @@ async fn serve(rt: &Runtime, replicas: &[NodeId], checker: &RefCell<Checker>) ->
             for message in &ready.messages {
                 send_raft(&net, message);
             }
+            if bug == Some(Bug::AcknowledgeBeforeDurable) {
+                for message in &ready.persisted_messages {
+                    send_raft(&net, message);
+                }
+            }
             storage.persist(&ready).await?;
-            for message in &ready.persisted_messages {
-                send_raft(&net, message);
+            if bug != Some(Bug::AcknowledgeBeforeDurable) {
+                for message in &ready.persisted_messages {
+                    send_raft(&net, message);
+                }
             }
             for entry in &ready.committed_entries {
                 checker.borrow_mut().apply(id, entry);
@@ -527,17 +551,33 @@ async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<C
 
 // ----- the run -----
 
+/// A deliberate bug in the replica driver, switched on to prove the checks catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// Send votes and acknowledgements before the `Ready` is durable.
+    AcknowledgeBeforeDurable,
+    /// Answer reads from the leader's state machine without a ReadIndex round.
+    ReadWithoutReadIndex,
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub replicas: u32,
     pub clients: u32,
     pub fault_duration: Duration,
     pub faults: bool,
+    pub bug: Option<Bug>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { replicas: 5, clients: 3, fault_duration: Duration::from_secs(10), faults: true }
+        Options {
+            replicas: 5,
+            clients: 3,
+            fault_duration: Duration::from_secs(10),
+            faults: true,
+            bug: None,
+        }
     }
 }
 
@@ -560,9 +600,9 @@ pub fn run(seed: u64, options: &Options) -> Report {
     let replicas: Vec<NodeId> = (0..options.replicas).map(NodeId).collect();
     let checker: Rc<RefCell<Checker>> = Rc::default();
     for _ in 0..options.replicas {
-        let (replicas, checker) = (replicas.clone(), checker.clone());
+        let (replicas, checker, bug) = (replicas.clone(), checker.clone(), options.bug);
         sim.add_node(NodeOptions::SERVER, move |rt| {
-            Box::pin(replica(rt, replicas.clone(), checker.clone()))
+            Box::pin(replica(rt, replicas.clone(), checker.clone(), bug))
         });
     }
     let history: History = Rc::default();
@@ -667,8 +707,13 @@ mod tests {
     }
 
     fn run_seeds(replicas: u32, seeds: std::ops::Range<u64>) {
-        let options =
-            Options { replicas, clients: 3, fault_duration: Duration::from_secs(5), faults: true };
+        let options = Options {
+            replicas,
+            clients: 3,
+            fault_duration: Duration::from_secs(5),
+            faults: true,
+            bug: None,
+        };
         let (mut applied, mut completed) = (0, 0);
         for seed in seeds {
             let report = run(seed, &options);
@@ -706,6 +751,42 @@ mod tests {
         let report = run(1, &options);
         assert_eq!(report.verdict, Ok(()));
         assert!(report.entries_applied > 100, "applied only {}", report.entries_applied);
+    }
+
+    /// Regression: seed 99 lost a replica's whole log. Its first start created the log file,
+    /// failed its sync, and retried; the retry found the name and skipped syncing the directory,
+    /// so a later crash removed the file and the replica came back empty, after it had voted and
+    /// acknowledged entries (a leader then sent it a commit index beyond its log: the core's
+    /// assertion fired). Opening now syncs the directory whether or not it created the file.
+    #[test]
+    fn seed_99_keeps_the_log_file_name_durable() {
+        let report = run(99, &Options::default());
+        assert_eq!(report.verdict, Ok(()));
+    }
+
+    /// Finds a seed among the first `seeds` where `bug` is caught, by a failed verdict or by an
+    /// invariant assertion of the Raft core.
+    fn caught(bug: Bug, seeds: u64) -> Option<u64> {
+        let options = Options {
+            bug: Some(bug),
+            fault_duration: Duration::from_secs(5),
+            ..Options::default()
+        };
+        (0..seeds).find(|&seed| {
+            let run = std::panic::AssertUnwindSafe(|| run(seed, &options));
+            std::panic::catch_unwind(run).map_or(true, |report| report.verdict.is_err())
+        })
+    }
+
+    #[test]
+    fn planted_bugs_are_caught() {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let acknowledged = caught(Bug::AcknowledgeBeforeDurable, 200);
+        let read = caught(Bug::ReadWithoutReadIndex, 200);
+        std::panic::set_hook(previous);
+        assert!(acknowledged.is_some(), "acknowledging before durability went unnoticed");
+        assert!(read.is_some(), "reads without ReadIndex went unnoticed");
     }
 
     /// The long sweep: `cargo nextest run -p strata-sim --run-ignored only raft_many_seeds`
