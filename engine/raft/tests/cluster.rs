@@ -80,7 +80,7 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
 
 #[test]
 fn cluster_seeds() {
-    run_seeds(0..200);
+    run_seeds(0..400);
 }
 
 #[test]
