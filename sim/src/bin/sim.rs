@@ -175,6 +175,7 @@ fn main() -> ExitCode {
         fault_duration: std::time::Duration::from_secs(arguments.fault_seconds),
         faults: !arguments.no_faults,
         bug,
+        check_linearizability: true,
     };
     if let Some(seed) = arguments.seed {
         return if run_one(seed, &options, &arguments, !arguments.quiet) {
