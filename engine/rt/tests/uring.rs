@@ -170,3 +170,25 @@ fn peer_messages_cross_real_tcp_in_order() {
         assert_eq!(numbers, (0..10_000).collect::<Vec<_>>());
     });
 }
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn finished_reactors_leave_no_descriptors_behind() {
+    // Warm up lazily opened process-wide descriptors, then compare.
+    block_on(&options(0), |_| async {}).unwrap();
+    let before = open_descriptors();
+    for _ in 0..20 {
+        block_on(&options(0), |rt| async move {
+            let file = rt.disk().create("f").await.unwrap();
+            file.write_at(vec![1; 10], 0).await.0.unwrap();
+            let listener = rt.net().listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            drop(listener);
+        })
+        .unwrap();
+    }
+    let after = open_descriptors();
+    assert!(after <= before + 2, "descriptors leaked: {before} before, {after} after 20 reactors");
+}

@@ -402,6 +402,9 @@ impl Reactor {
             }
             self.reap();
         }
+        // Closes queued by the dropped tasks' descriptors must reach the kernel, or their file
+        // descriptors would outlive the reactor.
+        let _ = self.ring.borrow().submit();
     }
 }
 
