@@ -11,8 +11,8 @@ use std::ops::Bound;
 use std::path::Path;
 use std::time::Instant;
 use strata_bench::{consume, scratch_dir, uring_options, DataRng};
-use strata_rt::uring::block_on;
 use strata_lsm::{Db, Options, WriteBatch};
+use strata_rt::uring::block_on;
 use strata_rt::Runtime;
 
 const KEY_BYTES: usize = 16;
@@ -179,10 +179,7 @@ fn main() {
         "LSM: {puts} random puts ({KEY_BYTES} B keys, {VALUE_BYTES} B values, durable commit every {COMMIT_EVERY}), {puts} random gets, full scan ({})",
         dir.display()
     );
-    println!(
-        "strata: io_uring backend; cache {} MiB for each engine",
-        CACHE_BYTES >> 20
-    );
+    println!("strata: io_uring backend; cache {} MiB for each engine", CACHE_BYTES >> 20);
     let workload: &'static Workload = Box::leak(Box::new(Workload::new(puts)));
     let strata = strata(&dir.join("strata"), workload);
     if std::env::var("LSM_BENCH_STRATA_ONLY").is_ok() {

@@ -74,9 +74,7 @@ fn main() {
         "WAL durable appends/s vs the disk's raw write+fdatasync rate ({seconds} s per case, {})",
         dir.display()
     );
-    println!(
-        "backend: io_uring (one fdatasync per group commit)"
-    );
+    println!("backend: io_uring (one fdatasync per group commit)");
     println!(
         "{:>8} {:>8} {:>14} {:>14} {:>10}",
         "writers", "record", "raw syncs/s", "appends/s", "ratio"
