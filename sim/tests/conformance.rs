@@ -116,7 +116,9 @@ fn serve_echo(rt: &Runtime, address: SocketAddr) -> SocketAddr {
                     match read {
                         Ok(0) | Err(_) => break,
                         Ok(count) => {
-                            if stream.write_all(buf[..count].to_vec()).await.is_err() {
+                            let (written, back) = stream.write_prefix(buf, count).await;
+                            assert_eq!(back.len(), 65_536, "the whole buffer comes back");
+                            if written.is_err() {
                                 return;
                             }
                         }

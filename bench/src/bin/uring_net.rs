@@ -36,7 +36,6 @@ fn strata_server(connections: usize, ready: mpsc::Sender<SocketAddr>) {
             let (stream, _) = listener.accept().await.expect("accept");
             handles.push(rt.spawn(async move {
                 let mut buf = vec![0; 64 << 10];
-                let mut reply = Vec::with_capacity(64 << 10);
                 loop {
                     let (read, returned) = stream.read(buf).await;
                     buf = returned;
@@ -44,23 +43,9 @@ fn strata_server(connections: usize, ready: mpsc::Sender<SocketAddr>) {
                         Ok(0) | Err(_) => return,
                         Ok(count) => count,
                     };
-                    // Send back what was read without allocating or zeroing much: a short
-                    // message is copied into the reply buffer; a long one is sent from the read
-                    // buffer itself, cut to length. (The runtime's writes take a whole buffer;
-                    // writing a prefix of one would make this unnecessary.)
-                    let written = if count < 4096 {
-                        reply.clear();
-                        reply.extend_from_slice(&buf[..count]);
-                        let (written, returned) = stream.write(reply).await;
-                        reply = returned;
-                        written
-                    } else {
-                        buf.truncate(count);
-                        let (written, returned) = stream.write(buf).await;
-                        buf = returned;
-                        buf.resize(64 << 10, 0);
-                        written
-                    };
+                    // What was read goes straight back out: no copy, no allocation.
+                    let (written, returned) = stream.write_prefix(buf, count).await;
+                    buf = returned;
                     if written.is_err() {
                         return;
                     }

@@ -10,18 +10,17 @@ use strata_rt::{NodeId, Runtime, Stream};
 async fn serve(stream: Stream) {
     let mut buf = vec![0; 64 << 10];
     loop {
-        let (read, mut returned) = stream.read(buf).await;
+        let (read, returned) = stream.read(buf).await;
+        buf = returned;
         let count = match read {
             Ok(0) | Err(_) => return,
             Ok(count) => count,
         };
-        returned.truncate(count);
-        let (written, mut returned) = stream.write(returned).await;
+        let (written, returned) = stream.write_prefix(buf, count).await;
+        buf = returned;
         if written.is_err() {
             return;
         }
-        returned.resize(64 << 10, 0);
-        buf = returned;
     }
 }
 

@@ -142,6 +142,12 @@ pub trait StreamBackend {
     fn read(&self, buf: Vec<u8>) -> LocalBoxFuture<BufResult<usize>>;
     /// Writes all of `buf`.
     fn write(&self, buf: Vec<u8>) -> LocalBoxFuture<BufResult<()>>;
+    /// Writes all of `buf[..len]` and hands the whole buffer back, so a buffer that was read into
+    /// can be sent on without copying or resizing it. `len` must not exceed `buf.len()`.
+    fn write_prefix(&self, buf: Vec<u8>, len: usize) -> LocalBoxFuture<BufResult<()>> {
+        let write = self.write(buf[..len].to_vec());
+        Box::pin(async move { (write.await.0, buf) })
+    }
     /// Closes the writing direction; the peer reads end-of-stream after the data already written.
     fn shutdown(&self) -> LocalBoxFuture<io::Result<()>>;
     fn peer_address(&self) -> SocketAddr;

@@ -116,6 +116,12 @@ impl Stream {
         self.inner.write(buf).await
     }
 
+    /// Writes `buf[..len]`; the whole buffer comes back (for sending what was just read into it).
+    pub async fn write_prefix(&self, buf: Vec<u8>, len: usize) -> BufResult<()> {
+        assert!(len <= buf.len(), "prefix of {len} bytes of a {}-byte buffer", buf.len());
+        self.inner.write_prefix(buf, len).await
+    }
+
     pub async fn write_all(&self, buf: Vec<u8>) -> io::Result<()> {
         self.inner.write(buf).await.0
     }

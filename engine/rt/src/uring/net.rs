@@ -249,16 +249,22 @@ impl StreamBackend for UringStream {
     }
 
     fn write(&self, buf: Vec<u8>) -> LocalBoxFuture<BufResult<()>> {
+        let len = buf.len();
+        self.write_prefix(buf, len)
+    }
+
+    fn write_prefix(&self, buf: Vec<u8>, len: usize) -> LocalBoxFuture<BufResult<()>> {
         let descriptor = self.descriptor.clone();
         let mut buf = buf;
         Box::pin(async move {
             let reactor = descriptor.reactor.clone();
             let mut done = 0;
-            while done < buf.len() {
-                let len = (buf.len() - done).min(u32::MAX as usize) as u32;
-                let entry = opcode::Send::new(types::Fd(descriptor.fd), buf[done..].as_ptr(), len)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build();
+            while done < len {
+                let chunk = (len - done).min(u32::MAX as usize) as u32;
+                let entry =
+                    opcode::Send::new(types::Fd(descriptor.fd), buf[done..].as_ptr(), chunk)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build();
                 let (result, keep) =
                     Operation::new(&reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
                 buf = *keep.expect("kept").downcast::<Vec<u8>>().expect("a Vec<u8>");
