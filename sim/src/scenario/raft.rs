@@ -22,7 +22,8 @@
 //! replicas are not corruptible in this scenario.
 
 use crate::scenario::register::{
-    check_history, check_linearizable, Event, History, Operation, Outcome,
+    check_history, check_linearizable, run_client, Event, History, Operation, Outcome,
+    RegisterClient,
 };
 use crate::{FaultConfig, NodeOptions, Sim};
 use std::cell::{Cell, RefCell};
@@ -39,7 +40,6 @@ const LOG_PATH: &str = "raft/log";
 /// One Raft tick; elections time out after 10-20 ticks, heartbeats every 2.
 const TICK: Duration = Duration::from_millis(10);
 const RESEND_INTERVAL: Duration = Duration::from_millis(50);
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
 
 const RECORD_HARD_STATE: u8 = 1;
 const RECORD_ENTRY: u8 = 2;
@@ -513,40 +513,19 @@ impl Client {
     }
 }
 
-async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<Cell<bool>>) {
-    let mut rng = rt.rng();
-    let guess = rng.index(replicas.len());
-    let mut client = Client { rt: rt.clone(), replicas, guess, next_request: 0 };
-    let mut generation = 0u64;
-    let mut sequence = 0u64;
-    while !stop.get() {
-        let process = (u64::from(rt.node_id().0) << 32) | generation;
-        let operation = if rng.chance(0.5) {
-            sequence += 1;
-            Operation::Write((u64::from(rt.node_id().0) << 32) | sequence)
-        } else {
-            Operation::Read
-        };
-        history.borrow_mut().push(Event::Invoke { process, operation });
-        let performed = async {
-            match operation {
-                Operation::Read => Some(client.read().await),
-                Operation::Write(value) => {
-                    client.write(value).await;
-                    None
-                }
-            }
-        };
-        let outcome = match rt.timeout(OPERATION_TIMEOUT, performed).await {
-            Ok(value) => Outcome::Ok(value),
-            Err(_) => {
-                generation += 1;
-                Outcome::Unknown
-            }
-        };
-        history.borrow_mut().push(Event::Complete { process, outcome });
-        rt.sleep(Duration::from_millis(rng.range_inclusive(0, 20))).await;
+impl RegisterClient for Client {
+    async fn read(&mut self) -> u64 {
+        Client::read(self).await
     }
+    async fn write(&mut self, value: u64) {
+        Client::write(self, value).await
+    }
+}
+
+async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<Cell<bool>>) {
+    let guess = rt.rng().index(replicas.len());
+    let client = Client { rt: rt.clone(), replicas, guess, next_request: 0 };
+    run_client(rt, client, history, stop).await
 }
 
 // ----- the run -----

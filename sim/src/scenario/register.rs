@@ -373,9 +373,30 @@ pub enum Event {
 /// The history all clients append to; the simulation's event order is real-time order.
 pub type History = Rc<RefCell<Vec<Event>>>;
 
-async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<Cell<bool>>) {
+/// A client of some replicated register: what the shared workload loop drives.
+pub(crate) trait RegisterClient {
+    async fn read(&mut self) -> u64;
+    async fn write(&mut self, value: u64);
+}
+
+impl RegisterClient for Client {
+    async fn read(&mut self) -> u64 {
+        Client::read(self).await
+    }
+    async fn write(&mut self, value: u64) {
+        Client::write(self, value).await
+    }
+}
+
+/// The workload of one client node until `stop`: random reads and writes of unique values, each
+/// recorded in `history` with its outcome (unknown after `OPERATION_TIMEOUT`).
+pub(crate) async fn run_client(
+    rt: Runtime,
+    mut client: impl RegisterClient,
+    history: History,
+    stop: Rc<Cell<bool>>,
+) {
     let mut rng = rt.rng();
-    let mut client = Client { rt: rt.clone(), replicas, next_request: 0 };
     let mut generation = 0u64;
     let mut sequence = 0u64;
     while !stop.get() {
@@ -408,6 +429,11 @@ async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<C
         history.borrow_mut().push(Event::Complete { process, outcome });
         rt.sleep(Duration::from_millis(rng.range_inclusive(0, 20))).await;
     }
+}
+
+async fn client(rt: Runtime, replicas: Vec<NodeId>, history: History, stop: Rc<Cell<bool>>) {
+    let client = Client { rt: rt.clone(), replicas, next_request: 0 };
+    run_client(rt, client, history, stop).await
 }
 
 /// How to run the scenario.
