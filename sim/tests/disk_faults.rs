@@ -295,3 +295,27 @@ fn slow_io_takes_ten_to_a_thousand_times_longer() {
     let (fast, slow) = (elapsed(0.0), elapsed(1.0));
     assert!(slow >= fast * 10, "slow {slow:?} fast {fast:?}");
 }
+
+#[test]
+fn the_nemesis_rots_synced_data_on_corruptible_nodes_only() {
+    let mut config = FaultConfig::none();
+    config.disk.bit_rot = true;
+    config.nemesis_interval_ms = 50;
+    let mut sim = Sim::new(10, config);
+    sim.add_node(CORRUPTIBLE, |_| Box::pin(async {}));
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    for node in [NodeId(0), NodeId(1)] {
+        run_on(&mut sim, node, SECOND, |rt| async move {
+            let file = rt.disk().create("data").await.unwrap();
+            file.write_at(vec![0; 4096], 0).await.0.unwrap();
+            file.sync().await.unwrap();
+            rt.disk().sync_dir("").await.unwrap();
+        });
+    }
+    sim.start_faults(Duration::from_secs(5));
+    sim.run_for(Duration::from_secs(6));
+    assert!(sim.stats().bit_flips > 0);
+    let flipped = |node| sim.durable_content(node, "data").unwrap().iter().any(|&byte| byte != 0);
+    assert!(flipped(NodeId(0)), "the corruptible node's data rotted");
+    assert!(!flipped(NodeId(1)), "the other node's data did not");
+}
