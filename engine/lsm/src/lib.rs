@@ -5,6 +5,9 @@
 //! - A write (a [`WriteBatch`], applied atomically) is acknowledged once its WAL record is
 //!   durable; it becomes visible to reads, in WAL order, right after. Every operation's sequence
 //!   number is derived from its WAL index, so replay reproduces them exactly.
+//! - With `Options::external_log` the store has no WAL: the caller's log (a Raft log) holds every
+//!   write, applied with `write_at` under its log index; the manifest records how far flushed
+//!   tables reach (`log_index_durable`) and the caller replays its log after that on reopen.
 //! - For any key, versions in a newer source (active memtable, immutable memtables newest first,
 //!   level 0 newest first, then levels 1..) have higher sequence numbers than versions and range
 //!   tombstones in older sources. Levels >= 1 hold disjoint, sorted tables.
@@ -72,6 +75,10 @@ pub struct Options {
     pub level_multiplier: u64,
     pub cache_bytes: usize,
     pub wal: strata_wal::Options,
+    /// The store keeps no WAL of its own: its caller's log (a Raft log) is the durable copy of
+    /// every write, applied with [`Db::write_at`] under the caller's log index. After a crash the
+    /// caller replays its log from [`Db::log_index_durable`]` + 1`.
+    pub external_log: bool,
 }
 
 impl Default for Options {
@@ -88,6 +95,7 @@ impl Default for Options {
             level_multiplier: 10,
             cache_bytes: 64 << 20,
             wal: strata_wal::Options::default(),
+            external_log: false,
         }
     }
 }
@@ -132,7 +140,8 @@ struct Inner {
     rt: Runtime,
     dir: String,
     options: Options,
-    wal: Wal,
+    /// `None` with `Options::external_log`.
+    wal: Option<Wal>,
     cache: Rc<BlockCache>,
     state: RefCell<State>,
 }
@@ -379,34 +388,28 @@ impl Db {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(LsmError::io("remove", &temporary, error)),
         }
-        let mut wal_options = options.wal.clone();
-        wal_options.first_index = manifest.wal_replay_from;
-        let wal = Wal::open(rt, &format!("{dir}/wal"), wal_options).await?;
-        let gap =
-            wal.first_index() > manifest.wal_replay_from && wal.last_index() >= wal.first_index();
-        if wal.last_index() + 1 < manifest.wal_replay_from || gap {
-            return Err(LsmError::corruption(
-                &format!("{dir}/wal"),
-                0,
-                "the log ends before the manifest's replay point",
-            ));
-        }
         let mut active = Memtable::default();
         let mut immutables = Vec::new();
-        for (index, record) in wal.read_from(manifest.wal_replay_from).await? {
-            let batch = WriteBatch::decode(&record).map_err(|reason| {
-                LsmError::corruption(
-                    &format!("{dir}/wal"),
-                    index,
-                    format!("record {index}: {reason}"),
-                )
-            })?;
-            apply(&mut active, batch, index);
-            if active.size_bytes() >= options.memtable_bytes_max {
-                immutables.push(Rc::new(std::mem::take(&mut active)));
+        let (wal, applied_index) = if options.external_log {
+            (None, manifest.wal_replay_from - 1)
+        } else {
+            let wal = open_wal(rt, dir, &options, manifest.wal_replay_from).await?;
+            for (index, record) in wal.read_from(manifest.wal_replay_from).await? {
+                let batch = WriteBatch::decode(&record).map_err(|reason| {
+                    LsmError::corruption(
+                        &format!("{dir}/wal"),
+                        index,
+                        format!("record {index}: {reason}"),
+                    )
+                })?;
+                apply(&mut active, batch, index);
+                if active.size_bytes() >= options.memtable_bytes_max {
+                    immutables.push(Rc::new(std::mem::take(&mut active)));
+                }
             }
-        }
-        let applied_index = wal.last_index();
+            let applied_index = wal.last_index();
+            (Some(wal), applied_index)
+        };
         let inner = Rc::new(Inner {
             rt: rt.clone(),
             dir: dir.to_string(),
@@ -461,6 +464,11 @@ impl Db {
     /// Applies `batch` atomically; resolves once it is durable and visible. The work runs as its
     /// own task, so dropping this future does not leave the store half-way.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), LsmError> {
+        if self.inner.wal.is_none() {
+            return Err(LsmError::Invalid {
+                reason: "the store has an external log: write with write_at".into(),
+            });
+        }
         if batch.is_empty() {
             return Ok(());
         }
@@ -472,6 +480,54 @@ impl Db {
         handle
             .await
             .unwrap_or_else(|| Err(LsmError::Invalid { reason: "write task stopped".into() }))
+    }
+
+    /// With `Options::external_log`: applies `batch` (possibly empty) as the effect of entry
+    /// `log_index` of the caller's durable log, visible at once, durable once flushed into a
+    /// table ([`Db::log_index_durable`]). Indexes must increase from one call to the next. Waits
+    /// only while too many memtables await flushing.
+    pub async fn write_at(&self, batch: WriteBatch, log_index: u64) -> Result<(), LsmError> {
+        if self.inner.wal.is_some() {
+            return Err(LsmError::Invalid { reason: "write_at needs Options::external_log".into() });
+        }
+        if let Some(reason) = batch.problem() {
+            return Err(LsmError::Invalid { reason });
+        }
+        let inner = &self.inner;
+        wait_for(inner, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            (state.immutables.len() < inner.options.immutable_memtables_max).then_some(Ok(()))
+        })
+        .await?;
+        let mut state = inner.state.borrow_mut();
+        if log_index <= state.applied_index {
+            return Err(LsmError::Invalid {
+                reason: format!(
+                    "log index {log_index} is not above the applied index {}",
+                    state.applied_index
+                ),
+            });
+        }
+        state.stats.user_bytes_written += batch.size_bytes as u64;
+        apply(&mut state.active, batch, log_index);
+        state.applied_index = log_index;
+        freeze_if_full(inner, &mut state);
+        drop(state);
+        inner.notify();
+        Ok(())
+    }
+
+    /// With `Options::external_log`: every write at or below this log index is in a synced table
+    /// that the manifest names; the caller's log may drop entries up to here.
+    pub fn log_index_durable(&self) -> u64 {
+        self.inner.state.borrow().manifest.wal_replay_from - 1
+    }
+
+    /// The log index of the last write applied (the WAL's, or the caller's with an external log).
+    pub fn log_index_applied(&self) -> u64 {
+        self.inner.state.borrow().applied_index
     }
 
     /// A read view of everything acknowledged so far.
@@ -650,7 +706,9 @@ impl Db {
             if let Some(error) = latched(&state) {
                 return Err(error);
             }
-            if !state.active.is_empty() {
+            // A memtable of empty external-log writes still moves the durable log index.
+            let behind = state.active.wal_index_max >= state.manifest.wal_replay_from;
+            if !state.active.is_empty() || behind {
                 let frozen = std::mem::take(&mut state.active);
                 state.immutables.push(Rc::new(frozen));
                 state.idle = false;
@@ -690,9 +748,9 @@ impl Db {
         stats
     }
 
-    /// The WAL the store logs to (for tests and metrics).
-    pub fn wal(&self) -> &Wal {
-        &self.inner.wal
+    /// The WAL the store logs to (for tests and metrics); `None` with an external log.
+    pub fn wal(&self) -> Option<&Wal> {
+        self.inner.wal.as_ref()
     }
 }
 
@@ -734,7 +792,8 @@ async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError
         (state.immutables.len() < inner.options.immutable_memtables_max).then_some(Ok(()))
     })
     .await?;
-    let index = match inner.wal.append(batch.encode()).await {
+    let wal = inner.wal.as_ref().expect("write checked the store has its own WAL");
+    let index = match wal.append(batch.encode()).await {
         Ok(index) => index,
         Err(error) => return Err(inner.fail(error.into())),
     };
@@ -751,17 +810,41 @@ async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError
         apply(&mut state.active, batch, index);
         state.applied_index = index;
         state.stats.user_bytes_written += size as u64;
-        // buggify: freeze small memtables now and then, to flush and compact far more often.
-        let early = strata_rt::buggify!()
-            && state.immutables.len() + 1 < inner.options.immutable_memtables_max;
-        if early || state.active.size_bytes() >= inner.options.memtable_bytes_max {
-            let frozen = std::mem::take(&mut state.active);
-            state.immutables.push(Rc::new(frozen));
-            state.idle = false;
-        }
+        freeze_if_full(inner, &mut state);
     }
     inner.notify();
     Ok(())
+}
+
+fn freeze_if_full(inner: &Inner, state: &mut State) {
+    // buggify: freeze small memtables now and then, to flush and compact far more often.
+    let early =
+        strata_rt::buggify!() && state.immutables.len() + 1 < inner.options.immutable_memtables_max;
+    if early || state.active.size_bytes() >= inner.options.memtable_bytes_max {
+        let frozen = std::mem::take(&mut state.active);
+        state.immutables.push(Rc::new(frozen));
+        state.idle = false;
+    }
+}
+
+async fn open_wal(
+    rt: &Runtime,
+    dir: &str,
+    options: &Options,
+    replay_from: u64,
+) -> Result<Wal, LsmError> {
+    let mut wal_options = options.wal.clone();
+    wal_options.first_index = replay_from;
+    let wal = Wal::open(rt, &format!("{dir}/wal"), wal_options).await?;
+    let gap = wal.first_index() > replay_from && wal.last_index() >= wal.first_index();
+    if wal.last_index() + 1 < replay_from || gap {
+        return Err(LsmError::corruption(
+            &format!("{dir}/wal"),
+            0,
+            "the log ends before the manifest's replay point",
+        ));
+    }
+    Ok(wal)
 }
 
 /// Flushes and compacts, one job at a time, until the store is dropped or fails.
@@ -902,8 +985,8 @@ async fn flush_one(inner: &Rc<Inner>) -> Result<(), LsmError> {
         state.idle = false;
     }
     inner.notify();
-    if memtable.wal_index_max > 0 {
-        inner.wal.truncate_prefix(replay_from).await?;
+    if let Some(wal) = inner.wal.as_ref().filter(|_| memtable.wal_index_max > 0) {
+        wal.truncate_prefix(replay_from).await?;
     }
     Ok(())
 }

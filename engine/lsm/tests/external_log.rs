@@ -1,0 +1,109 @@
+//! The external-log mode: the store keeps no WAL, its caller's log is the durable copy. Writes
+//! applied with `write_at` survive a crash only once flushed; `log_index_durable` says which, so
+//! the caller can replay the rest of its log, and it never claims more than survived.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use strata_lsm::{Db, LsmError, Options, WriteBatch};
+use strata_rt::{Duration, NodeId};
+use strata_sim::{FaultConfig, NodeOptions, Sim};
+
+const NODE: NodeId = NodeId(0);
+
+fn options() -> Options {
+    Options {
+        memtable_bytes_max: 4 << 10,
+        table_bytes_target: 4 << 10,
+        block_bytes: 512,
+        cache_bytes: 16 << 10,
+        external_log: true,
+        ..Options::default()
+    }
+}
+
+fn run<T: 'static>(sim: &mut Sim, future: impl std::future::Future<Output = T> + 'static) -> T {
+    let rt = sim.runtime(NODE);
+    let slot: Rc<RefCell<Option<T>>> = Rc::default();
+    let output = slot.clone();
+    let _task = rt.spawn(async move {
+        *output.borrow_mut() = Some(future.await);
+    });
+    assert!(sim.run_until(Duration::from_secs(3600), || slot.borrow().is_some()));
+    let value = slot.borrow_mut().take();
+    value.unwrap()
+}
+
+fn put(index: u64) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.put(format!("key{:06}", index % 500), format!("value{index}"));
+    batch
+}
+
+#[test]
+fn replaying_from_the_durable_index_restores_every_write() {
+    let mut sim = Sim::new(7, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    let durable = run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        assert_eq!(db.log_index_durable(), 0);
+        for index in 1..=1500 {
+            db.write_at(put(index), index).await.unwrap();
+        }
+        assert_eq!(db.log_index_applied(), 1500);
+        db.wait_idle().await.unwrap();
+        db.log_index_durable()
+    });
+    assert!(durable > 0 && durable < 1500, "some but not all writes flushed: {durable}");
+    sim.crash(NODE);
+    sim.restart(NODE);
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        assert_eq!(db.log_index_durable(), durable, "the durable index survives the crash");
+        assert_eq!(db.log_index_applied(), durable);
+        // The caller replays its log past the durable index.
+        for index in durable + 1..=1500 {
+            db.write_at(put(index), index).await.unwrap();
+        }
+        for index in 1001..=1500 {
+            let key = format!("key{:06}", index % 500);
+            let expected = format!("value{index}").into_bytes();
+            assert_eq!(db.get(key.as_bytes()).await.unwrap(), Some(expected));
+        }
+    });
+}
+
+#[test]
+fn flushing_empty_writes_moves_the_durable_index() {
+    let mut sim = Sim::new(8, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        db.write_at(put(1), 1).await.unwrap();
+        db.write_at(WriteBatch::new(), 2).await.unwrap();
+        db.flush().await.unwrap();
+        assert_eq!(db.log_index_durable(), 2);
+        db.write_at(WriteBatch::new(), 3).await.unwrap();
+        db.flush().await.unwrap();
+        assert_eq!(db.log_index_durable(), 3);
+    });
+}
+
+#[test]
+fn indexes_must_increase_and_plain_writes_are_refused() {
+    let mut sim = Sim::new(9, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        db.write_at(put(5), 5).await.unwrap();
+        let again = db.write_at(put(5), 5).await;
+        assert!(matches!(again, Err(LsmError::Invalid { .. })), "{again:?}");
+        let plain = db.write(put(6)).await;
+        assert!(matches!(plain, Err(LsmError::Invalid { .. })), "{plain:?}");
+        assert!(db.wal().is_none());
+    });
+}
