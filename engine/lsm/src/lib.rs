@@ -488,7 +488,9 @@ impl Db {
     /// only while too many memtables await flushing.
     pub async fn write_at(&self, batch: WriteBatch, log_index: u64) -> Result<(), LsmError> {
         if self.inner.wal.is_some() {
-            return Err(LsmError::Invalid { reason: "write_at needs Options::external_log".into() });
+            return Err(LsmError::Invalid {
+                reason: "write_at needs Options::external_log".into(),
+            });
         }
         if let Some(reason) = batch.problem() {
             return Err(LsmError::Invalid { reason });
