@@ -16,6 +16,7 @@
 //! Invariants are asserted in release builds: see [`raft`] and [`log`].
 
 mod log;
+pub mod membership;
 pub mod node;
 mod progress;
 mod raft;

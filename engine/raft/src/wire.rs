@@ -6,8 +6,13 @@
 //!
 //! Layouts (all fixed-width fields little-endian):
 //!
-//! - `Entry`: `term u64 | index u64 | kind u8 | data_len u32 | data`
+//! - `Entry`: `term u64 | index u64 | kind u8 | data_len u32 | data`; kind 0 normal, 1 empty,
+//!   2 conf change (data: a `ConfChange`), 3 conf change leave (data empty)
 //! - `HardState`: `term u64 | vote_present u8 | vote u32 | commit u64`
+//! - `NodeSet`: `count u32 | id u32 ...` (ids strictly increasing, count <= `MEMBERS_MAX`)
+//! - `Membership`: `voters NodeSet | voters_outgoing NodeSet | learners NodeSet`
+//! - `ConfChange`: `count u32 | (step u8 | id u32) ...`; step 1 add voter, 2 add learner, 3 remove
+//! - `SnapshotMeta`: `index u64 | term u64 | membership Membership`
 //! - `Message`: `tag u8 | from u32 | to u32 | term u64 | body`, where body is, by tag:
 //!   - 1 `RequestVote`: `pre_vote u8 | leader_transfer u8 | last_log_index u64 | last_log_term u64`
 //!   - 2 `RequestVoteResponse`: `pre_vote u8 | granted u8`
@@ -16,8 +21,15 @@
 //!   - 5 `Heartbeat`: `commit u64 | context u64`
 //!   - 6 `HeartbeatResponse`: `context u64`
 //!   - 7 `TimeoutNow`: empty
+//!   - 8 `Snapshot`: `meta SnapshotMeta | offset u64 | done u8 | data_len u32 | data`
+//!   - 9 `SnapshotResponse`: `index u64 | term u64 | rejected u8 | offset u64`
 
+use crate::membership::{ConfChange, ConfChangeStep, Membership, MEMBERS_MAX};
+use std::collections::BTreeSet;
 use strata_rt::NodeId;
+
+/// The largest snapshot chunk a replica sends or accepts.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 8 << 20;
 
 /// What an entry carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +39,10 @@ pub enum EntryKind {
     Normal,
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2).
     Empty,
+    /// A membership change; `data` is an encoded [`ConfChange`]. Takes effect once appended.
+    ConfChange,
+    /// Leaves a joint configuration (appended by the leader once the joint one committed).
+    ConfChangeLeave,
 }
 
 impl EntryKind {
@@ -34,6 +50,8 @@ impl EntryKind {
         match self {
             EntryKind::Normal => 0,
             EntryKind::Empty => 1,
+            EntryKind::ConfChange => 2,
+            EntryKind::ConfChangeLeave => 3,
         }
     }
 
@@ -41,6 +59,8 @@ impl EntryKind {
         match byte {
             0 => Ok(EntryKind::Normal),
             1 => Ok(EntryKind::Empty),
+            2 => Ok(EntryKind::ConfChange),
+            3 => Ok(EntryKind::ConfChangeLeave),
             _ => Err(DecodeError::UnknownEntryKind { kind: byte }),
         }
     }
@@ -117,6 +137,81 @@ impl HardState {
     }
 }
 
+/// Where a snapshot ends: the last entry it covers and the membership there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub index: u64,
+    pub term: u64,
+    pub membership: Membership,
+}
+
+fn put_node_set(out: &mut Vec<u8>, set: &BTreeSet<NodeId>) {
+    let count = u32::try_from(set.len()).expect("a membership holds < 2^32 nodes");
+    out.extend_from_slice(&count.to_le_bytes());
+    for id in set {
+        out.extend_from_slice(&id.0.to_le_bytes());
+    }
+}
+
+impl Membership {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_node_set(out, &self.voters);
+        put_node_set(out, &self.voters_outgoing);
+        put_node_set(out, &self.learners);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Membership, DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let membership = reader.membership()?;
+        reader.finish()?;
+        Ok(membership)
+    }
+}
+
+impl SnapshotMeta {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.index.to_le_bytes());
+        out.extend_from_slice(&self.term.to_le_bytes());
+        self.membership.encode(out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotMeta, DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let meta = reader.snapshot_meta()?;
+        reader.finish()?;
+        Ok(meta)
+    }
+}
+
+impl ConfChange {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let count = u32::try_from(self.steps.len()).expect("a change holds < 2^32 steps");
+        out.extend_from_slice(&count.to_le_bytes());
+        for step in &self.steps {
+            let (byte, id) = match *step {
+                ConfChangeStep::AddVoter(id) => (1u8, id),
+                ConfChangeStep::AddLearner(id) => (2, id),
+                ConfChangeStep::Remove(id) => (3, id),
+            };
+            out.push(byte);
+            out.extend_from_slice(&id.0.to_le_bytes());
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ConfChange, DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let change = reader.conf_change()?;
+        reader.finish()?;
+        Ok(change)
+    }
+}
+
 /// A message between two replicas of one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -166,6 +261,23 @@ pub enum MessageBody {
     },
     /// Leader transfer: the target campaigns at once.
     TimeoutNow,
+    /// One chunk of the leader's snapshot `meta`: bytes `offset..offset + data.len()`; `done`
+    /// marks the last. Chunks of one transfer are accepted in order only.
+    Snapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        done: bool,
+        data: Vec<u8>,
+    },
+    /// The follower holds the first `offset` bytes of snapshot (`index`, `term`) of this
+    /// transfer. `rejected`: a chunk did not continue the transfer; resend from `offset`.
+    /// (A finished install is answered by an `AppendResponse` instead.)
+    SnapshotResponse {
+        index: u64,
+        term: u64,
+        rejected: bool,
+        offset: u64,
+    },
 }
 
 impl Message {
@@ -178,6 +290,8 @@ impl Message {
             MessageBody::Heartbeat { .. } => 5,
             MessageBody::HeartbeatResponse { .. } => 6,
             MessageBody::TimeoutNow => 7,
+            MessageBody::Snapshot { .. } => 8,
+            MessageBody::SnapshotResponse { .. } => 9,
         };
         out.push(tag);
         out.extend_from_slice(&self.from.0.to_le_bytes());
@@ -223,6 +337,18 @@ impl Message {
                 out.extend_from_slice(&context.to_le_bytes());
             }
             MessageBody::TimeoutNow => {}
+            MessageBody::Snapshot { meta, offset, done, data } => {
+                meta.encode(out);
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.push(u8::from(*done));
+                put_bytes(out, data);
+            }
+            MessageBody::SnapshotResponse { index, term, rejected, offset } => {
+                out.extend_from_slice(&index.to_le_bytes());
+                out.extend_from_slice(&term.to_le_bytes());
+                out.push(u8::from(*rejected));
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
         }
     }
 
@@ -278,6 +404,23 @@ impl Message {
             5 => MessageBody::Heartbeat { commit: reader.u64()?, context: reader.u64()? },
             6 => MessageBody::HeartbeatResponse { context: reader.u64()? },
             7 => MessageBody::TimeoutNow,
+            8 => {
+                let meta = reader.snapshot_meta()?;
+                let offset = reader.u64()?;
+                let done = reader.bool()?;
+                let len = reader.u32()?;
+                if u64::from(len) > SNAPSHOT_CHUNK_BYTES_MAX {
+                    return Err(DecodeError::ChunkTooLarge { size_bytes: u64::from(len) });
+                }
+                let data = reader.take(len as usize)?.to_vec();
+                MessageBody::Snapshot { meta, offset, done, data }
+            }
+            9 => MessageBody::SnapshotResponse {
+                index: reader.u64()?,
+                term: reader.u64()?,
+                rejected: reader.bool()?,
+                offset: reader.u64()?,
+            },
             _ => return Err(DecodeError::UnknownMessageTag { tag }),
         };
         reader.finish()?;
@@ -315,6 +458,17 @@ pub enum DecodeError {
     TrailingBytes {
         count: u64,
     },
+    UnknownConfChangeStep {
+        step: u8,
+    },
+    /// A node set that is not strictly increasing, or a membership breaking its invariants.
+    InvalidMembership {
+        reason: &'static str,
+    },
+    /// A snapshot chunk above `SNAPSHOT_CHUNK_BYTES_MAX`.
+    ChunkTooLarge {
+        size_bytes: u64,
+    },
 }
 
 impl std::fmt::Display for DecodeError {
@@ -338,6 +492,15 @@ impl std::fmt::Display for DecodeError {
                 "entry count {count} cannot fit in the remaining {remaining_bytes} bytes"
             ),
             DecodeError::TrailingBytes { count } => write!(formatter, "{count} trailing bytes"),
+            DecodeError::UnknownConfChangeStep { step } => {
+                write!(formatter, "unknown conf change step {step}")
+            }
+            DecodeError::InvalidMembership { reason } => {
+                write!(formatter, "invalid membership: {reason}")
+            }
+            DecodeError::ChunkTooLarge { size_bytes } => {
+                write!(formatter, "snapshot chunk of {size_bytes} bytes is too large")
+            }
         }
     }
 }
@@ -409,6 +572,60 @@ impl<'a> Reader<'a> {
         Ok(Entry { term, index, kind, data })
     }
 
+    fn node_set(&mut self) -> Result<BTreeSet<NodeId>, DecodeError> {
+        let count = self.u32()? as usize;
+        if count > MEMBERS_MAX {
+            return Err(DecodeError::InvalidMembership { reason: "too many nodes" });
+        }
+        let mut set = BTreeSet::new();
+        let mut previous: Option<u32> = None;
+        for _ in 0..count {
+            let id = self.u32()?;
+            if previous.is_some_and(|previous| previous >= id) {
+                return Err(DecodeError::InvalidMembership { reason: "ids not increasing" });
+            }
+            previous = Some(id);
+            set.insert(NodeId(id));
+        }
+        Ok(set)
+    }
+
+    fn membership(&mut self) -> Result<Membership, DecodeError> {
+        let membership = Membership {
+            voters: self.node_set()?,
+            voters_outgoing: self.node_set()?,
+            learners: self.node_set()?,
+        };
+        membership.validate().map_err(|reason| DecodeError::InvalidMembership { reason })?;
+        Ok(membership)
+    }
+
+    fn snapshot_meta(&mut self) -> Result<SnapshotMeta, DecodeError> {
+        Ok(SnapshotMeta { index: self.u64()?, term: self.u64()?, membership: self.membership()? })
+    }
+
+    fn conf_change(&mut self) -> Result<ConfChange, DecodeError> {
+        let count = self.u32()? as usize;
+        if count > MEMBERS_MAX {
+            return Err(DecodeError::CountTooLarge {
+                count: count as u64,
+                remaining_bytes: self.remaining() as u64,
+            });
+        }
+        let mut steps = Vec::with_capacity(count.min(self.remaining() / 5));
+        for _ in 0..count {
+            let step = self.u8()?;
+            let id = NodeId(self.u32()?);
+            steps.push(match step {
+                1 => ConfChangeStep::AddVoter(id),
+                2 => ConfChangeStep::AddLearner(id),
+                3 => ConfChangeStep::Remove(id),
+                _ => return Err(DecodeError::UnknownConfChangeStep { step }),
+            });
+        }
+        Ok(ConfChange { steps })
+    }
+
     fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
@@ -437,6 +654,14 @@ pub fn fuzz_decode(data: &[u8]) {
         state.encode(&mut bytes);
         assert_eq!(HardState::decode(&bytes), Ok(state), "hard state round trip");
     }
+    if let Ok(change) = ConfChange::decode(data) {
+        assert_eq!(ConfChange::decode(&change.to_bytes()), Ok(change.clone()), "change round trip");
+    }
+    if let Ok(meta) = SnapshotMeta::decode(data) {
+        let mut bytes = Vec::new();
+        meta.encode(&mut bytes);
+        assert_eq!(bytes.as_slice(), data, "snapshot meta encodings are canonical");
+    }
 }
 
 #[cfg(test)]
@@ -464,6 +689,21 @@ mod tests {
             MessageBody::Heartbeat { commit: 8, context: 2 },
             MessageBody::HeartbeatResponse { context: 2 },
             MessageBody::TimeoutNow,
+            MessageBody::Snapshot {
+                meta: SnapshotMeta {
+                    index: 9,
+                    term: 2,
+                    membership: Membership {
+                        voters: [NodeId(1), NodeId(2)].into_iter().collect(),
+                        voters_outgoing: [NodeId(1), NodeId(3)].into_iter().collect(),
+                        learners: [NodeId(4)].into_iter().collect(),
+                    },
+                },
+                offset: 64,
+                done: true,
+                data: vec![1, 2, 3],
+            },
+            MessageBody::SnapshotResponse { index: 9, term: 2, rejected: true, offset: 64 },
         ];
         body.into_iter()
             .map(|body| Message { from: NodeId(1), to: NodeId(2), term: 3, body })
@@ -544,5 +784,51 @@ mod tests {
         assert_eq!(bytes.len() as u64, entry.size_bytes());
         assert_eq!(Entry::decode(&bytes), Ok(entry));
         assert!(matches!(Entry::decode(&[0; 3]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn conf_changes_round_trip_and_reject_bad_steps() {
+        let change = ConfChange {
+            steps: vec![
+                ConfChangeStep::AddVoter(NodeId(4)),
+                ConfChangeStep::AddLearner(NodeId(5)),
+                ConfChangeStep::Remove(NodeId(1)),
+            ],
+        };
+        let bytes = change.to_bytes();
+        assert_eq!(bytes.len(), 4 + 3 * 5);
+        assert_eq!(ConfChange::decode(&bytes), Ok(change));
+        let mut bad = bytes.clone();
+        bad[4] = 9;
+        assert_eq!(ConfChange::decode(&bad), Err(DecodeError::UnknownConfChangeStep { step: 9 }));
+        let mut huge = bytes;
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(ConfChange::decode(&huge), Err(DecodeError::CountTooLarge { .. })));
+    }
+
+    #[test]
+    fn memberships_must_be_canonical_and_valid() {
+        let membership = Membership::with_voters([NodeId(1), NodeId(2)]);
+        let mut bytes = Vec::new();
+        membership.encode(&mut bytes);
+        assert_eq!(Membership::decode(&bytes), Ok(membership));
+        // Voters 2 then 1: not increasing.
+        let mut unsorted = Vec::new();
+        for word in [2u32, 2, 1, 0, 0] {
+            unsorted.extend_from_slice(&word.to_le_bytes());
+        }
+        assert!(matches!(Membership::decode(&unsorted), Err(DecodeError::InvalidMembership { .. })));
+        // No voters.
+        let mut empty = Vec::new();
+        for word in [0u32, 0, 0] {
+            empty.extend_from_slice(&word.to_le_bytes());
+        }
+        assert!(matches!(Membership::decode(&empty), Err(DecodeError::InvalidMembership { .. })));
+        // A learner that votes.
+        let mut both = Vec::new();
+        for word in [1u32, 7, 0, 1, 7] {
+            both.extend_from_slice(&word.to_le_bytes());
+        }
+        assert!(matches!(Membership::decode(&both), Err(DecodeError::InvalidMembership { .. })));
     }
 }

@@ -9,12 +9,14 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 pub mod counter;
+pub mod keyed;
 pub mod kv;
 pub mod queue;
 pub mod register;
 pub mod set;
 
 pub use counter::{CounterInput, CounterModel, CounterOutput};
+pub use keyed::{KeyedInput, KeyedModel};
 pub use kv::{KvInput, KvModel, KvOutput};
 pub use queue::{QueueInput, QueueModel, QueueOutput};
 pub use register::{RegisterInput, RegisterModel, RegisterOutput};
