@@ -1,1 +1,313 @@
-//! `strata-multiraft`: drives many Raft groups of one node on the runtime layer.
+//! `strata-multiraft`: the multi-Raft host. It drives every Raft group of one node (one
+//! `strata_raft::RawNode` each) on the runtime layer.
+//!
+//! # How a round goes
+//!
+//! One driver task gathers what arrived (peer envelopes, ticks, local proposals and reads),
+//! steps it into the groups, then takes every group's `Ready` at once: messages that need
+//! nothing durable go out first; every group's new entries and hard state are appended to ONE
+//! shared WAL with ONE sync ([`storage`]); then the messages that promise durability go out,
+//! committed entries go to each group's apply task, and confirmed reads are answered. Everything
+//! a round sends to one peer, of every group, travels as one envelope ([`envelope`]).
+//!
+//! # Invariants
+//!
+//! - An entry is acknowledged to a client only after the local replica applied it, which Raft
+//!   allows only once it is committed and durable here.
+//! - A vote or an append acknowledgement leaves only after the round's WAL sync.
+//! - A failed WAL write or sync latches the host ([`HostError::Latched`]): it stops, and every
+//!   waiting request fails, until the process restarts and reopens the WAL.
+//! - Reads are linearizable: ReadIndex through the leader (forwarded by followers), then the
+//!   local replica serves the read once it applied up to the read index.
+//!
+//! # Fault model
+//!
+//! Peer messages may be lost, duplicated, delayed or reordered (the transport checksums them);
+//! a bad envelope is dropped and counted. The WAL checksums every record; a record that does not
+//! continue its group's log is reported as corruption at open, never skipped.
+//!
+//! # Not yet
+//!
+//! Log compaction and snapshots (the WAL and the in-memory logs grow until strata-raft's
+//! snapshots are wired in), heartbeat coalescing across groups, leases, membership changes and
+//! groups added or removed at run time.
+
+pub mod envelope;
+mod host;
+pub mod storage;
+
+pub use storage::GroupId;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use strata_rt::{Duration, NodeId, Runtime};
+use strata_wal::WalError;
+
+/// The replicated state machine of one group, as the host drives it.
+pub trait StateMachine: 'static {
+    type Output: 'static;
+
+    /// Applies committed entry `index` (indexes strictly increase across calls). Must be
+    /// deterministic: every replica applies the same commands and must compute the same state
+    /// and output.
+    fn apply(&self, index: u64, command: &[u8]) -> impl Future<Output = Self::Output>;
+
+    /// Every entry up to here survives a crash in the machine's own storage; on reopen the host
+    /// replays its log from the next one.
+    fn durable_index(&self) -> u64;
+}
+
+/// How a host runs.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub node: NodeId,
+    /// The voters of every group, this node included.
+    pub voters: Vec<NodeId>,
+    /// WAL directory, relative to the runtime's data directory.
+    pub wal_dir: String,
+    pub wal: strata_wal::Options,
+    pub tick: Duration,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    /// A request that has not completed after this resolves as a timeout (outcome unknown).
+    pub request_timeout: Duration,
+    /// Proposals and reads queued per group while no leader is known.
+    pub proposals_queued_max: usize,
+    pub reads_queued_max: usize,
+    /// Proposals waiting for their entry to be applied, per group.
+    pub proposals_waiting_max: usize,
+}
+
+impl HostConfig {
+    pub fn new(node: NodeId, voters: Vec<NodeId>) -> HostConfig {
+        HostConfig {
+            node,
+            voters,
+            wal_dir: "raft".into(),
+            wal: strata_wal::Options::default(),
+            tick: Duration::from_millis(10),
+            election_ticks: 15,
+            heartbeat_ticks: 3,
+            request_timeout: Duration::from_secs(5),
+            proposals_queued_max: 65_536,
+            reads_queued_max: 65_536,
+            proposals_waiting_max: 65_536,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostError {
+    /// No answer in time: the write may or may not have been applied.
+    Timeout,
+    /// Too many requests queued; retry later. Nothing was proposed.
+    Busy,
+    UnknownGroup {
+        group: GroupId,
+    },
+    /// The WAL failed; the host stopped and refuses everything until the process restarts.
+    Latched {
+        cause: String,
+    },
+    /// What the WAL holds does not make a valid log.
+    Corruption {
+        reason: String,
+    },
+    Stopped,
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Timeout => write!(formatter, "timed out; the outcome is unknown"),
+            HostError::Busy => write!(formatter, "too many requests queued"),
+            HostError::UnknownGroup { group } => write!(formatter, "no group {group} here"),
+            HostError::Latched { cause } => write!(formatter, "storage failed: {cause}"),
+            HostError::Corruption { reason } => write!(formatter, "corrupt log: {reason}"),
+            HostError::Stopped => write!(formatter, "the host stopped"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+impl From<WalError> for HostError {
+    fn from(error: WalError) -> HostError {
+        if error.is_corruption() {
+            HostError::Corruption { reason: error.to_string() }
+        } else {
+            HostError::Latched { cause: error.to_string() }
+        }
+    }
+}
+
+/// Counters, for metrics and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    pub wal_syncs: u64,
+    pub entries_persisted: u64,
+    pub entries_committed: u64,
+    pub proposals: u64,
+    pub proposals_forwarded_out: u64,
+    pub proposals_forwarded_in: u64,
+    pub reads: u64,
+    pub envelopes_sent: u64,
+    pub items_sent: u64,
+    pub envelopes_refused: u64,
+    pub messages_refused: u64,
+}
+
+/// One group's state, for status pages and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub role: strata_raft::Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+}
+
+/// The host of this node's groups. Clones share it.
+pub struct Host<M: StateMachine> {
+    inner: Rc<host::Inner<M>>,
+}
+
+impl<M: StateMachine> Clone for Host<M> {
+    fn clone(&self) -> Self {
+        Host { inner: self.inner.clone() }
+    }
+}
+
+impl<M: StateMachine> Host<M> {
+    /// Opens the WAL, restores every group of `machines` from it and starts the driver.
+    pub async fn open(
+        rt: &Runtime,
+        config: HostConfig,
+        machines: BTreeMap<GroupId, Rc<M>>,
+    ) -> Result<Host<M>, HostError> {
+        assert!(config.voters.contains(&config.node), "the node is one of the voters");
+        Ok(Host { inner: host::open_inner(rt, config, machines).await? })
+    }
+
+    /// Replicates `command` in `group` and resolves to the output of the local replica's
+    /// machine when it applies it. `Timeout` means the outcome is unknown.
+    pub async fn propose(&self, group: GroupId, command: &[u8]) -> Result<M::Output, HostError> {
+        self.check_running()?;
+        let inner = &self.inner;
+        let id = inner.rng.borrow_mut().next_u64();
+        let completion = {
+            let groups = inner.groups.borrow();
+            let applier = &groups.get(&group).ok_or(HostError::UnknownGroup { group })?.applier;
+            let mut proposals = applier.proposals.borrow_mut();
+            if proposals.len() >= inner.config.proposals_waiting_max {
+                return Err(HostError::Busy);
+            }
+            let (completer, completion) = strata_rt::sync::completion();
+            proposals.insert(id, completer);
+            completion
+        };
+        let mut data = Vec::with_capacity(8 + command.len());
+        data.extend_from_slice(&id.to_le_bytes());
+        data.extend_from_slice(command);
+        if let Err(error) = inner.queue_proposal(group, data) {
+            self.forget_proposal(group, id);
+            return Err(error);
+        }
+        inner.stats.borrow_mut().proposals += 1;
+        match inner.rt.timeout(inner.config.request_timeout, completion).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(HostError::Stopped),
+            Err(_) => {
+                self.forget_proposal(group, id);
+                Err(HostError::Timeout)
+            }
+        }
+    }
+
+    fn forget_proposal(&self, group: GroupId, id: u64) {
+        if let Some(group) = self.inner.groups.borrow().get(&group) {
+            group.applier.proposals.borrow_mut().remove(&id);
+        }
+    }
+
+    /// Resolves once the local replica of `group` applied every entry committed before the call:
+    /// a read of the local machine after it is linearizable.
+    pub async fn read_barrier(&self, group: GroupId) -> Result<(), HostError> {
+        self.check_running()?;
+        let inner = &self.inner;
+        inner.stats.borrow_mut().reads += 1;
+        let deadline = inner.config.request_timeout;
+        let completion = inner.queue_read(group)?;
+        let wait = async {
+            let index = completion.await.ok_or(HostError::Stopped)??;
+            let applied = {
+                let groups = inner.groups.borrow();
+                let applier = &groups.get(&group).expect("groups are not removed").applier;
+                if applier.applied_index() >= index {
+                    None
+                } else {
+                    let (completer, completion) = strata_rt::sync::completion();
+                    applier.wait_applied(index, completer);
+                    Some(completion)
+                }
+            };
+            if let Some(applied) = applied {
+                applied.await.ok_or(HostError::Stopped)?;
+            }
+            Ok(())
+        };
+        inner.rt.timeout(deadline, wait).await.unwrap_or(Err(HostError::Timeout))
+    }
+
+    fn check_running(&self) -> Result<(), HostError> {
+        if let Some(error) = self.inner.failed.borrow().clone() {
+            return Err(error);
+        }
+        if self.inner.stopped.get() {
+            return Err(HostError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// The local replica's machine of `group`.
+    pub fn machine(&self, group: GroupId) -> Option<Rc<M>> {
+        self.inner.groups.borrow().get(&group).map(|group| group.applier.machine.clone())
+    }
+
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.inner.groups.borrow().keys().copied().collect()
+    }
+
+    pub fn status(&self, group: GroupId) -> Option<GroupStatus> {
+        let groups = self.inner.groups.borrow();
+        let group = groups.get(&group)?;
+        Some(GroupStatus {
+            role: group.node.role(),
+            term: group.node.term(),
+            leader: group.node.leader(),
+            commit_index: group.node.commit_index(),
+            applied_index: group.applier.applied_index(),
+            last_index: group.node.last_index(),
+        })
+    }
+
+    pub fn stats(&self) -> HostStats {
+        self.inner.stats.borrow().clone()
+    }
+
+    /// Why the host stopped, if it failed.
+    pub fn failure(&self) -> Option<HostError> {
+        self.inner.failed.borrow().clone()
+    }
+
+    /// Stops the host and waits for its tasks to end: waiting requests fail with `Stopped`
+    /// (unless it failed already), and afterwards nothing of it writes to the WAL or applies to
+    /// a state machine, so both may be reopened.
+    pub async fn close(&self) {
+        self.inner.close().await;
+    }
+}

@@ -1,0 +1,635 @@
+//! The driver: one task runs every group's `RawNode` through rounds of
+//! step/tick/propose → ready → persist (one WAL sync for all groups) → send → apply → advance.
+//!
+//! Requests from local clients never wait inside the driver: a proposal registers a waiter keyed
+//! by a random proposal id carried in the entry, and resolves when the LOCAL replica applies that
+//! entry (every replica computes the same output, so the node that took the request answers it,
+//! wherever the leader is). A follower forwards proposals and ReadIndex requests to the leader it
+//! knows; a forwarded request that is lost resolves as a timeout, an unknown outcome.
+
+use crate::envelope::{self, Item};
+use crate::storage::{self, GroupId};
+use crate::{HostConfig, HostError, HostStats, StateMachine};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use strata_raft::{Config, Entry, EntryKind, HardState, Message, RawNode, Ready, Role};
+use strata_rt::sync::{completion, Completer};
+use strata_rt::{Instant, JoinHandle, NodeId, Rng, Runtime};
+use strata_wal::Wal;
+
+/// Items per envelope sent in one round (the decoder's bound is far above).
+const ENVELOPE_ITEMS_PER_SEND: usize = 4096;
+/// Peer messages waiting for the driver; past this, new ones are dropped (they are unreliable).
+const INBOX_MESSAGES_MAX: usize = 16_384;
+
+/// A wake-up flag for one task.
+#[derive(Default)]
+pub(crate) struct Signal {
+    set: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Signal {
+    pub(crate) fn notify(&self) {
+        self.set.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |context| {
+            if self.set.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(context.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
+type Reply<M> = Result<<M as StateMachine>::Output, HostError>;
+
+/// The apply side of one group: its own task applies committed entries in order.
+pub(crate) struct Applier<M: StateMachine> {
+    pub(crate) machine: Rc<M>,
+    queue: RefCell<VecDeque<Entry>>,
+    signal: Signal,
+    applied: Cell<u64>,
+    /// Local proposals by proposal id.
+    pub(crate) proposals: RefCell<BTreeMap<u64, Completer<Reply<M>>>>,
+    /// Reads waiting for `applied` to reach an index.
+    reads: RefCell<Vec<(u64, Completer<()>)>>,
+}
+
+impl<M: StateMachine> Applier<M> {
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.applied.get()
+    }
+
+    pub(crate) fn wait_applied(&self, index: u64, completer: Completer<()>) {
+        self.reads.borrow_mut().push((index, completer));
+    }
+
+    fn release_reads(&self) {
+        let applied = self.applied.get();
+        let mut reads = self.reads.borrow_mut();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *reads).into_iter().partition(|(index, _)| *index <= applied);
+        *reads = waiting;
+        drop(reads);
+        for (_, completer) in ready {
+            completer.complete(());
+        }
+    }
+}
+
+struct QueuedProposal {
+    data: Vec<u8>,
+    queued_at: Instant,
+}
+
+/// Answers a read with its read index.
+type ReadCompleter = Completer<Result<u64, HostError>>;
+
+struct QueuedRead {
+    completer: ReadCompleter,
+    queued_at: Instant,
+}
+
+pub(crate) struct Group<M: StateMachine> {
+    pub(crate) node: RawNode,
+    pub(crate) applier: Rc<Applier<M>>,
+    proposals: VecDeque<QueuedProposal>,
+    reads: Vec<QueuedRead>,
+    /// Reads sent to the leader or started here, by context.
+    reads_in_flight: BTreeMap<u64, (Instant, Vec<ReadCompleter>)>,
+    /// ReadIndex requests this leader serves for followers: local context → (follower, theirs).
+    reads_for_peers: BTreeMap<u64, (Instant, NodeId, u64)>,
+    persisted_hard_state: HardState,
+}
+
+pub(crate) struct Inner<M: StateMachine> {
+    pub(crate) rt: Runtime,
+    pub(crate) config: HostConfig,
+    wal: Wal,
+    pub(crate) groups: RefCell<BTreeMap<GroupId, Group<M>>>,
+    inbox: RefCell<VecDeque<(NodeId, Vec<u8>)>>,
+    pub(crate) signal: Signal,
+    tick_pending: Cell<bool>,
+    next_context: Cell<u64>,
+    pub(crate) rng: RefCell<Rng>,
+    pub(crate) failed: RefCell<Option<HostError>>,
+    pub(crate) stopped: Cell<bool>,
+    pub(crate) stats: RefCell<HostStats>,
+    /// The driver and appliers, awaited by [`Inner::close`].
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+pub(crate) async fn open_inner<M: StateMachine>(
+    rt: &Runtime,
+    config: HostConfig,
+    machines: BTreeMap<GroupId, Rc<M>>,
+) -> Result<Rc<Inner<M>>, HostError> {
+    let wal = Wal::open(rt, &config.wal_dir, config.wal.clone()).await?;
+    let records = wal.read_from(wal.first_index()).await?;
+    let mut persisted =
+        storage::replay(records.iter().map(|(index, bytes)| (*index, bytes.as_slice())))
+            .map_err(|reason| HostError::Corruption { reason })?;
+    let mut rng = rt.rng();
+    let mut groups = BTreeMap::new();
+    for (&group, machine) in &machines {
+        let state = persisted.remove(&group).unwrap_or_default();
+        let node = restore_group(&config, group, state, machine.durable_index(), rng.next_u64())?;
+        let applier = Rc::new(Applier {
+            applied: Cell::new(node.applied_index()),
+            machine: machine.clone(),
+            queue: RefCell::default(),
+            signal: Signal::default(),
+            proposals: RefCell::default(),
+            reads: RefCell::default(),
+        });
+        let persisted_hard_state = node.hard_state();
+        groups.insert(
+            group,
+            Group {
+                node,
+                applier,
+                proposals: VecDeque::new(),
+                reads: Vec::new(),
+                reads_in_flight: BTreeMap::new(),
+                reads_for_peers: BTreeMap::new(),
+                persisted_hard_state,
+            },
+        );
+    }
+    if let Some(&group) = persisted.keys().next() {
+        return Err(HostError::Corruption {
+            reason: format!("the WAL holds group {group}, which this node does not host"),
+        });
+    }
+    let inner = Rc::new(Inner {
+        rt: rt.clone(),
+        config,
+        wal,
+        groups: RefCell::new(groups),
+        inbox: RefCell::default(),
+        signal: Signal::default(),
+        tick_pending: Cell::new(false),
+        next_context: Cell::new(1),
+        rng: RefCell::new(rng),
+        failed: RefCell::new(None),
+        stopped: Cell::new(false),
+        stats: RefCell::default(),
+        tasks: RefCell::default(),
+    });
+    start_tasks(&inner);
+    Ok(inner)
+}
+
+fn restore_group(
+    config: &HostConfig,
+    group: GroupId,
+    state: storage::GroupState,
+    durable_index: u64,
+    seed: u64,
+) -> Result<RawNode, HostError> {
+    let last_index = state.entries.len() as u64;
+    if durable_index > last_index {
+        return Err(HostError::Corruption {
+            reason: format!(
+                "group {group}: the state machine applied up to {durable_index}, the log ends at \
+                 {last_index}"
+            ),
+        });
+    }
+    let mut hard_state = state.hard_state;
+    // Commit-only changes are not synced (see `persist_round`); what the machine applied was
+    // committed, so the commit index is at least that.
+    hard_state.commit = hard_state.commit.max(durable_index).min(last_index);
+    let mut raft = Config::new(config.node, config.voters.clone(), seed);
+    raft.election_ticks = config.election_ticks;
+    raft.heartbeat_ticks = config.heartbeat_ticks;
+    RawNode::new(raft, hard_state, state.entries, durable_index)
+        .map_err(|error| HostError::Corruption { reason: format!("group {group}: {error}") })
+}
+
+fn start_tasks<M: StateMachine>(inner: &Rc<Inner<M>>) {
+    let rt = inner.rt.clone();
+    let mut tasks = inner.tasks.borrow_mut();
+    tasks.push(rt.spawn(drive(Rc::downgrade(inner))));
+    for group in inner.groups.borrow().values() {
+        tasks.push(rt.spawn(apply(Rc::downgrade(inner), group.applier.clone())));
+    }
+    // Both end at their next wake-up once stopped, and touch no storage: not awaited.
+    drop(rt.spawn(tick(Rc::downgrade(inner))));
+    drop(rt.spawn(receive(Rc::downgrade(inner))));
+}
+
+async fn tick<M: StateMachine>(weak: Weak<Inner<M>>) {
+    let Some(period) = weak.upgrade().map(|inner| inner.config.tick) else { return };
+    let rt = weak.upgrade().map(|inner| inner.rt.clone()).expect("just upgraded");
+    loop {
+        rt.sleep(period).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stopped.get() {
+            return;
+        }
+        inner.tick_pending.set(true);
+        inner.signal.notify();
+    }
+}
+
+async fn receive<M: StateMachine>(weak: Weak<Inner<M>>) {
+    let Some(net) = weak.upgrade().map(|inner| inner.rt.net()) else { return };
+    loop {
+        let (from, bytes) = net.receive().await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stopped.get() {
+            return;
+        }
+        let mut inbox = inner.inbox.borrow_mut();
+        if inbox.len() < INBOX_MESSAGES_MAX {
+            inbox.push_back((from, bytes));
+        }
+        drop(inbox);
+        inner.signal.notify();
+    }
+}
+
+async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
+    loop {
+        applier.signal.wait().await;
+        if weak.upgrade().is_none_or(|inner| inner.stopped.get()) {
+            return;
+        }
+        loop {
+            let Some(entry) = applier.queue.borrow_mut().pop_front() else { break };
+            if weak.upgrade().is_none_or(|inner| inner.stopped.get()) {
+                return;
+            }
+            assert_eq!(entry.index, applier.applied.get() + 1, "entries apply in order");
+            if entry.kind == EntryKind::Normal {
+                apply_one(&applier, &entry).await;
+            }
+            applier.applied.set(entry.index);
+            applier.release_reads();
+        }
+    }
+}
+
+async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) {
+    let Some((id, command)) = split_proposal(&entry.data) else {
+        // Not written by a host: nothing to apply and nobody to answer.
+        return;
+    };
+    let output = applier.machine.apply(entry.index, command).await;
+    if let Some(completer) = applier.proposals.borrow_mut().remove(&id) {
+        completer.complete(Ok(output));
+    }
+}
+
+pub(crate) fn split_proposal(data: &[u8]) -> Option<(u64, &[u8])> {
+    let (id, command) = data.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*id), command))
+}
+
+async fn drive<M: StateMachine>(weak: Weak<Inner<M>>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.signal.wait().await;
+        if inner.stopped.get() {
+            return;
+        }
+        inner.take_inputs();
+        if let Err(error) = inner.round().await {
+            inner.fail(error);
+            return;
+        }
+    }
+}
+
+impl<M: StateMachine> Inner<M> {
+    pub(crate) fn fail(&self, error: HostError) {
+        *self.failed.borrow_mut() = Some(error.clone());
+        self.stopped.set(true);
+        for group in self.groups.borrow_mut().values_mut() {
+            let proposals = std::mem::take(&mut *group.applier.proposals.borrow_mut());
+            for (_, completer) in proposals {
+                completer.complete(Err(error.clone()));
+            }
+            for read in group.reads.drain(..) {
+                read.completer.complete(Err(error.clone()));
+            }
+        }
+    }
+
+    /// Stops the host (if a failure has not already) and waits until no task of it touches
+    /// storage or a state machine any more, so both can be reopened.
+    pub(crate) async fn close(&self) {
+        if self.failed.borrow().is_none() {
+            self.fail(HostError::Stopped);
+        }
+        self.signal.notify();
+        for group in self.groups.borrow().values() {
+            group.applier.signal.notify();
+        }
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        for task in tasks {
+            task.await;
+        }
+    }
+
+    fn next_context(&self) -> u64 {
+        let context = self.next_context.get();
+        self.next_context.set(context + 1);
+        context
+    }
+
+    /// Steps peer messages, ticks, queued proposals and reads into the groups.
+    fn take_inputs(&self) {
+        let now = self.rt.now();
+        let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
+        let inbox = std::mem::take(&mut *self.inbox.borrow_mut());
+        let mut groups = self.groups.borrow_mut();
+        for (from, bytes) in inbox {
+            let Ok(items) = envelope::decode(&bytes) else {
+                self.stats.borrow_mut().envelopes_refused += 1;
+                continue;
+            };
+            for (group_id, item) in items {
+                let Some(group) = groups.get_mut(&group_id) else { continue };
+                self.step_item(group_id, group, from, item, now, &mut outgoing);
+            }
+        }
+        let tick = self.tick_pending.replace(false);
+        for (&group_id, group) in groups.iter_mut() {
+            if tick {
+                group.node.tick();
+                expire_requests(group, now, self.config.request_timeout);
+            }
+            self.take_proposals(group_id, group, &mut outgoing);
+            self.take_reads(group_id, group, now, &mut outgoing);
+        }
+        drop(groups);
+        self.send(outgoing);
+    }
+
+    fn step_item(
+        &self,
+        group_id: GroupId,
+        group: &mut Group<M>,
+        from: NodeId,
+        item: Item,
+        now: Instant,
+        outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+    ) {
+        match item {
+            Item::Raft(message) => {
+                if message.from != from || group.node.step(message).is_err() {
+                    self.stats.borrow_mut().messages_refused += 1;
+                }
+            }
+            Item::Forward(data) => {
+                // Only a leader appends; a stale forward is dropped and the client times out.
+                if group.node.propose(data).is_ok() {
+                    self.stats.borrow_mut().proposals_forwarded_in += 1;
+                }
+            }
+            Item::ReadIndexRequest { context } => {
+                let local = self.next_context();
+                if group.node.read_index(local).is_ok() {
+                    group.reads_for_peers.insert(local, (now, from, context));
+                }
+            }
+            Item::ReadIndexResponse { context, index } => {
+                if let Some((_, completers)) = group.reads_in_flight.remove(&context) {
+                    for completer in completers {
+                        completer.complete(Ok(index));
+                    }
+                }
+                let _ = (group_id, outgoing);
+            }
+        }
+    }
+
+    fn take_proposals(
+        &self,
+        group_id: GroupId,
+        group: &mut Group<M>,
+        outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+    ) {
+        let leader = group.node.leader();
+        while let Some(proposal) = group.proposals.pop_front() {
+            if group.node.role() == Role::Leader {
+                if let Err(error) = group.node.propose(proposal.data) {
+                    // A leader transfer is under way: the client retries on a timeout.
+                    let _ = error;
+                }
+            } else if let Some(leader) = leader.filter(|&leader| leader != self.config.node) {
+                outgoing.entry(leader).or_default().push((group_id, Item::Forward(proposal.data)));
+                self.stats.borrow_mut().proposals_forwarded_out += 1;
+            } else {
+                // No leader known yet: keep it for a later round (expired on ticks).
+                group.proposals.push_front(proposal);
+                break;
+            }
+        }
+    }
+
+    fn take_reads(
+        &self,
+        group_id: GroupId,
+        group: &mut Group<M>,
+        now: Instant,
+        outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+    ) {
+        if group.reads.is_empty() {
+            return;
+        }
+        let context = self.next_context();
+        let leader = group.node.leader();
+        if group.node.role() == Role::Leader {
+            if group.node.read_index(context).is_err() {
+                return;
+            }
+        } else if let Some(leader) = leader.filter(|&leader| leader != self.config.node) {
+            outgoing
+                .entry(leader)
+                .or_default()
+                .push((group_id, Item::ReadIndexRequest { context }));
+        } else {
+            return; // No leader known yet: try again next round.
+        }
+        // One ReadIndex round serves every read queued since the last one.
+        let completers = group.reads.drain(..).map(|read| read.completer).collect();
+        group.reads_in_flight.insert(context, (now, completers));
+    }
+
+    fn send(&self, outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>>) {
+        let net = self.rt.net();
+        let mut stats = self.stats.borrow_mut();
+        for (to, items) in outgoing {
+            for chunk in items.chunks(ENVELOPE_ITEMS_PER_SEND) {
+                stats.envelopes_sent += 1;
+                stats.items_sent += chunk.len() as u64;
+                net.send(to, envelope::encode(chunk));
+            }
+        }
+    }
+
+    /// Persists and performs every group's `Ready`: one WAL sync for all of them.
+    async fn round(self: &Rc<Self>) -> Result<(), HostError> {
+        let mut readies: Vec<(GroupId, Ready)> = Vec::new();
+        let mut records = Vec::new();
+        let mut entries_count = 0u64;
+        {
+            let mut groups = self.groups.borrow_mut();
+            let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
+            for (&group_id, group) in groups.iter_mut() {
+                if !group.node.has_ready() {
+                    continue;
+                }
+                let mut ready = group.node.ready();
+                queue_messages(group_id, std::mem::take(&mut ready.messages), &mut outgoing);
+                if let Some(record) = persist_record(group_id, group, &ready) {
+                    records.push(record);
+                }
+                entries_count += ready.entries.len() as u64;
+                readies.push((group_id, ready));
+            }
+            drop(groups);
+            self.send(outgoing);
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        if !records.is_empty() {
+            self.wal.append_many(records).await?;
+            let mut stats = self.stats.borrow_mut();
+            stats.wal_syncs += 1;
+            stats.entries_persisted += entries_count;
+        }
+        let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
+        let mut groups = self.groups.borrow_mut();
+        let mut again = false;
+        for (group_id, mut ready) in readies {
+            let group = groups.get_mut(&group_id).expect("groups are not removed mid-round");
+            queue_messages(group_id, std::mem::take(&mut ready.persisted_messages), &mut outgoing);
+            self.hand_to_applier(group, std::mem::take(&mut ready.committed_entries));
+            self.answer_reads(group_id, group, &ready, &mut outgoing);
+            group.node.advance();
+            again |= group.node.has_ready();
+        }
+        drop(groups);
+        self.send(outgoing);
+        if again {
+            self.signal.notify();
+        }
+        Ok(())
+    }
+
+    fn hand_to_applier(&self, group: &mut Group<M>, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.stats.borrow_mut().entries_committed += entries.len() as u64;
+        group.applier.queue.borrow_mut().extend(entries);
+        group.applier.signal.notify();
+    }
+
+    fn answer_reads(
+        &self,
+        group_id: GroupId,
+        group: &mut Group<M>,
+        ready: &Ready,
+        outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+    ) {
+        for read in &ready.read_states {
+            if let Some((_, completers)) = group.reads_in_flight.remove(&read.context) {
+                for completer in completers {
+                    completer.complete(Ok(read.index));
+                }
+            }
+            if let Some((_, peer, context)) = group.reads_for_peers.remove(&read.context) {
+                let item = Item::ReadIndexResponse { context, index: read.index };
+                outgoing.entry(peer).or_default().push((group_id, item));
+            }
+        }
+    }
+
+    pub(crate) fn queue_proposal(&self, group: GroupId, data: Vec<u8>) -> Result<(), HostError> {
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.get_mut(&group).ok_or(HostError::UnknownGroup { group })?;
+        if group.proposals.len() >= self.config.proposals_queued_max {
+            return Err(HostError::Busy);
+        }
+        group.proposals.push_back(QueuedProposal { data, queued_at: self.rt.now() });
+        drop(groups);
+        self.signal.notify();
+        Ok(())
+    }
+
+    pub(crate) fn queue_read(
+        &self,
+        group: GroupId,
+    ) -> Result<strata_rt::sync::Completion<Result<u64, HostError>>, HostError> {
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.get_mut(&group).ok_or(HostError::UnknownGroup { group })?;
+        if group.reads.len() >= self.config.reads_queued_max {
+            return Err(HostError::Busy);
+        }
+        let (completer, completion) = completion();
+        group.reads.push(QueuedRead { completer, queued_at: self.rt.now() });
+        drop(groups);
+        self.signal.notify();
+        Ok(completion)
+    }
+}
+
+fn queue_messages(
+    group_id: GroupId,
+    messages: Vec<Message>,
+    outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+) {
+    for message in messages {
+        outgoing.entry(message.to).or_default().push((group_id, Item::Raft(message)));
+    }
+}
+
+/// The WAL record for `ready`, if it needs one. A hard state whose only change is the commit
+/// index is not worth a sync: it rides along with other changes, and on restart the commit index
+/// is recomputed (it only ever needs to be at most the true one).
+fn persist_record<M: StateMachine>(
+    group_id: GroupId,
+    group: &mut Group<M>,
+    ready: &Ready,
+) -> Option<Vec<u8>> {
+    let persisted = group.persisted_hard_state;
+    let hard_state = ready.hard_state.filter(|&state| {
+        state.term != persisted.term || state.vote != persisted.vote || !ready.entries.is_empty()
+    });
+    if hard_state.is_none() && ready.entries.is_empty() {
+        return None;
+    }
+    if let Some(state) = hard_state {
+        group.persisted_hard_state = state;
+    }
+    Some(storage::encode_record(group_id, hard_state, &ready.entries))
+}
+
+/// Drops requests that waited too long (their callers gave up already).
+fn expire_requests<M: StateMachine>(
+    group: &mut Group<M>,
+    now: Instant,
+    timeout: strata_rt::Duration,
+) {
+    let expired = |queued_at: Instant| now.saturating_duration_since(queued_at) > timeout;
+    group.proposals.retain(|proposal| !expired(proposal.queued_at));
+    group.reads.retain(|read| !expired(read.queued_at));
+    group.reads_in_flight.retain(|_, (started, _)| !expired(*started));
+    group.reads_for_peers.retain(|_, (started, _, _)| !expired(*started));
+}
