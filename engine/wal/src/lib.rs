@@ -219,6 +219,34 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Writes the records of `segment` above `witness` again and syncs them. Every record carries
+/// the highest index durable when it was written, so records up to `witness` reached the media
+/// once; the ones above may exist only in the page cache (a sync that failed before this reopen
+/// forgets its pages while the cache still shows them). Later records will claim them durable,
+/// so they must be made durable before anything new is written. A segment none of whose records
+/// is witnessed gets its header written again too: its creation may have been such a sync.
+async fn make_durable_after(dir: &str, segment: &Segment, witness: u64) -> Result<(), WalError> {
+    let first_unwitnessed = witness.saturating_add(1).max(segment.first_index) - segment.first_index;
+    let offset = match usize::try_from(first_unwitnessed) {
+        Ok(0) => 0,
+        Ok(position) => match segment.records.get(position) {
+            Some(&(offset, _)) => offset,
+            None => return Ok(()),
+        },
+        Err(_) => return Ok(()),
+    };
+    let path = format!("{dir}/{}", segment::file_name(segment.id));
+    let len = usize::try_from(segment.end - offset).expect("a segment fits in memory");
+    let bytes = segment
+        .file
+        .read_exact_at(len, offset)
+        .await
+        .map_err(|error| WalError::io("read", &path, error))?;
+    let (result, _) = segment.file.write_at(bytes, offset).await;
+    result.map_err(|error| WalError::io("write", &path, error))?;
+    segment.file.sync().await.map_err(|error| WalError::io("sync", &path, error))
+}
+
 impl Wal {
     /// Opens (recovering) or creates the log in `dir`, and starts its writer task.
     pub async fn open(rt: &Runtime, dir: &str, options: Options) -> Result<Wal, WalError> {
@@ -283,6 +311,19 @@ impl Wal {
                     .collect(),
                 end: kept.end_offset,
             });
+        }
+        let witness = inputs
+            .iter()
+            .map(|input| input.scan.as_ref().map_or(0, |scan| scan.witness_all))
+            .max()
+            .unwrap_or(0);
+        for segment in &segments {
+            make_durable_after(dir, segment, witness).await?;
+        }
+        if !segments.is_empty() {
+            // An earlier open or rollover may have created a segment and failed before its name
+            // was durable; records about to be acknowledged in it need the name on the media.
+            disk.sync_dir(dir).await.map_err(|error| WalError::io("sync dir", dir, error))?;
         }
         let next_segment_id = ids.last().map_or(1, |id| id + 1);
         let recovery = Recovery {
