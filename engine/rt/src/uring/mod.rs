@@ -348,3 +348,46 @@ where
 pub fn probe() -> io::Result<()> {
     Reactor::new().map(drop)
 }
+
+/// Set by the handler of SIGINT and SIGTERM (see [`catch_shutdown_signals`]).
+static SHUTDOWN_REQUESTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_shutdown(_signal: libc::c_int) {
+    // Only an atomic store: the one thing a signal handler may safely do here.
+    SHUTDOWN_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM request a shutdown instead of killing the process; a server polls
+/// [`shutdown_requested`] and stops gracefully. A second signal still only sets the flag.
+pub fn catch_shutdown_signals() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain old data; zeroed is a valid empty mask and no flags.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = request_shutdown as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: a valid signal number, a live action, no old action wanted; the handler only
+        // stores to an atomic, which is async-signal-safe.
+        let result = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_shutdown_signals`].
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Reads a whole small file named by the operator (a configuration file), before any runtime
+/// runs: the one file read that does not go through a `Disk`, whose paths live inside a data
+/// directory. Refuses files over 1 MiB.
+pub fn read_startup_file(path: &Path) -> io::Result<String> {
+    const STARTUP_FILE_BYTES_MAX: u64 = 1 << 20;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > STARTUP_FILE_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    io::read_to_string(file)
+}
