@@ -24,6 +24,7 @@
 pub mod checker;
 pub mod format;
 pub mod generate;
+pub mod harness;
 pub mod history;
 pub mod model;
 
