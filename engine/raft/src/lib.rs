@@ -8,8 +8,10 @@
 //! Features: leader election with pre-vote and check-quorum; log replication with batching
 //! (entries and bytes per append), pipelining and flow control (appends and bytes in flight per
 //! follower), fast backtracking of diverged logs; the commitment rule of Raft §5.4.2 (Figure 8);
-//! ReadIndex for linearizable reads; leader transfer. Not yet: leases, snapshots and log
-//! compaction, membership change, learners.
+//! ReadIndex for linearizable reads; leader transfer; membership change by joint consensus with
+//! learners (see [`membership`]: a change takes effect once appended, the leader leaves a joint
+//! configuration by itself once it committed, and a leader that the new configuration drops steps
+//! down once that committed).
 //!
 //! Fault model: messages may be lost, duplicated, delayed and reordered; a replica may crash at
 //! any point and restart from what it persisted (see [`node`] for what must be durable when).
@@ -22,6 +24,7 @@ mod progress;
 mod raft;
 pub mod wire;
 
+pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, Membership};
 pub use node::{RawNode, Ready};
 pub use progress::ProgressState;
 pub use strata_rt::NodeId;
@@ -58,8 +61,13 @@ pub struct PeerProgress {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
-    /// Every voter of the group, this replica included.
+    /// The group's bootstrap configuration: its voters at index 0, before any membership entry
+    /// of the log (and before any snapshot). Every replica of a group must be given the same.
+    /// A replica that joins later is not among them; it learns the configuration from the log
+    /// or a snapshot and does not campaign while it is not a voter.
     pub voters: Vec<NodeId>,
+    /// The bootstrap configuration's learners (none by default).
+    pub learners: Vec<NodeId>,
     /// Ticks without hearing from a leader before campaigning, randomised up to twice this.
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
@@ -81,6 +89,7 @@ impl Config {
         Config {
             id,
             voters,
+            learners: Vec::new(),
             election_ticks: 10,
             heartbeat_ticks: 2,
             pre_vote: true,
@@ -95,14 +104,18 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |reason| Err(Error::InvalidConfig { reason });
-        if !self.voters.contains(&self.id) {
-            return invalid("voters must include this replica");
+        if self.voters.is_empty() {
+            return invalid("the bootstrap configuration needs a voter");
         }
         let mut sorted = self.voters.clone();
+        sorted.extend(self.learners.iter().copied());
         sorted.sort();
         sorted.dedup();
-        if sorted.len() != self.voters.len() {
-            return invalid("voters must be distinct");
+        if sorted.len() != self.voters.len() + self.learners.len() {
+            return invalid("voters and learners must be distinct");
+        }
+        if sorted.len() > membership::MEMBERS_MAX {
+            return invalid("too many members");
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return invalid("need 0 < heartbeat_ticks < election_ticks");
@@ -138,6 +151,12 @@ pub enum Error {
     InvalidConfig {
         reason: &'static str,
     },
+    /// A membership change that cannot be made now.
+    ConfChange(ConfChangeError),
+    /// Leadership can only go to a voter.
+    NotVoter {
+        id: NodeId,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -151,6 +170,8 @@ impl std::fmt::Display for Error {
             Error::UnknownPeer { id } => write!(formatter, "{id} is not in the group"),
             Error::WrongRecipient { to } => write!(formatter, "message addressed to {to}"),
             Error::InvalidConfig { reason } => write!(formatter, "invalid config: {reason}"),
+            Error::ConfChange(error) => write!(formatter, "membership change refused: {error}"),
+            Error::NotVoter { id } => write!(formatter, "{id} does not vote"),
         }
     }
 }

@@ -102,8 +102,13 @@ impl RaftLog {
 
     /// Follower side of an append whose `prev_log_index`/term already match: skips entries the
     /// log already holds, truncates at the first conflict and appends the rest. Returns the index
-    /// of the last entry known to match the leader.
-    pub(crate) fn append_matching(&mut self, prev_log_index: u64, entries: &[Entry]) -> u64 {
+    /// of the last entry known to match the leader, and the first index written (if any was).
+    pub(crate) fn append_matching(
+        &mut self,
+        prev_log_index: u64,
+        entries: &[Entry],
+    ) -> (u64, Option<u64>) {
+        let mut first_written = None;
         for (offset, entry) in entries.iter().enumerate() {
             assert_eq!(entry.index, prev_log_index + 1 + offset as u64, "append not contiguous");
             match self.term(entry.index) {
@@ -117,12 +122,14 @@ impl RaftLog {
                     );
                     self.entries.truncate(entry.index as usize - 1);
                     self.persisted = self.persisted.min(entry.index - 1);
+                    first_written = Some(entry.index);
                     for entry in &entries[offset..] {
                         self.push(entry.clone());
                     }
                     break;
                 }
                 None => {
+                    first_written = Some(entry.index);
                     for entry in &entries[offset..] {
                         self.push(entry.clone());
                     }
@@ -130,7 +137,7 @@ impl RaftLog {
                 }
             }
         }
-        prev_log_index + entries.len() as u64
+        (prev_log_index + entries.len() as u64, first_written)
     }
 
     pub(crate) fn commit_to(&mut self, index: u64) {

@@ -58,12 +58,22 @@ pub enum ConfChangeError {
     ChangePending,
     NoSteps,
     /// A step names a node another step of the same change also names.
-    NodeNamedTwice { id: NodeId },
-    AlreadyVoter { id: NodeId },
-    AlreadyLearner { id: NodeId },
+    NodeNamedTwice {
+        id: NodeId,
+    },
+    AlreadyVoter {
+        id: NodeId,
+    },
+    AlreadyLearner {
+        id: NodeId,
+    },
     /// Demoting a voter to a learner needs two changes: remove, then add as a learner.
-    VoterToLearner { id: NodeId },
-    NotMember { id: NodeId },
+    VoterToLearner {
+        id: NodeId,
+    },
+    NotMember {
+        id: NodeId,
+    },
     /// The change would leave no voter.
     NoVoters,
     TooManyMembers,
@@ -260,5 +270,186 @@ fn majority_vote(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> V
         VoteResult::Lost
     } else {
         VoteResult::Pending
+    }
+}
+
+/// The configurations along one replica's log: the one in effect at `base_index` (a snapshot's,
+/// or the bootstrap configuration at index 0) and one per membership entry after it. A change
+/// takes effect as soon as its entry is appended (Raft thesis §4.1), so the current configuration
+/// is the last one here, committed or not; a truncated entry takes its configuration with it.
+#[derive(Clone, Debug)]
+pub(crate) struct MembershipHistory {
+    base_index: u64,
+    base: Membership,
+    /// `(index, configuration from that index on)`, indexes strictly increasing, above
+    /// `base_index`. Bounded by the log it mirrors.
+    changes: Vec<(u64, Membership)>,
+}
+
+impl MembershipHistory {
+    pub(crate) fn new(base_index: u64, base: Membership) -> MembershipHistory {
+        assert!(base.validate().is_ok(), "base configuration is invalid: {base:?}");
+        MembershipHistory { base_index, base, changes: Vec::new() }
+    }
+
+    pub(crate) fn current(&self) -> &Membership {
+        self.changes.last().map_or(&self.base, |(_, membership)| membership)
+    }
+
+    /// The index of the entry that set the current configuration (`base_index` if none did).
+    pub(crate) fn current_index(&self) -> u64 {
+        self.changes.last().map_or(self.base_index, |&(index, _)| index)
+    }
+
+    /// The configuration in effect at `index` (at or above `base_index`).
+    #[allow(dead_code)] // Used by log compaction, next.
+    pub(crate) fn at(&self, index: u64) -> &Membership {
+        assert!(index >= self.base_index, "configuration at {index} below {}", self.base_index);
+        self.changes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .map_or(&self.base, |(_, membership)| membership)
+    }
+
+    /// Applies a membership entry just appended to the log; other entries are ignored.
+    pub(crate) fn append(&mut self, entry: &crate::Entry) {
+        let next = match entry.kind {
+            crate::EntryKind::ConfChange => {
+                let change = ConfChange::decode(&entry.data)
+                    .expect("a logged conf change decodes: the leader encoded it");
+                self.current().apply(&change).expect(
+                    "a logged conf change applies: the leader checked it against the \
+                     configuration at the same point of the log",
+                )
+            }
+            crate::EntryKind::ConfChangeLeave => {
+                assert!(
+                    self.current().is_joint(),
+                    "leave entry {} outside a joint config",
+                    entry.index
+                );
+                self.current().leave_joint()
+            }
+            _ => return,
+        };
+        assert!(entry.index > self.current_index(), "membership entries out of order");
+        self.changes.push((entry.index, next));
+    }
+
+    /// Forgets the configurations of entries at or above `index` (truncated from the log).
+    pub(crate) fn truncate_from(&mut self, index: u64) {
+        assert!(index > self.base_index, "truncation at {index} into the base");
+        while self.changes.last().is_some_and(|&(at, _)| at >= index) {
+            self.changes.pop();
+        }
+    }
+
+    /// Folds configurations at or below `index` into the base (the log was compacted there).
+    #[allow(dead_code)] // Used by log compaction, next.
+    pub(crate) fn compact_to(&mut self, index: u64) {
+        if index <= self.base_index {
+            return;
+        }
+        let base = self.at(index).clone();
+        self.changes.retain(|&(at, _)| at > index);
+        self.base = base;
+        self.base_index = index;
+    }
+}
+
+impl std::error::Error for ConfChangeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Entry, EntryKind};
+
+    fn set(ids: &[u32]) -> BTreeSet<NodeId> {
+        ids.iter().map(|&id| NodeId(id)).collect()
+    }
+
+    fn change_entry(index: u64, steps: Vec<ConfChangeStep>) -> Entry {
+        let data = ConfChange { steps }.to_bytes();
+        Entry { term: 1, index, kind: EntryKind::ConfChange, data }
+    }
+
+    fn leave_entry(index: u64) -> Entry {
+        Entry { term: 1, index, kind: EntryKind::ConfChangeLeave, data: Vec::new() }
+    }
+
+    #[test]
+    fn validate_catches_each_broken_invariant() {
+        assert!(Membership::with_voters([NodeId(1)]).validate().is_ok());
+        assert!(Membership::default().validate().is_err(), "no voter");
+        let mut both = Membership::with_voters([NodeId(1), NodeId(2)]);
+        both.learners.insert(NodeId(2));
+        assert!(both.validate().is_err(), "learner that votes");
+        let mut outgoing_learner = Membership::with_voters([NodeId(1)]);
+        outgoing_learner.voters_outgoing = set(&[1, 3]);
+        outgoing_learner.learners = set(&[3]);
+        assert!(outgoing_learner.validate().is_err(), "learner that votes in the outgoing half");
+        let huge = Membership::with_voters((0..=MEMBERS_MAX as u32).map(NodeId));
+        assert!(huge.validate().is_err(), "too many");
+    }
+
+    #[test]
+    fn apply_goes_joint_only_when_voters_change() {
+        let simple = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let learner = ConfChange { steps: vec![ConfChangeStep::AddLearner(NodeId(4))] };
+        let with_learner = simple.apply(&learner).expect("valid");
+        assert!(!with_learner.is_joint());
+        assert_eq!(with_learner.learners, set(&[4]));
+        let promote = ConfChange { steps: vec![ConfChangeStep::AddVoter(NodeId(4))] };
+        let joint = with_learner.apply(&promote).expect("valid");
+        assert!(joint.is_joint());
+        assert_eq!(joint.voters, set(&[1, 2, 3, 4]));
+        assert_eq!(joint.voters_outgoing, set(&[1, 2, 3]));
+        assert!(joint.learners.is_empty(), "a promoted learner stops learning");
+        assert_eq!(joint.apply(&learner), Err(ConfChangeError::InJointConfig));
+        assert_eq!(joint.leave_joint(), Membership::with_voters((1..=4).map(NodeId)));
+        assert_eq!(simple.apply(&ConfChange::default()), Err(ConfChangeError::NoSteps));
+    }
+
+    #[test]
+    fn an_empty_half_never_holds_the_other_back() {
+        let membership = Membership::with_voters([NodeId(1)]);
+        assert_eq!(membership.committed_index(|_| Some(7)), 7);
+        assert_eq!(majority_index(&BTreeSet::new(), &|_| Some(1)), u64::MAX);
+        assert_eq!(majority_vote(&BTreeSet::new(), &BTreeMap::new()), VoteResult::Won);
+    }
+
+    #[test]
+    fn history_follows_appends_truncations_and_compaction() {
+        let mut history = MembershipHistory::new(0, Membership::with_voters(set(&[1, 2, 3])));
+        assert_eq!(history.current_index(), 0);
+        history.append(&Entry { term: 1, index: 1, kind: EntryKind::Normal, data: vec![] });
+        assert_eq!(history.current_index(), 0, "normal entries leave the configuration alone");
+        history.append(&change_entry(3, vec![ConfChangeStep::AddVoter(NodeId(4))]));
+        history.append(&leave_entry(5));
+        history.append(&change_entry(8, vec![ConfChangeStep::AddLearner(NodeId(5))]));
+        assert_eq!(history.current_index(), 8);
+        assert_eq!(history.current().learners, set(&[5]));
+        assert!(history.at(4).is_joint());
+        assert_eq!(history.at(2).voters, set(&[1, 2, 3]));
+        assert_eq!(history.at(7).voters, set(&[1, 2, 3, 4]));
+        history.truncate_from(6);
+        assert_eq!(history.current_index(), 5);
+        assert!(history.current().learners.is_empty());
+        history.compact_to(4);
+        assert!(history.at(4).is_joint(), "the base is the configuration at the compaction");
+        assert_eq!(history.current_index(), 5);
+        history.compact_to(9);
+        assert_eq!(history.current_index(), 9);
+        assert_eq!(history.current().voters, set(&[1, 2, 3, 4]));
+        history.compact_to(2);
+        assert_eq!(history.current_index(), 9, "compacting backwards does nothing");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside a joint config")]
+    fn a_leave_entry_outside_a_joint_configuration_is_a_bug() {
+        let mut history = MembershipHistory::new(0, Membership::with_voters(set(&[1])));
+        history.append(&leave_entry(1));
     }
 }

@@ -14,6 +14,7 @@
 //! A crash anywhere in 1-5 is safe as long as what step 2 wrote is either durable or not
 //! acknowledged. Committed entries are only handed out once durable on this replica.
 
+use crate::membership::{ConfChange, Membership};
 use crate::raft::Raft;
 use crate::wire::{Entry, HardState, Message, MessageBody};
 use crate::{Config, Error, ReadState, Role};
@@ -62,11 +63,6 @@ impl RawNode {
         applied: u64,
     ) -> Result<RawNode, Error> {
         config.validate()?;
-        if let Some(vote) = hard_state.vote {
-            if !config.voters.contains(&vote) {
-                return Err(Error::UnknownPeer { id: vote });
-            }
-        }
         let raft = Raft::new(config, hard_state, entries, applied);
         Ok(RawNode { raft, hard_state_persisted: hard_state, handed: None })
     }
@@ -85,6 +81,15 @@ impl RawNode {
     /// committed once it shows up in `Ready::committed_entries` with the same index and term.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, Error> {
         self.raft.propose(data)
+    }
+
+    /// Appends a membership change if this replica leads; returns the entry's index. The change
+    /// takes effect at once (quorums follow it from now on). If it changes the voters, the group
+    /// passes through a joint configuration that the leader leaves by itself once it committed.
+    /// One change at a time: `ConfChangeError::ChangePending` until the previous one (and its
+    /// leave) committed.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, Error> {
+        self.raft.propose_conf_change(change)
     }
 
     /// Starts a linearizable read: once a quorum confirms this replica still leads, a
@@ -227,6 +232,16 @@ impl RawNode {
     /// On a leader, its view of `peer`'s replication.
     pub fn progress(&self, peer: NodeId) -> Option<crate::PeerProgress> {
         self.raft.peer_progress(peer)
+    }
+
+    /// The configuration in effect: the last membership entry of the log, committed or not.
+    pub fn membership(&self) -> &Membership {
+        self.raft.membership()
+    }
+
+    /// The index of the entry that set the current configuration (0: bootstrap).
+    pub fn membership_index(&self) -> u64 {
+        self.raft.memberships.current_index()
     }
 
     pub fn config(&self) -> &Config {

@@ -6,6 +6,7 @@
 //! by counting replicas an entry of its own term (Raft §5.4.2, Figure 8).
 
 use crate::log::RaftLog;
+use crate::membership::{ConfChange, Membership, MembershipHistory, VoteResult};
 use crate::progress::{Progress, ProgressState};
 use crate::wire::{Entry, EntryKind, HardState, Message, MessageBody};
 use crate::{Config, Error, ReadState, Role};
@@ -23,7 +24,7 @@ struct PendingRead {
 #[derive(Debug)]
 pub(crate) struct Raft {
     pub(crate) config: Config,
-    voters: BTreeSet<NodeId>,
+    pub(crate) memberships: MembershipHistory,
     pub(crate) term: u64,
     pub(crate) vote: Option<NodeId>,
     pub(crate) leader: Option<NodeId>,
@@ -55,13 +56,21 @@ impl Raft {
         entries: Vec<Entry>,
         applied: u64,
     ) -> Raft {
-        let voters: BTreeSet<NodeId> = config.voters.iter().copied().collect();
+        let bootstrap = Membership {
+            voters: config.voters.iter().copied().collect(),
+            voters_outgoing: BTreeSet::new(),
+            learners: config.learners.iter().copied().collect(),
+        };
+        let mut memberships = MembershipHistory::new(0, bootstrap);
+        for entry in &entries {
+            memberships.append(entry);
+        }
         // The log may hold entries of a term above the hard state's if a crash fell between
         // persisting the two; that is safe since nothing was acknowledged for them yet.
         let log = RaftLog::restore(entries, hard_state.commit, applied);
         let rng = Rng::with_seed(config.seed);
         let mut raft = Raft {
-            voters,
+            memberships,
             term: hard_state.term,
             vote: hard_state.vote,
             leader: None,
@@ -92,16 +101,29 @@ impl Raft {
         self.config.id
     }
 
-    fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+    pub(crate) fn membership(&self) -> &Membership {
+        self.memberships.current()
+    }
+
+    fn is_voter(&self) -> bool {
+        self.membership().is_voter(self.id())
     }
 
     pub(crate) fn hard_state(&self) -> HardState {
         HardState { term: self.term, vote: self.vote, commit: self.log.commit }
     }
 
+    /// Every other member, learners included: whom a leader replicates to.
     fn peers(&self) -> Vec<NodeId> {
-        self.voters.iter().copied().filter(|&peer| peer != self.id()).collect()
+        self.membership().members().into_iter().filter(|&peer| peer != self.id()).collect()
+    }
+
+    /// Every other voter of either half: whom a candidate asks.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        let membership = self.membership();
+        let mut voters = membership.voters.clone();
+        voters.extend(membership.voters_outgoing.iter().copied());
+        voters.into_iter().filter(|&peer| peer != self.id()).collect()
     }
 
     fn send(&mut self, to: NodeId, term: u64, body: MessageBody) {
@@ -165,6 +187,7 @@ impl Raft {
         for peer in self.peers() {
             self.progress.insert(peer, Progress::new(next));
         }
+        assert!(self.is_voter(), "a leader votes");
         // Commits the entries of earlier terms by committing one of its own (Raft §5.4.2) and lets
         // ReadIndex learn the commit index.
         self.log.push(Entry { term, index: next, kind: EntryKind::Empty, data: Vec::new() });
@@ -173,6 +196,7 @@ impl Raft {
     }
 
     fn campaign(&mut self, pre_vote: bool, leader_transfer: bool) {
+        assert!(self.is_voter(), "only a voter campaigns");
         let term = if pre_vote {
             self.become_pre_candidate();
             self.term + 1
@@ -185,7 +209,7 @@ impl Raft {
             return;
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.peers() {
+        for peer in self.voter_peers() {
             let body = MessageBody::RequestVote {
                 pre_vote,
                 leader_transfer,
@@ -198,29 +222,31 @@ impl Raft {
 
     /// Records a vote; returns `true` if it decided the election.
     fn poll(&mut self, from: NodeId, granted: bool) -> bool {
-        self.votes.entry(from).or_insert(granted);
-        let granted_count = self.votes.values().filter(|&&granted| granted).count();
-        let rejected_count = self.votes.len() - granted_count;
-        if granted_count >= self.quorum() {
-            match self.role {
-                Role::PreCandidate => self.campaign(false, false),
-                Role::Candidate => self.become_leader(),
-                role => unreachable!("polled as {role:?}"),
+        if self.membership().is_voter(from) {
+            self.votes.entry(from).or_insert(granted);
+        }
+        match self.membership().vote_result(&self.votes) {
+            VoteResult::Won => {
+                match self.role {
+                    Role::PreCandidate => self.campaign(false, false),
+                    Role::Candidate => self.become_leader(),
+                    role => unreachable!("polled as {role:?}"),
+                }
+                true
             }
-            true
-        } else if rejected_count >= self.quorum() {
-            let term = self.term;
-            self.become_follower(term, None);
-            true
-        } else {
-            false
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, None);
+                true
+            }
+            VoteResult::Pending => false,
         }
     }
 
     // ----- input -----
 
     pub(crate) fn tick(&mut self) {
-        self.election_elapsed += 1;
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         match self.role {
             Role::Leader => {
                 self.heartbeat_elapsed += 1;
@@ -244,7 +270,8 @@ impl Raft {
                 }
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if self.election_elapsed >= self.election_timeout_randomized {
+                // A learner, or a replica not (or no longer) in the configuration, never campaigns.
+                if self.election_elapsed >= self.election_timeout_randomized && self.is_voter() {
                     let pre_vote = self.config.pre_vote;
                     self.campaign(pre_vote, false);
                 }
@@ -255,21 +282,24 @@ impl Raft {
     /// `true` if a quorum (counting the leader) was heard from since the last round; starts a
     /// new round.
     fn check_quorum_active(&mut self) -> bool {
-        let mut active = 1;
-        for progress in self.progress.values_mut() {
+        let mut active = BTreeMap::new();
+        active.insert(self.id(), true);
+        for (&peer, progress) in &mut self.progress {
             if progress.recent_active {
-                active += 1;
+                active.insert(peer, true);
             }
             progress.recent_active = false;
         }
-        active >= self.quorum()
+        self.membership().vote_result(&active) == VoteResult::Won
     }
 
     pub(crate) fn step(&mut self, message: Message) -> Result<(), Error> {
         if message.to != self.id() {
             return Err(Error::WrongRecipient { to: message.to });
         }
-        if !self.voters.contains(&message.from) || message.from == self.id() {
+        // Messages from outside the configuration are taken: a replica may not know yet of the
+        // change that added the sender. Only voters' votes and acknowledgements ever count.
+        if message.from == self.id() {
             return Err(Error::UnknownPeer { id: message.from });
         }
         if message.term > self.term {
@@ -426,7 +456,7 @@ impl Raft {
             }
             MessageBody::HeartbeatResponse { context } => {
                 let last_index = self.log.last_index();
-                let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+                let Some(progress) = self.progress.get_mut(&from) else { return };
                 progress.recent_active = true;
                 progress.probe_sent = false;
                 progress.read_acknowledged = progress.read_acknowledged.max(context);
@@ -469,7 +499,13 @@ impl Raft {
             }
         }
         if self.log.matches(prev_index, prev_term) {
-            let last_new = self.log.append_matching(prev_index, &entries);
+            let (last_new, first_written) = self.log.append_matching(prev_index, &entries);
+            if let Some(first_written) = first_written {
+                self.memberships.truncate_from(first_written);
+                for entry in self.log.slice(first_written, last_new) {
+                    self.memberships.append(entry);
+                }
+            }
             self.log.commit_to(commit.min(last_new));
             let body = MessageBody::AppendResponse {
                 rejected: false,
@@ -506,7 +542,7 @@ impl Raft {
         hint_term: u64,
     ) {
         let last_index = self.log.last_index();
-        let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+        let Some(progress) = self.progress.get_mut(&from) else { return };
         progress.recent_active = true;
         if rejected {
             let stale = match progress.state {
@@ -517,7 +553,7 @@ impl Raft {
                 return;
             }
             let (conflict, _) = self.log.find_conflict_by_term(hint_index, hint_term);
-            let progress = self.progress.get_mut(&from).expect("a leader tracks every voter");
+            let progress = self.progress.get_mut(&from).expect("checked above");
             let next = (conflict + 1).min(index).max(progress.match_index + 1);
             progress.become_probe(next);
             self.send_append(from, true);
@@ -536,6 +572,9 @@ impl Raft {
         if self.maybe_commit() {
             self.broadcast_pending = true;
         }
+        if self.role != Role::Leader {
+            return;
+        }
         if self.transfer_target == Some(from) && match_index == self.log.last_index() {
             let term = self.term;
             self.send(from, term, MessageBody::TimeoutNow);
@@ -547,7 +586,7 @@ impl Raft {
     /// append without entries (a probe or a commit update). Returns `true` if entries went out.
     fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
         let config = &self.config;
-        let progress = self.progress.get(&to).expect("a leader tracks every voter");
+        let Some(progress) = self.progress.get(&to) else { return false };
         if progress.is_paused(config.inflight_appends_max, config.inflight_bytes_max) {
             return false;
         }
@@ -560,7 +599,7 @@ impl Raft {
         }
         let last = entries.last().map(|entry| entry.index);
         let size_bytes = entries.iter().map(Entry::size_bytes).sum();
-        let progress = self.progress.get_mut(&to).expect("a leader tracks every voter");
+        let progress = self.progress.get_mut(&to).expect("checked above");
         progress.sent(last, size_bytes);
         let commit = self.log.commit;
         let term = self.term;
@@ -587,7 +626,7 @@ impl Raft {
 
     fn broadcast_heartbeat(&mut self) {
         let (term, context) = (self.term, self.read_round);
-        for peer in self.peers() {
+        for peer in self.progress.keys().copied().collect::<Vec<_>>() {
             let match_index = self.progress[&peer].match_index;
             let commit = self.log.commit.min(match_index);
             self.send(peer, term, MessageBody::Heartbeat { commit, context });
@@ -600,11 +639,15 @@ impl Raft {
         if self.role != Role::Leader {
             return false;
         }
-        let mut matches: Vec<u64> =
-            self.progress.values().map(|progress| progress.match_index).collect();
-        matches.push(self.log.persisted);
-        matches.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matches[self.quorum() - 1];
+        let (id, persisted) = (self.id(), self.log.persisted);
+        let progress = &self.progress;
+        let quorum_index = self.membership().committed_index(|voter| {
+            if voter == id {
+                Some(persisted)
+            } else {
+                progress.get(&voter).map(|progress| progress.match_index)
+            }
+        });
         if quorum_index <= self.log.commit || self.log.term(quorum_index) != Some(self.term) {
             return false;
         }
@@ -614,7 +657,65 @@ impl Raft {
             let contexts = std::mem::take(&mut self.reads_waiting_commit);
             self.start_reads(contexts);
         }
+        self.after_membership_commit();
         true
+    }
+
+    /// Once the current configuration's entry commits: a joint configuration is left (C_new is
+    /// appended, thesis §4.3), and a leader that C_new no longer lists steps down (§4.2.2).
+    fn after_membership_commit(&mut self) {
+        if self.role != Role::Leader || self.log.commit < self.memberships.current_index() {
+            return;
+        }
+        if self.membership().is_joint() {
+            let index = self.log.last_index() + 1;
+            let entry = Entry {
+                term: self.term,
+                index,
+                kind: EntryKind::ConfChangeLeave,
+                data: Vec::new(),
+            };
+            self.append_own(entry);
+        } else if !self.is_voter() {
+            // Hand over to the most caught-up voter at once rather than wait for a timeout.
+            let last_index = self.log.last_index();
+            let successor =
+                self.membership().voters.iter().copied().find(|peer| {
+                    self.progress.get(peer).is_some_and(|p| p.match_index == last_index)
+                });
+            let term = self.term;
+            self.become_follower(term, None);
+            if let Some(successor) = successor {
+                self.send(successor, term, MessageBody::TimeoutNow);
+            }
+        }
+    }
+
+    /// Appends an entry this leader created; a membership entry takes effect at once.
+    fn append_own(&mut self, entry: Entry) {
+        assert_eq!(self.role, Role::Leader, "only a leader appends its own entries");
+        self.memberships.append(&entry);
+        let changes_membership =
+            matches!(entry.kind, EntryKind::ConfChange | EntryKind::ConfChangeLeave);
+        self.log.push(entry);
+        self.broadcast_pending = true;
+        if changes_membership {
+            self.sync_progress();
+        }
+    }
+
+    /// Tracks exactly the current configuration's members.
+    fn sync_progress(&mut self) {
+        let peers = self.peers();
+        self.progress.retain(|peer, _| peers.contains(peer));
+        // A new member is probed at the membership entry itself, so the first append carries it.
+        let next = self.log.last_index();
+        for peer in peers {
+            self.progress.entry(peer).or_insert_with(|| Progress::new(next));
+        }
+        if self.transfer_target.is_some_and(|target| !self.membership().is_voter(target)) {
+            self.transfer_target = None;
+        }
     }
 
     // ----- client requests -----
@@ -627,8 +728,27 @@ impl Raft {
             return Err(Error::TransferInProgress);
         }
         let index = self.log.last_index() + 1;
-        self.log.push(Entry { term: self.term, index, kind: EntryKind::Normal, data });
-        self.broadcast_pending = true;
+        self.append_own(Entry { term: self.term, index, kind: EntryKind::Normal, data });
+        Ok(index)
+    }
+
+    /// Appends a membership change; it takes effect at once. One change at a time: the previous
+    /// one (and, for a joint one, the automatic leave) must have committed.
+    pub(crate) fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader { leader: self.leader });
+        }
+        if self.transfer_target.is_some() {
+            return Err(Error::TransferInProgress);
+        }
+        if self.memberships.current_index() > self.log.commit {
+            return Err(Error::ConfChange(crate::ConfChangeError::ChangePending));
+        }
+        let next = self.membership().apply(&change).map_err(Error::ConfChange)?;
+        let index = self.log.last_index() + 1;
+        let data = change.to_bytes();
+        self.append_own(Entry { term: self.term, index, kind: EntryKind::ConfChange, data });
+        assert_eq!(self.membership(), &next, "the logged change gives the checked configuration");
         Ok(index)
     }
 
@@ -651,9 +771,8 @@ impl Raft {
         for context in contexts {
             self.reads_pending.push_back(PendingRead { round, context, index });
         }
-        if self.voters.len() == 1 {
-            self.release_reads();
-        } else {
+        self.release_reads();
+        if !self.reads_pending.is_empty() {
             self.broadcast_heartbeat();
         }
     }
@@ -661,11 +780,15 @@ impl Raft {
     /// Answers the reads whose round a quorum acknowledged: this replica was still the leader
     /// after they arrived, so their read index covers every write acknowledged before them.
     fn release_reads(&mut self) {
-        let mut acknowledged: Vec<u64> =
-            self.progress.values().map(|progress| progress.read_acknowledged).collect();
-        acknowledged.push(self.read_round);
-        acknowledged.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_round = acknowledged[self.quorum() - 1];
+        let (id, own_round) = (self.id(), self.read_round);
+        let progress = &self.progress;
+        let quorum_round = self.membership().committed_index(|voter| {
+            if voter == id {
+                Some(own_round)
+            } else {
+                progress.get(&voter).map(|progress| progress.read_acknowledged)
+            }
+        });
         while self.reads_pending.front().is_some_and(|read| read.round <= quorum_round) {
             let read = self.reads_pending.pop_front().expect("front exists");
             self.read_states.push(ReadState { context: read.context, index: read.index });
@@ -676,11 +799,11 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(Error::NotLeader { leader: self.leader });
         }
-        if !self.voters.contains(&target) {
-            return Err(Error::UnknownPeer { id: target });
-        }
         if target == self.id() {
             return Ok(());
+        }
+        if !self.membership().is_voter(target) {
+            return Err(Error::NotVoter { id: target });
         }
         self.transfer_target = Some(target);
         self.transfer_elapsed = 0;
@@ -706,7 +829,7 @@ impl Raft {
 
     /// Campaigns now, as if the election timer fired (tests, or an operator's nudge).
     pub(crate) fn campaign_now(&mut self) {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader && self.is_voter() {
             let pre_vote = self.config.pre_vote;
             self.campaign(pre_vote, false);
         }

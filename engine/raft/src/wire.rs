@@ -817,7 +817,10 @@ mod tests {
         for word in [2u32, 2, 1, 0, 0] {
             unsorted.extend_from_slice(&word.to_le_bytes());
         }
-        assert!(matches!(Membership::decode(&unsorted), Err(DecodeError::InvalidMembership { .. })));
+        assert!(matches!(
+            Membership::decode(&unsorted),
+            Err(DecodeError::InvalidMembership { .. })
+        ));
         // No voters.
         let mut empty = Vec::new();
         for word in [0u32, 0, 0] {

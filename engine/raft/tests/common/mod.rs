@@ -36,7 +36,10 @@ pub struct Faults {
 
 pub struct Network {
     pub rng: Rng,
+    /// Every replica, members or not.
     pub ids: Vec<NodeId>,
+    /// The group's bootstrap voters; the other replicas join through membership changes.
+    pub bootstrap_voters: Vec<NodeId>,
     pub replicas: BTreeMap<NodeId, Replica>,
     in_flight: Vec<(u64, Vec<u8>)>,
     pub now: u64,
@@ -62,10 +65,21 @@ pub fn no_changes(_: &mut Config) {}
 
 impl Network {
     pub fn new(count: u32, seed: u64, configure: fn(&mut Config)) -> Network {
-        let ids: Vec<NodeId> = (1..=count).map(NodeId).collect();
+        Network::with_joiners(count, 0, seed, configure)
+    }
+
+    /// `voters` bootstrap voters and `joiners` more replicas outside the configuration.
+    pub fn with_joiners(
+        voters: u32,
+        joiners: u32,
+        seed: u64,
+        configure: fn(&mut Config),
+    ) -> Network {
+        let ids: Vec<NodeId> = (1..=voters + joiners).map(NodeId).collect();
         let mut network = Network {
             rng: Rng::with_seed(seed),
             ids: ids.clone(),
+            bootstrap_voters: (1..=voters).map(NodeId).collect(),
             replicas: BTreeMap::new(),
             in_flight: Vec::new(),
             now: 0,
@@ -99,7 +113,7 @@ impl Network {
 
     pub fn config(&self, id: NodeId, restarts: u64) -> Config {
         let seed = self.seed ^ (u64::from(id.0) << 32) ^ restarts.wrapping_mul(0x9e37_79b9);
-        let mut config = Config::new(id, self.ids.clone(), seed);
+        let mut config = Config::new(id, self.bootstrap_voters.clone(), seed);
         (self.configure)(&mut config);
         config
     }
@@ -388,16 +402,26 @@ impl Network {
             .collect()
     }
 
-    /// The leader of the highest term, if every running replica follows it.
+    /// The leader of the highest term, if every running member of its configuration follows it.
     pub fn stable_leader(&self) -> Option<NodeId> {
         let leaders = self.leaders();
         let leader = *leaders.iter().max_by_key(|&&id| self.node(id).term())?;
         let term = self.node(leader).term();
+        let membership = self.node(leader).membership();
         let all_follow = self.ids.iter().all(|&id| {
             !self.is_up(id)
+                || !membership.contains(id)
                 || (self.node(id).term() == term && self.node(id).leader() == Some(leader))
         });
         all_follow.then_some(leader)
+    }
+
+    /// Proposes a membership change at `id`; returns its index if `id` leads and took it.
+    pub fn conf_change(&mut self, id: NodeId, change: strata_raft::ConfChange) -> Option<u64> {
+        let node = self.replicas.get_mut(&id)?.node.as_mut()?;
+        let index = node.propose_conf_change(change).ok()?;
+        self.process_ready(id);
+        Some(index)
     }
 
     // ----- randomized runs -----
@@ -478,10 +502,15 @@ impl Network {
                 }
             }
             if let Some((index, value)) = &proposed {
-                let everywhere = self.replicas.values().all(|replica| {
-                    replica.applied.get(*index as usize - 1).is_some_and(|entry| {
-                        entry.kind == EntryKind::Normal && &entry.data == value
-                    })
+                let members = self.stable_leader().map(|leader| self.node(leader).membership());
+                let everywhere = members.is_some_and(|members| {
+                    self.replicas.iter().filter(|(id, _)| members.contains(**id)).all(
+                        |(_, replica)| {
+                            replica.applied.get(*index as usize - 1).is_some_and(|entry| {
+                                entry.kind == EntryKind::Normal && &entry.data == value
+                            })
+                        },
+                    )
                 });
                 if everywhere {
                     return tick;
@@ -506,7 +535,7 @@ impl Network {
         for &id in &self.ids {
             let node = self.node(id);
             out += &format!(
-                "{id}: {:?} term {} leader {:?} commit {} persisted {} last {} applied {}\n",
+                "{id}: {:?} term {} leader {:?} commit {} persisted {} last {} applied {} {:?}\n",
                 node.role(),
                 node.term(),
                 node.leader(),
@@ -514,6 +543,7 @@ impl Network {
                 node.persisted_index(),
                 node.last_index(),
                 node.applied_index(),
+                node.membership(),
             );
             for &peer in &self.ids {
                 if let Some(progress) = node.progress(peer) {
