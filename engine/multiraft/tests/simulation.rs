@@ -7,6 +7,9 @@
 //! increments get distinct outputs; a read sees at least every increment acknowledged before it
 //! started, and never more than were applied; after the faults stop every node's proposals
 //! commit again.
+//!
+//! `STRATA_MULTIRAFT_SEEDS=N STRATA_MULTIRAFT_FIRST_SEED=F cargo nextest run -p strata-multiraft`
+//! sweeps seeds F..F+N (default 0..300).
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use std::cell::{Cell, RefCell};
@@ -214,7 +217,7 @@ fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
 #[test]
 fn groups_stay_consistent_and_live_under_faults() {
     let variable = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
-    let seeds: u64 = variable("STRATA_MULTIRAFT_SEEDS").unwrap_or(12);
+    let seeds: u64 = variable("STRATA_MULTIRAFT_SEEDS").unwrap_or(300);
     let first: u64 = variable("STRATA_MULTIRAFT_FIRST_SEED").unwrap_or(0);
     let mut acknowledged = 0;
     for seed in first..first + seeds {
