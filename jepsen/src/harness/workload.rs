@@ -41,6 +41,8 @@ pub const COUNTER_OPERATIONS_PER_KEY_MAX: u32 = 1000;
 pub const CLIENTS_COUNT_MAX: usize = 64;
 /// The most keys of each workload used at once.
 pub const KEYS_COUNT_MAX: usize = 1024;
+/// Anomalous reads reported per counter key (the rest are counted).
+const COUNTER_ANOMALIES_PER_KEY_MAX: usize = 3;
 /// Process ids of the final reads start here (clients never reach it).
 pub const FINAL_PROCESS: u64 = 1 << 40;
 
@@ -559,6 +561,10 @@ pub fn check_sets(history: &SetHistory) -> Vec<String> {
                 adds.insert(element, (operation.call_time, acknowledged, operation.failed()));
             }
         }
+        // Per kind of anomaly: (reads affected, first such read's event, elements involved).
+        let mut stale: (usize, u64, BTreeSet<u64>) = (0, 0, BTreeSet::new());
+        let mut invented: (usize, u64, BTreeSet<u64>) = (0, 0, BTreeSet::new());
+        let mut final_lost: Option<(u64, Vec<u64>)> = None;
         for operation in part.operations() {
             let (SetInput::Read, Some(SetOutput::Values(values))) =
                 (&operation.input, operation.output())
@@ -583,26 +589,55 @@ pub fn check_sets(history: &SetHistory) -> Vec<String> {
                     None => true,
                 })
                 .collect();
-            let who = if operation.process >= FINAL_PROCESS { "the final read" } else { "a read" };
             if !lost.is_empty() {
-                anomalies.push(format!(
-                    "set {key}: {who} (event {}) misses {} acknowledged element(s): {}",
-                    operation.call_time,
-                    lost.len(),
-                    show_some(&lost)
-                ));
+                if operation.process >= FINAL_PROCESS {
+                    final_lost = Some((operation.call_time, lost));
+                } else {
+                    note(&mut stale, operation.call_time, &lost);
+                }
             }
             if !unexpected.is_empty() {
-                anomalies.push(format!(
-                    "set {key}: {who} (event {}) holds {} element(s) never added: {}",
-                    operation.call_time,
-                    unexpected.len(),
-                    show_some(&unexpected)
-                ));
+                note(&mut invented, operation.call_time, &unexpected);
             }
+        }
+        if let Some((event, lost)) = final_lost {
+            anomalies.push(format!(
+                "set {key}: the final read (event {event}) misses {} acknowledged element(s): {}",
+                lost.len(),
+                show_some(&lost)
+            ));
+        }
+        let (reads, first, elements) = stale;
+        if reads > 0 {
+            let elements: Vec<u64> = elements.into_iter().collect();
+            anomalies.push(format!(
+                "set {key}: {reads} read(s) during the run (the first at event {first}) miss \
+                 {} element(s) acknowledged before they began: {}",
+                elements.len(),
+                show_some(&elements)
+            ));
+        }
+        let (reads, first, elements) = invented;
+        if reads > 0 {
+            let elements: Vec<u64> = elements.into_iter().collect();
+            anomalies.push(format!(
+                "set {key}: {reads} read(s) (the first at event {first}) hold {} element(s) \
+                 never added: {}",
+                elements.len(),
+                show_some(&elements)
+            ));
         }
     }
     anomalies
+}
+
+/// Counts one more read with an anomaly on `elements`.
+fn note(tally: &mut (usize, u64, BTreeSet<u64>), event: u64, elements: &[u64]) {
+    if tally.0 == 0 {
+        tally.1 = event;
+    }
+    tally.0 += 1;
+    tally.2.extend(elements);
 }
 
 fn show_some(values: &[u64]) -> String {
@@ -619,6 +654,7 @@ fn show_some(values: &[u64]) -> String {
 pub fn check_counters(history: &CounterHistory) -> Vec<String> {
     let mut anomalies = Vec::new();
     for (key, part) in crate::model::keyed::split_by_key(history) {
+        let before = anomalies.len();
         let operations = part.operations();
         let mut acknowledged: i64 = 0;
         let mut attempted: i64 = 0;
@@ -674,6 +710,14 @@ pub fn check_counters(history: &CounterHistory) -> Vec<String> {
                 }
             }
         }
+        let found = anomalies.len() - before;
+        if found > COUNTER_ANOMALIES_PER_KEY_MAX {
+            anomalies.truncate(before + COUNTER_ANOMALIES_PER_KEY_MAX);
+            anomalies.push(format!(
+                "counter {key}: and {} more anomalous read(s)",
+                found - COUNTER_ANOMALIES_PER_KEY_MAX
+            ));
+        }
     }
     anomalies
 }
@@ -702,7 +746,7 @@ mod tests {
         history.operations_mut()[2].outcome = Some(Outcome::Ok(SetOutput::Values(vec![1, 3])));
         let anomalies = check_sets(&history);
         assert_eq!(anomalies.len(), 1, "{anomalies:?}");
-        assert!(anomalies[0].contains("never added: 3"), "{anomalies:?}");
+        assert!(anomalies[0].contains("1 element(s) never added: 3"), "{anomalies:?}");
 
         history.operations_mut()[2].outcome = Some(Outcome::Ok(SetOutput::Values(vec![1])));
         assert!(check_sets(&history).is_empty());
