@@ -53,3 +53,31 @@ fn check_exits_non_zero_and_writes_a_timeline_for_a_bad_history() {
     assert_eq!(output.status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[test]
+fn a_cluster_that_never_becomes_ready_aborts_with_status_2() {
+    let directory = scratch("never-ready");
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_jepsen"))
+        .args(["run", "--node-binary", "/bin/false", "--time", "5", "--ready-timeout", "30"])
+        .arg("--out")
+        .arg(&directory)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("never became ready"), "{stdout}");
+    assert!(stdout.contains("exited by itself") || stdout.contains("Down"), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a dead node fails fast");
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn an_unknown_fault_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_jepsen"))
+        .args(["run", "--node-binary", "/bin/false", "--faults", "kill,meteor"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown fault \"meteor\""));
+}

@@ -29,6 +29,14 @@ enum Action {
     Check(CheckArguments),
     /// Start a cluster on loopback, run clients under faults, check the history.
     Run(RunArguments),
+    /// A stand-in for the `node` binary, to test the harness (not a cluster: every stub keeps
+    /// its own data in memory). Takes the node's flags.
+    #[command(hide = true)]
+    StubNode {
+        /// The node's flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        arguments: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -117,7 +125,7 @@ struct RunArguments {
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
     /// Mean quiet milliseconds between faults.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, default_value_t = 2_000)]
     fault_quiet_ms: u64,
     /// Mean milliseconds a fault is held.
     #[arg(long, default_value_t = 3_000)]
@@ -157,6 +165,13 @@ fn main() -> ExitCode {
     match command.action {
         Action::Check(arguments) => check_files(&arguments),
         Action::Run(arguments) => run_cluster(&arguments),
+        Action::StubNode { arguments } => match strata_jepsen::harness::stub::main(&arguments) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("jepsen stub-node: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -317,8 +317,9 @@ impl Cluster {
             && node.http.is_none_or(|http| resp::http_health(http, PROBE_TIMEOUT))
     }
 
-    /// Waits until every running node is ready, or `timeout` passes (an error naming the nodes
-    /// that are not, with the tail of their logs).
+    /// Waits until every node is ready, or `timeout` passes, or a node exits (an error naming
+    /// the nodes that are not ready, with the tail of their logs). Call it when every node was
+    /// started: a node down during the wait is a node that exited by itself.
     pub fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -332,7 +333,8 @@ impl Cluster {
             if waiting.is_empty() && down.is_empty() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            // Every node was started before this wait: one that is down now exited by itself.
+            if !down.is_empty() || Instant::now() >= deadline {
                 let mut message = String::new();
                 for index in waiting.iter().chain(&down) {
                     let state = self.state(*index);

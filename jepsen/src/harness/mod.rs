@@ -8,6 +8,7 @@
 //! - [`workload`]: the register, set and counter workloads, their clients and their checks.
 //! - [`nemesis`]: the seeded fault schedule.
 //! - [`run`]: one run from start to verdict.
+//! - [`stub`]: a stand-in for the `node` binary (`jepsen stub-node`), to test the harness itself.
 //!
 //! Unlike the rest of the crate this module touches the outside world: threads, sockets,
 //! processes and real clocks. Its runs are not reproducible; the seed fixes only the choices.
@@ -17,6 +18,7 @@ pub mod nemesis;
 pub mod proxy;
 pub mod resp;
 pub mod run;
+pub mod stub;
 pub mod workload;
 
 pub use cluster::{Cluster, RedisPersistence, Target};

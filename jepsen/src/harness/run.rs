@@ -171,6 +171,7 @@ fn run_inner(config: &RunConfig, summary: &mut String) -> Result<RunVerdict, Str
     cluster
         .wait_ready(config.ready_timeout)
         .map_err(|error| format!("the cluster never became ready:\n{error}"))?;
+    accepts_writes(&cluster, config)?;
     println!("cluster ready; running clients for {} s", config.time.as_secs());
 
     let started = Instant::now();
@@ -332,6 +333,35 @@ fn run_inner(config: &RunConfig, summary: &mut String) -> Result<RunVerdict, Str
     };
     let _ = writeln!(summary, "output: {}", config.out.display());
     Ok(verdict)
+}
+
+/// Waits until a write through each node succeeds (a cluster may answer PING before it has
+/// leaders), so the run does not begin with a burst of unknown outcomes.
+fn accepts_writes(cluster: &Cluster, config: &RunConfig) -> Result<(), String> {
+    let deadline = Instant::now() + config.ready_timeout;
+    for node in cluster.addresses() {
+        loop {
+            let last_error = match Client::connect(node.redis, config.timeout) {
+                Ok(mut client) => match client.command(&["SET", "jepsen:probe", "1"]) {
+                    Ok(reply) if matches!(&reply, super::resp::Reply::Simple(text) if text == "OK") =>
+                    {
+                        break;
+                    }
+                    Ok(reply) => format!("{reply:?}"),
+                    Err(error) => error.to_string(),
+                },
+                Err(error) => error.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "node {} never accepted a write (last: {last_error})",
+                    node.id
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
 }
 
 /// Operations by workload, kind and outcome.
