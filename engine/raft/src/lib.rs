@@ -8,7 +8,10 @@
 //! Features: leader election with pre-vote and check-quorum; log replication with batching
 //! (entries and bytes per append), pipelining and flow control (appends and bytes in flight per
 //! follower), fast backtracking of diverged logs; the commitment rule of Raft §5.4.2 (Figure 8);
-//! ReadIndex for linearizable reads; leader transfer; membership change by joint consensus with
+//! ReadIndex for linearizable reads; leader transfer; log compaction with snapshots streamed to
+//! followers in chunks (asked of the application through `Ready::snapshot_requests`, staged by
+//! the follower through `Ready::snapshot_chunks`, resumed from the acknowledged offset after a
+//! loss, a crash or a leader change); membership change by joint consensus with
 //! learners (see [`membership`]: a change takes effect once appended, the leader leaves a joint
 //! configuration by itself once it committed, and a leader that the new configuration drops steps
 //! down once that committed).
@@ -28,7 +31,10 @@ pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, Membership};
 pub use node::{RawNode, Ready};
 pub use progress::ProgressState;
 pub use strata_rt::NodeId;
-pub use wire::{DecodeError, Entry, EntryKind, HardState, Message, MessageBody};
+pub use wire::{
+    DecodeError, Entry, EntryKind, HardState, Message, MessageBody, SnapshotMeta,
+    SNAPSHOT_CHUNK_BYTES_MAX,
+};
 
 /// The role a replica plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +51,33 @@ pub enum Role {
 pub struct ReadState {
     pub context: u64,
     pub index: u64,
+}
+
+/// The leader asks the application for bytes of its snapshot `meta`, for follower `to`: read up
+/// to `length_max` bytes at `offset` of the snapshot's stream and hand them to
+/// [`RawNode::snapshot_chunk`] (`done` if they reach the end; an empty `done` chunk if `offset`
+/// is the end). A request for a snapshot the application no longer has may be ignored: the
+/// leader asks again, for its current snapshot, after an election timeout without progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub to: NodeId,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub length_max: u64,
+}
+
+/// A follower received bytes `offset..offset + data.len()` of snapshot `meta` from `from`: the
+/// application writes them to its staging area for that snapshot (offset 0 starts it over) and
+/// makes them durable before sending the `Ready`'s `persisted_messages`, which acknowledge them.
+/// Chunks come in order, without gaps. After the `done` chunk, the application installs the
+/// staged snapshot into its state machine and calls [`RawNode::snapshot_installed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    pub from: NodeId,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub done: bool,
 }
 
 /// The leader's view of one follower's replication.
@@ -79,6 +112,11 @@ pub struct Config {
     /// Flow control: appends and bytes in flight to one follower.
     pub inflight_appends_max: u64,
     pub inflight_bytes_max: u64,
+    /// Snapshot streaming: the bytes asked of the application per chunk (at most
+    /// `SNAPSHOT_CHUNK_BYTES_MAX`), and the chunks sent and unacknowledged per follower. A
+    /// follower also holds at most this many received chunks not yet taken by a `Ready`.
+    pub snapshot_chunk_bytes_max: u64,
+    pub snapshot_chunks_inflight_max: u64,
     /// Seeds the randomised election timeout.
     pub seed: u64,
 }
@@ -98,6 +136,8 @@ impl Config {
             append_bytes_max: 1 << 20,
             inflight_appends_max: 16,
             inflight_bytes_max: 8 << 20,
+            snapshot_chunk_bytes_max: 1 << 20,
+            snapshot_chunks_inflight_max: 4,
             seed,
         }
     }
@@ -125,6 +165,14 @@ impl Config {
         }
         if self.inflight_appends_max == 0 || self.inflight_bytes_max == 0 {
             return invalid("in-flight limits must be positive");
+        }
+        if self.snapshot_chunk_bytes_max == 0
+            || self.snapshot_chunk_bytes_max > SNAPSHOT_CHUNK_BYTES_MAX
+        {
+            return invalid("need 0 < snapshot_chunk_bytes_max <= SNAPSHOT_CHUNK_BYTES_MAX");
+        }
+        if self.snapshot_chunks_inflight_max == 0 {
+            return invalid("snapshot_chunks_inflight_max must be positive");
         }
         Ok(())
     }
@@ -157,6 +205,25 @@ pub enum Error {
     NotVoter {
         id: NodeId,
     },
+    /// Compaction must stop at or below what the state machine applied.
+    CompactBeyondApplied {
+        index: u64,
+        applied: u64,
+    },
+    /// A snapshot at or below what the state machine already applied.
+    SnapshotStale {
+        index: u64,
+        applied: u64,
+    },
+    /// A snapshot chunk the application handed over breaks the request's contract.
+    InvalidSnapshotChunk {
+        reason: &'static str,
+    },
+    /// A restored state that cannot be: entries not following the snapshot, a commit index past
+    /// the log.
+    InvalidState {
+        reason: &'static str,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -172,6 +239,16 @@ impl std::fmt::Display for Error {
             Error::InvalidConfig { reason } => write!(formatter, "invalid config: {reason}"),
             Error::ConfChange(error) => write!(formatter, "membership change refused: {error}"),
             Error::NotVoter { id } => write!(formatter, "{id} does not vote"),
+            Error::CompactBeyondApplied { index, applied } => {
+                write!(formatter, "cannot compact to {index}: applied only {applied}")
+            }
+            Error::SnapshotStale { index, applied } => {
+                write!(formatter, "snapshot at {index} is not ahead of applied {applied}")
+            }
+            Error::InvalidSnapshotChunk { reason } => {
+                write!(formatter, "invalid snapshot chunk: {reason}")
+            }
+            Error::InvalidState { reason } => write!(formatter, "invalid restored state: {reason}"),
         }
     }
 }

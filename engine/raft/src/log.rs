@@ -1,16 +1,20 @@
 //! The in-memory Raft log of one replica.
 //!
-//! Invariants (asserted): entry `i` sits at position `i - 1` and indexes are contiguous from 1;
-//! terms never decrease along the log; `applied <= commit <= last_index`; an entry at or below
-//! `commit` is never truncated; `persisted <= last_index`.
+//! Invariants (asserted): entries before `offset + 1` were compacted into a snapshot that ends at
+//! `offset` (term `offset_term`); entry `i` sits at position `i - offset - 1` and indexes are
+//! contiguous; terms never decrease along the log; `offset <= applied <= commit <= last_index`;
+//! an entry at or below `commit` is never truncated; `offset <= persisted <= last_index`.
 //!
-//! The log holds every entry (no compaction yet). Entries above `persisted` have been handed to
-//! the application by `Ready` (or are about to be) but are not yet known durable.
+//! Entries above `persisted` have been handed to the application by `Ready` (or are about to
+//! be) but are not yet known durable. Compaction only drops applied entries.
 
 use crate::wire::Entry;
 
 #[derive(Debug)]
 pub(crate) struct RaftLog {
+    /// The last index covered by the snapshot (0: none), and its term.
+    offset: u64,
+    offset_term: u64,
     entries: Vec<Entry>,
     pub(crate) commit: u64,
     pub(crate) applied: u64,
@@ -19,48 +23,79 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log rebuilt from durable entries (all persisted).
-    pub(crate) fn restore(entries: Vec<Entry>, commit: u64, applied: u64) -> RaftLog {
+    /// A log rebuilt from durable entries (all persisted) that follow a snapshot ending at
+    /// `offset` with `offset_term` (0 and 0 without a snapshot). The snapshot is committed and
+    /// applied, whatever `commit` and `applied` say.
+    pub(crate) fn restore(
+        offset: u64,
+        offset_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        applied: u64,
+    ) -> RaftLog {
+        let mut previous_term = offset_term;
         for (position, entry) in entries.iter().enumerate() {
-            assert_eq!(entry.index, position as u64 + 1, "restored log is not contiguous from 1");
-            if position > 0 {
-                assert!(entry.term >= entries[position - 1].term, "restored log terms decrease");
-            }
+            assert_eq!(
+                entry.index,
+                offset + position as u64 + 1,
+                "restored log is not contiguous from {}",
+                offset + 1
+            );
+            assert!(entry.term >= previous_term, "restored log terms decrease");
+            previous_term = entry.term;
         }
-        let last = entries.len() as u64;
+        let last = offset + entries.len() as u64;
+        let (commit, applied) = (commit.max(offset), applied.max(offset));
         assert!(commit <= last, "restored commit {commit} beyond last index {last}");
         assert!(applied <= commit, "restored applied {applied} beyond commit {commit}");
-        RaftLog { entries, commit, applied, persisted: last }
+        RaftLog { offset, offset_term, entries, commit, applied, persisted: last }
+    }
+
+    /// The last index the snapshot covers (0: no snapshot).
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub(crate) fn offset_term(&self) -> u64 {
+        self.offset_term
+    }
+
+    pub(crate) fn first_index(&self) -> u64 {
+        self.offset + 1
     }
 
     pub(crate) fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        self.offset + self.entries.len() as u64
     }
 
     pub(crate) fn last_term(&self) -> u64 {
-        self.entries.last().map_or(0, |entry| entry.term)
+        self.entries.last().map_or(self.offset_term, |entry| entry.term)
     }
 
-    /// The term of entry `index`; 0 for index 0; `None` beyond the end.
+    /// The term of entry `index`; the snapshot's for its last index (0 for index 0); `None`
+    /// beyond the end or for compacted entries.
     pub(crate) fn term(&self, index: u64) -> Option<u64> {
-        if index == 0 {
-            return Some(0);
+        if index < self.offset {
+            return None;
         }
-        self.entries.get(index as usize - 1).map(|entry| entry.term)
+        if index == self.offset {
+            return Some(self.offset_term);
+        }
+        self.entries.get((index - self.offset - 1) as usize).map(|entry| entry.term)
     }
 
     pub(crate) fn matches(&self, index: u64, term: u64) -> bool {
         self.term(index) == Some(term)
     }
 
-    /// Entries `low..=high`, clipped to the log.
+    /// Entries `low..=high`, clipped to the log's end; `low` must not be compacted.
     pub(crate) fn slice(&self, low: u64, high: u64) -> &[Entry] {
-        assert!(low >= 1, "entries start at index 1");
+        assert!(low > self.offset, "entry {low} is compacted (snapshot ends at {})", self.offset);
         let high = high.min(self.last_index());
         if low > high {
             return &[];
         }
-        &self.entries[low as usize - 1..high as usize]
+        &self.entries[(low - self.offset - 1) as usize..(high - self.offset) as usize]
     }
 
     /// Entries from `low`, at most `count_max` and at most `bytes_max` bytes (but at least one).
@@ -89,14 +124,15 @@ impl RaftLog {
 
     /// The largest index at or below `index` whose term is at most `term`: where a follower and a
     /// leader can resume matching (etcd's findConflictByTerm).
+    /// Below the snapshot the term is unknown: the compacted index is returned with term 0.
     pub(crate) fn find_conflict_by_term(&self, index: u64, term: u64) -> (u64, u64) {
         let mut index = index.min(self.last_index());
         loop {
-            let at = self.term(index).expect("index is within the log");
-            if at <= term {
-                return (index, at);
+            match self.term(index) {
+                Some(at) if at <= term => return (index, at),
+                Some(_) => index -= 1,
+                None => return (index, 0),
             }
-            index -= 1;
         }
     }
 
@@ -120,7 +156,7 @@ impl RaftLog {
                         entry.index,
                         self.commit
                     );
-                    self.entries.truncate(entry.index as usize - 1);
+                    self.entries.truncate((entry.index - self.offset - 1) as usize);
                     self.persisted = self.persisted.min(entry.index - 1);
                     first_written = Some(entry.index);
                     for entry in &entries[offset..] {
@@ -163,6 +199,39 @@ impl RaftLog {
         if index > self.persisted && self.matches(index, term) {
             self.persisted = index;
         }
+    }
+
+    /// Drops the entries up to `index`, which the application snapshotted (so applied).
+    pub(crate) fn compact(&mut self, index: u64) {
+        assert!(index <= self.applied, "compaction at {index} beyond applied {}", self.applied);
+        if index <= self.offset {
+            return;
+        }
+        self.offset_term = self.term(index).expect("an applied entry is held");
+        self.entries.drain(..(index - self.offset) as usize);
+        self.offset = index;
+    }
+
+    /// Restarts the log after a snapshot the application installed, ending at `index` with
+    /// `term`. Entries after it are kept if the log holds that very entry (they then follow the
+    /// committed prefix); otherwise they conflict with it, cannot be committed, and all go.
+    /// Returns whether entries were kept.
+    pub(crate) fn install(&mut self, index: u64, term: u64) -> bool {
+        assert!(index > self.applied, "installed snapshot {index} is not ahead of applied");
+        let keep = self.matches(index, term);
+        if keep {
+            self.entries.drain(..(index - self.offset) as usize);
+            self.persisted = self.persisted.max(index);
+        } else {
+            assert!(index > self.commit, "a snapshot conflicts with committed entry {index}");
+            self.entries.clear();
+            self.persisted = index;
+        }
+        self.offset = index;
+        self.offset_term = term;
+        self.commit = self.commit.max(index);
+        self.applied = index;
+        keep
     }
 
     pub(crate) fn applied_to(&mut self, index: u64) {

@@ -302,7 +302,6 @@ impl MembershipHistory {
     }
 
     /// The configuration in effect at `index` (at or above `base_index`).
-    #[allow(dead_code)] // Used by log compaction, next.
     pub(crate) fn at(&self, index: u64) -> &Membership {
         assert!(index >= self.base_index, "configuration at {index} below {}", self.base_index);
         self.changes
@@ -346,7 +345,6 @@ impl MembershipHistory {
     }
 
     /// Folds configurations at or below `index` into the base (the log was compacted there).
-    #[allow(dead_code)] // Used by log compaction, next.
     pub(crate) fn compact_to(&mut self, index: u64) {
         if index <= self.base_index {
             return;

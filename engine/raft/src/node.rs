@@ -3,21 +3,29 @@
 //! The driver loop: feed `tick()`, `step(message)`, `propose(data)` and `read_index(context)`;
 //! when `has_ready()`, take `ready()` and perform it in this order:
 //!
-//! 1. send `ready.messages` (they need nothing durable first);
+//! 1. send `ready.messages` (they need nothing durable first); start reading the chunks of
+//!    `ready.snapshot_requests` (answer each through `snapshot_chunk`, now or later);
 //! 2. persist `ready.entries` (truncating the stored log from the first entry's index, then
-//!    appending) and `ready.hard_state`, and sync: atomically, or entries first (the stored
-//!    commit index must never point past the stored log);
+//!    appending), `ready.hard_state` and the chunks of `ready.snapshot_chunks` (to the staging
+//!    area of their snapshot), and sync: atomically, or entries first (the stored commit index
+//!    must never point past the stored log);
 //! 3. send `ready.persisted_messages` (votes and acknowledgements promise what is now durable);
 //! 4. apply `ready.committed_entries` in order; answer `ready.read_states` once applied;
-//! 5. call `advance()`.
+//! 5. call `advance()`; if a chunk of step 2 was `done`, install its snapshot into the state
+//!    machine and call `snapshot_installed(meta)`.
 //!
 //! A crash anywhere in 1-5 is safe as long as what step 2 wrote is either durable or not
 //! acknowledged. Committed entries are only handed out once durable on this replica.
+//!
+//! Compaction: once the state machine has a durable snapshot at applied index `i`, call
+//! `compact(i)` and store the returned `SnapshotMeta` with it; entries up to `i` may then be
+//! dropped from storage. A restart passes the snapshot's meta to `new_with_snapshot`.
 
 use crate::membership::{ConfChange, Membership};
 use crate::raft::Raft;
+use crate::wire::SnapshotMeta;
 use crate::wire::{Entry, HardState, Message, MessageBody};
-use crate::{Config, Error, ReadState, Role};
+use crate::{Config, Error, ReadState, Role, SnapshotChunk, SnapshotRequest};
 use strata_rt::NodeId;
 
 /// What the application must do next; see the module documentation for the order.
@@ -35,6 +43,13 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Confirmed ReadIndex requests: serve each once applied up to its `index`.
     pub read_states: Vec<ReadState>,
+    /// Leader: snapshot chunks to read from the state machine's snapshot and hand back through
+    /// `RawNode::snapshot_chunk` (at once or later; at most one per follower at a time).
+    pub snapshot_requests: Vec<SnapshotRequest>,
+    /// Follower: snapshot chunks received, to write to the staging area of their snapshot
+    /// (durably, with step 2 below: `persisted_messages` acknowledge them). After a `done` one,
+    /// and after `advance`, install the staged snapshot and call `RawNode::snapshot_installed`.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
 }
 
 #[derive(Debug)]
@@ -62,9 +77,42 @@ impl RawNode {
         entries: Vec<Entry>,
         applied: u64,
     ) -> Result<RawNode, Error> {
+        RawNode::new_with_snapshot(config, SnapshotMeta::default(), hard_state, entries, applied)
+    }
+
+    /// A replica restored from a snapshot and what it persisted after it: `entries` follow
+    /// `snapshot.index` contiguously, and the state machine holds at least the snapshot
+    /// (`applied >= snapshot.index`; a smaller value is raised to it). The configuration is the
+    /// snapshot's, updated by the membership entries of `entries`. `snapshot.index == 0` means no
+    /// snapshot: the same as [`RawNode::new`].
+    pub fn new_with_snapshot(
+        config: Config,
+        snapshot: SnapshotMeta,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+        applied: u64,
+    ) -> Result<RawNode, Error> {
         config.validate()?;
-        let raft = Raft::new(config, hard_state, entries, applied);
-        Ok(RawNode { raft, hard_state_persisted: hard_state, handed: None })
+        if snapshot.index > 0 && snapshot.membership.validate().is_err() {
+            return Err(Error::InvalidState { reason: "snapshot membership is invalid" });
+        }
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .all(|(position, entry)| entry.index == snapshot.index + 1 + position as u64);
+        if !contiguous {
+            return Err(Error::InvalidState { reason: "entries do not follow the snapshot" });
+        }
+        let last_index = snapshot.index + entries.len() as u64;
+        if hard_state.commit > last_index {
+            return Err(Error::InvalidState { reason: "commit index past the log" });
+        }
+        if applied > hard_state.commit.max(snapshot.index) {
+            return Err(Error::InvalidState { reason: "applied index past the commit index" });
+        }
+        let raft = Raft::new(config, snapshot, hard_state, entries, applied);
+        let hard_state_persisted = hard_state;
+        Ok(RawNode { raft, hard_state_persisted, handed: None })
     }
 
     /// Advances logical time by one tick: election and heartbeat timers.
@@ -92,6 +140,48 @@ impl RawNode {
         self.raft.propose_conf_change(change)
     }
 
+    /// Compacts the log up to `index`, which the state machine's snapshot covers (so at most
+    /// the applied index). Returns the meta to store with that snapshot: persist both durably,
+    /// then drop stored entries at or below `meta.index`; restart with
+    /// [`RawNode::new_with_snapshot`]. The leader streams this snapshot to followers that need
+    /// compacted entries (see `Ready::snapshot_requests`), so keep it readable until the next
+    /// compaction. Compacting at or below an earlier compaction changes nothing and returns the
+    /// current meta.
+    pub fn compact(&mut self, index: u64) -> Result<SnapshotMeta, Error> {
+        self.raft.compact(index)
+    }
+
+    /// The snapshot the in-memory log starts after (index 0: none).
+    pub fn snapshot_meta(&self) -> SnapshotMeta {
+        self.raft.snapshot_meta()
+    }
+
+    /// Answers a `SnapshotRequest`: `data` is up to `length_max` bytes of snapshot `meta` at
+    /// `offset`, `done` if they reach its end (an empty `done` chunk if `offset` is the end). A
+    /// non-final chunk must not be empty. Answers no longer wanted are dropped silently.
+    pub fn snapshot_chunk(
+        &mut self,
+        to: NodeId,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) -> Result<(), Error> {
+        self.raft.snapshot_chunk(to, meta, offset, data, done)
+    }
+
+    /// Reports that the state machine now holds snapshot `meta` (received through
+    /// `Ready::snapshot_chunks`), durably. Call between `advance` and the next `ready`; committed
+    /// entries at or below `meta.index` handed out earlier and not applied yet must be skipped.
+    /// The log restarts after `meta.index`: afterwards keep only stored entries above
+    /// `meta.index` and up to `last_index()` (entries that followed the snapshot's last entry
+    /// in this log are kept, anything else conflicted with it), and persist `meta` as the
+    /// snapshot to restart from.
+    pub fn snapshot_installed(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+        assert!(self.handed.is_none(), "snapshot_installed() between ready() and advance()");
+        self.raft.snapshot_installed(meta)
+    }
+
     /// Starts a linearizable read: once a quorum confirms this replica still leads, a
     /// `ReadState` with the same `context` appears in a `Ready`. Requests are dropped if
     /// leadership is lost first; the caller retries on a timeout.
@@ -117,6 +207,8 @@ impl RawNode {
             || !raft.messages.is_empty()
             || raft.log.applicable() > raft.log.applied
             || !raft.read_states.is_empty()
+            || !raft.snapshot_requests.is_empty()
+            || !raft.snapshot_chunks.is_empty()
             || (raft.role == Role::Leader && raft.broadcast_pending)
     }
 
@@ -142,6 +234,7 @@ impl RawNode {
                     MessageBody::Append { .. }
                         | MessageBody::Heartbeat { .. }
                         | MessageBody::TimeoutNow
+                        | MessageBody::Snapshot { .. }
                 )
             });
         self.handed = Some(Handed {
@@ -156,6 +249,8 @@ impl RawNode {
             persisted_messages,
             committed_entries,
             read_states: std::mem::take(&mut raft.read_states),
+            snapshot_requests: std::mem::take(&mut raft.snapshot_requests),
+            snapshot_chunks: std::mem::take(&mut raft.snapshot_chunks),
         }
     }
 
@@ -215,14 +310,20 @@ impl RawNode {
         self.raft.log.last_term()
     }
 
-    /// The term of entry `index`, `None` past the end (0 for index 0).
+    /// The term of entry `index`, `None` past the end or before the snapshot (0 for index 0).
     pub fn term_at(&self, index: u64) -> Option<u64> {
         self.raft.log.term(index)
     }
 
-    /// Entries `low..=high` of the in-memory log, clipped to its end.
+    /// Entries `low..=high` of the in-memory log, clipped to its start (after the snapshot) and
+    /// end.
     pub fn entries(&self, low: u64, high: u64) -> &[Entry] {
-        self.raft.log.slice(low, high)
+        self.raft.log.slice(low.max(self.raft.log.first_index()), high)
+    }
+
+    /// The first index the in-memory log holds (the snapshot's index + 1).
+    pub fn first_index(&self) -> u64 {
+        self.raft.log.first_index()
     }
 
     pub fn hard_state(&self) -> HardState {

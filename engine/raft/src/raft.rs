@@ -8,10 +8,20 @@
 use crate::log::RaftLog;
 use crate::membership::{ConfChange, Membership, MembershipHistory, VoteResult};
 use crate::progress::{Progress, ProgressState};
-use crate::wire::{Entry, EntryKind, HardState, Message, MessageBody};
-use crate::{Config, Error, ReadState, Role};
+use crate::wire::{Entry, EntryKind, HardState, Message, MessageBody, SnapshotMeta};
+use crate::{Config, Error, ReadState, Role, SnapshotChunk, SnapshotRequest};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use strata_rt::{NodeId, Rng};
+
+/// A follower's side of the snapshot transfer under way.
+#[derive(Debug)]
+struct Receiving {
+    meta: SnapshotMeta,
+    /// Bytes `0..received` were handed to the application.
+    received: u64,
+    /// The last chunk was handed over: the application is installing the snapshot.
+    done: bool,
+}
 
 /// A ReadIndex request waiting for a quorum to confirm the leadership.
 #[derive(Debug)]
@@ -47,27 +57,40 @@ pub(crate) struct Raft {
     /// ReadIndex requests that wait for the leader's first commit in its term.
     reads_waiting_commit: Vec<u64>,
     pub(crate) read_states: Vec<ReadState>,
+    /// Leader: chunks to ask the application for (at most one per follower).
+    pub(crate) snapshot_requests: Vec<SnapshotRequest>,
+    /// Follower: received chunks to hand to the application (bounded by
+    /// `snapshot_chunks_inflight_max`).
+    pub(crate) snapshot_chunks: Vec<SnapshotChunk>,
+    receiving: Option<Receiving>,
 }
 
 impl Raft {
+    /// `snapshot.index == 0`: no snapshot, the configuration starts from the bootstrap one.
     pub(crate) fn new(
         config: Config,
+        snapshot: SnapshotMeta,
         hard_state: HardState,
         entries: Vec<Entry>,
         applied: u64,
     ) -> Raft {
-        let bootstrap = Membership {
-            voters: config.voters.iter().copied().collect(),
-            voters_outgoing: BTreeSet::new(),
-            learners: config.learners.iter().copied().collect(),
+        let mut memberships = if snapshot.index == 0 {
+            let bootstrap = Membership {
+                voters: config.voters.iter().copied().collect(),
+                voters_outgoing: BTreeSet::new(),
+                learners: config.learners.iter().copied().collect(),
+            };
+            MembershipHistory::new(0, bootstrap)
+        } else {
+            MembershipHistory::new(snapshot.index, snapshot.membership)
         };
-        let mut memberships = MembershipHistory::new(0, bootstrap);
         for entry in &entries {
             memberships.append(entry);
         }
         // The log may hold entries of a term above the hard state's if a crash fell between
         // persisting the two; that is safe since nothing was acknowledged for them yet.
-        let log = RaftLog::restore(entries, hard_state.commit, applied);
+        let log =
+            RaftLog::restore(snapshot.index, snapshot.term, entries, hard_state.commit, applied);
         let rng = Rng::with_seed(config.seed);
         let mut raft = Raft {
             memberships,
@@ -91,6 +114,9 @@ impl Raft {
             reads_pending: VecDeque::new(),
             reads_waiting_commit: Vec::new(),
             read_states: Vec::new(),
+            snapshot_requests: Vec::new(),
+            snapshot_chunks: Vec::new(),
+            receiving: None,
             config,
         };
         raft.reset(hard_state.term);
@@ -152,6 +178,7 @@ impl Raft {
         self.read_round = 0;
         self.reads_pending.clear();
         self.reads_waiting_commit.clear();
+        self.snapshot_requests.clear();
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -268,6 +295,7 @@ impl Raft {
                     self.heartbeat_elapsed = 0;
                     self.broadcast_heartbeat();
                 }
+                self.tick_snapshot_transfers();
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 // A learner, or a replica not (or no longer) in the configuration, never campaigns.
@@ -320,14 +348,18 @@ impl Raft {
             match message.body {
                 MessageBody::RequestVote { pre_vote: true, .. } => {}
                 MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::Snapshot { .. } => {
                     self.become_follower(message.term, Some(message.from));
                 }
                 _ => self.become_follower(message.term, None),
             }
         } else if message.term < self.term {
             match message.body {
-                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::Snapshot { .. } => {
                     // Tell the stale leader about the newer term so it steps down; without this,
                     // check-quorum and pre-vote could leave it leading a minority forever.
                     let body = MessageBody::AppendResponse {
@@ -411,7 +443,11 @@ impl Raft {
                 self.heard_from_leader(message.from);
                 self.handle_heartbeat(message.from, commit, context);
             }
-            MessageBody::TimeoutNow if self.leader == Some(message.from) => {
+            MessageBody::Snapshot { meta, offset, done, data } => {
+                self.heard_from_leader(message.from);
+                self.handle_snapshot(message.from, meta, offset, done, data);
+            }
+            MessageBody::TimeoutNow if self.leader == Some(message.from) && self.is_voter() => {
                 self.campaign(false, true);
             }
             _ => {}
@@ -428,7 +464,9 @@ impl Raft {
 
     fn step_candidate(&mut self, message: Message) {
         match message.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::Snapshot { .. } => {
                 // A leader of this term exists: this campaign lost.
                 let term = message.term;
                 self.become_follower(term, Some(message.from));
@@ -469,7 +507,12 @@ impl Raft {
                 }
                 self.release_reads();
             }
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::SnapshotResponse { index, term, rejected, offset } => {
+                self.handle_snapshot_response(from, index, term, rejected, offset);
+            }
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::Snapshot { .. } => {
                 panic!("two leaders in term {}: {} and {from}", self.term, self.id());
             }
             _ => {}
@@ -548,6 +591,7 @@ impl Raft {
             let stale = match progress.state {
                 ProgressState::Replicate => index <= progress.match_index,
                 ProgressState::Probe => index + 1 != progress.next_index,
+                ProgressState::Snapshot => true,
             };
             if stale {
                 return;
@@ -565,8 +609,17 @@ impl Raft {
             return;
         }
         assert!(index <= last_index, "follower acknowledged beyond the leader's log");
-        if progress.state == ProgressState::Probe {
-            progress.become_replicate();
+        match progress.state {
+            ProgressState::Probe => progress.become_replicate(),
+            ProgressState::Snapshot => {
+                let snapshot_index =
+                    progress.transfer.as_ref().expect("a transfer in Snapshot state").meta.index;
+                if progress.match_index >= snapshot_index {
+                    // Installed (or not needed after all): back to appends.
+                    progress.become_replicate();
+                }
+            }
+            ProgressState::Replicate => {}
         }
         let match_index = progress.match_index;
         if self.maybe_commit() {
@@ -591,7 +644,14 @@ impl Raft {
             return false;
         }
         let prev_log_index = progress.next_index - 1;
-        let prev_log_term = self.log.term(prev_log_index).expect("next_index is within the log");
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            // The follower needs compacted entries: stream the snapshot instead.
+            assert!(prev_log_index < self.log.offset(), "next_index beyond the log");
+            let meta = self.snapshot_meta();
+            self.progress.get_mut(&to).expect("checked above").become_snapshot(meta);
+            self.request_chunk(to);
+            return false;
+        };
         let entries =
             self.log.batch(progress.next_index, config.append_entries_max, config.append_bytes_max);
         if entries.is_empty() && !allow_empty {
@@ -825,6 +885,235 @@ impl Raft {
             paused: progress
                 .is_paused(self.config.inflight_appends_max, self.config.inflight_bytes_max),
         })
+    }
+
+    // ----- snapshots -----
+
+    /// The snapshot the log starts after: what a follower that needs compacted entries gets.
+    pub(crate) fn snapshot_meta(&self) -> SnapshotMeta {
+        let index = self.log.offset();
+        let membership = self.memberships.at(index).clone();
+        SnapshotMeta { index, term: self.log.offset_term(), membership }
+    }
+
+    /// Drops the log up to `index`, which the application's snapshot covers.
+    pub(crate) fn compact(&mut self, index: u64) -> Result<SnapshotMeta, Error> {
+        if index > self.log.applied {
+            return Err(Error::CompactBeyondApplied { index, applied: self.log.applied });
+        }
+        if index > self.log.offset() {
+            self.log.compact(index);
+            self.memberships.compact_to(index);
+        }
+        Ok(self.snapshot_meta())
+    }
+
+    /// Asks the application for the next chunk of `to`'s transfer, if its window allows.
+    fn request_chunk(&mut self, to: NodeId) {
+        let inflight_max = self.config.snapshot_chunks_inflight_max;
+        let length_max = self.config.snapshot_chunk_bytes_max;
+        let Some(transfer) = self.progress.get_mut(&to).and_then(|p| p.transfer.as_mut()) else {
+            return;
+        };
+        if !transfer.wants_chunk(inflight_max) {
+            return;
+        }
+        transfer.requested = true;
+        let request = SnapshotRequest {
+            to,
+            meta: transfer.meta.clone(),
+            offset: transfer.next_offset,
+            length_max,
+        };
+        // At most one request per follower waits for the application.
+        self.snapshot_requests.retain(|queued| queued.to != to);
+        self.snapshot_requests.push(request);
+    }
+
+    /// The application's answer to a `SnapshotRequest`: sends it on if it is still wanted.
+    pub(crate) fn snapshot_chunk(
+        &mut self,
+        to: NodeId,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) -> Result<(), Error> {
+        if data.len() as u64 > self.config.snapshot_chunk_bytes_max {
+            return Err(Error::InvalidSnapshotChunk {
+                reason: "longer than snapshot_chunk_bytes_max",
+            });
+        }
+        if data.is_empty() && !done {
+            return Err(Error::InvalidSnapshotChunk { reason: "empty chunk before the end" });
+        }
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let Some(transfer) = self.progress.get_mut(&to).and_then(|p| p.transfer.as_mut()) else {
+            return Ok(());
+        };
+        if !transfer.requested || transfer.next_offset != offset || transfer.meta != *meta {
+            // The answer to a request overtaken by a rewind or a newer snapshot.
+            return Ok(());
+        }
+        transfer.requested = false;
+        transfer.next_offset += data.len() as u64;
+        transfer.inflight.push_back(transfer.next_offset);
+        transfer.done_sent = done;
+        let meta = transfer.meta.clone();
+        let term = self.term;
+        self.send(to, term, MessageBody::Snapshot { meta, offset, done, data });
+        self.request_chunk(to);
+        Ok(())
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        term: u64,
+        rejected: bool,
+        offset: u64,
+    ) {
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        progress.recent_active = true;
+        let Some(transfer) = progress.transfer.as_mut() else { return };
+        if transfer.meta.index != index || transfer.meta.term != term {
+            return;
+        }
+        if rejected {
+            // The follower holds `offset` bytes of this snapshot (after a loss, a crash, or from
+            // an earlier leader's transfer): resume there.
+            transfer.rewind(offset);
+        } else {
+            transfer.acknowledge(offset);
+        }
+        self.request_chunk(from);
+    }
+
+    /// Restarts transfers that made no progress for an election timeout (lost chunks or acks,
+    /// an ignored request), from what the follower acknowledged, or from the start of a newer
+    /// snapshot if the log was compacted further meanwhile.
+    fn tick_snapshot_transfers(&mut self) {
+        let election_ticks = self.config.election_ticks;
+        let mut stalled = Vec::new();
+        for (&peer, progress) in &mut self.progress {
+            if let Some(transfer) = progress.transfer.as_mut() {
+                transfer.idle_ticks = transfer.idle_ticks.saturating_add(1);
+                if transfer.idle_ticks >= election_ticks {
+                    stalled.push(peer);
+                }
+            }
+        }
+        for peer in stalled {
+            let meta = self.snapshot_meta();
+            let progress = self.progress.get_mut(&peer).expect("collected above");
+            let transfer = progress.transfer.as_mut().expect("collected above");
+            if transfer.meta == meta {
+                let acknowledged = transfer.acknowledged;
+                transfer.rewind(acknowledged);
+            } else {
+                progress.become_snapshot(meta);
+            }
+            self.request_chunk(peer);
+        }
+    }
+
+    /// Follower side of a snapshot chunk.
+    fn handle_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        done: bool,
+        data: Vec<u8>,
+    ) {
+        let term = self.term;
+        if meta.index <= self.log.commit || self.log.matches(meta.index, meta.term) {
+            // Nothing to install: the log holds the snapshot's last entry, or committed past it
+            // (committed entries are the leader's). Its end is committed: the leader only
+            // snapshots applied entries.
+            if self.log.matches(meta.index, meta.term) {
+                self.log.commit_to(meta.index);
+            }
+            if self.receiving.as_ref().is_some_and(|r| r.meta.index <= self.log.commit) {
+                self.receiving = None;
+            }
+            let body = MessageBody::AppendResponse {
+                rejected: false,
+                index: self.log.commit,
+                hint_index: 0,
+                hint_term: 0,
+            };
+            self.send(from, term, body);
+            return;
+        }
+        let (index, snapshot_term) = (meta.index, meta.term);
+        let respond = |raft: &mut Raft, rejected: bool, offset: u64| {
+            let body =
+                MessageBody::SnapshotResponse { index, term: snapshot_term, rejected, offset };
+            raft.send(from, term, body);
+        };
+        let held = self.receiving.as_ref().filter(|receiving| receiving.meta == meta);
+        if let Some(receiving) = held {
+            if receiving.done || offset != receiving.received {
+                // Installing already, or a chunk out of order: say what is held.
+                let (rejected, received) = (!receiving.done, receiving.received);
+                respond(self, rejected, received);
+                return;
+            }
+        } else if offset != 0 {
+            respond(self, true, 0);
+            return;
+        }
+        if self.snapshot_chunks.len() as u64 >= self.config.snapshot_chunks_inflight_max {
+            // The application is behind: drop the chunk; the leader resends it.
+            return;
+        }
+        if offset == 0 {
+            // A new transfer (or this one from the start): any other one is abandoned.
+            self.receiving = Some(Receiving { meta: meta.clone(), received: 0, done: false });
+        }
+        let receiving = self.receiving.as_mut().expect("set or matched above");
+        receiving.received += data.len() as u64;
+        receiving.done = done;
+        let received = receiving.received;
+        self.snapshot_chunks.push(SnapshotChunk { from, meta, offset, data, done });
+        respond(self, false, received);
+    }
+
+    /// The application installed snapshot `meta` into its state machine.
+    pub(crate) fn snapshot_installed(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+        let applied = self.log.applied;
+        if meta.index <= applied {
+            return Err(Error::SnapshotStale { index: meta.index, applied });
+        }
+        if meta.membership.validate().is_err() {
+            return Err(Error::InvalidState { reason: "snapshot membership is invalid" });
+        }
+        let kept = self.log.install(meta.index, meta.term);
+        assert!(kept || self.role != Role::Leader, "a leader holds every committed entry");
+        self.memberships = MembershipHistory::new(meta.index, meta.membership.clone());
+        if kept {
+            for entry in self.log.slice(meta.index + 1, self.log.last_index()) {
+                self.memberships.append(entry);
+            }
+        }
+        if self.receiving.as_ref().is_some_and(|r| r.meta.index <= meta.index) {
+            self.receiving = None;
+        }
+        if let (Role::Follower, Some(leader)) = (self.role, self.leader) {
+            let body = MessageBody::AppendResponse {
+                rejected: false,
+                index: meta.index,
+                hint_index: 0,
+                hint_term: 0,
+            };
+            let term = self.term;
+            self.send(leader, term, body);
+        }
+        Ok(())
     }
 
     /// Campaigns now, as if the election timer fired (tests, or an operator's nudge).

@@ -235,6 +235,10 @@ fn run_seed(seed: u64) -> (u64, u64) {
         delay_ticks_max: network.rng.below(4),
         crash_in_ready_rate: rates[network.rng.index(rates.len())] / 20.0,
     };
+    if seed % 4 >= 2 {
+        // Joiners then catch up through snapshots, which carry the configuration.
+        network.compact_every = 5 + network.rng.below(20);
+    }
     for _ in 0..CHAOS_TICKS {
         network.step_chaos();
         if network.rng.chance(0.02) {

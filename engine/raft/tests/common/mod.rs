@@ -7,20 +7,79 @@
 //! - committed entries never change: every replica's committed prefix equals one global log;
 //! - state machine safety: every replica applies exactly that log, in order;
 //! - ReadIndex linearizability: a confirmed read's index covers every entry committed before
-//!   the read was requested.
+//!   the read was requested;
+//! - snapshots: an installed snapshot's bytes are exactly the register after the committed log
+//!   up to its index.
+//!
+//! The state machine is a [`Register`] whose snapshot is its bytes. With `compact_every` set,
+//! replicas compact their logs as they apply, leaders stream snapshots in chunks of a few bytes
+//! (so every transfer takes several chunks and exercises resumption), and followers stage and
+//! install them.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use strata_raft::{Config, Entry, EntryKind, HardState, Message, RawNode, Role};
+use strata_raft::{
+    Config, Entry, EntryKind, HardState, Message, RawNode, Role, SnapshotChunk, SnapshotMeta,
+    SnapshotRequest,
+};
 use strata_rt::{NodeId, Rng};
+
+/// Bytes of a register's state (and so of every snapshot).
+pub const REGISTER_BYTES: usize = 40;
+/// Snapshot chunk size in the tests: a snapshot takes six chunks.
+pub const CHUNK_BYTES: u64 = 7;
+
+/// The replicated state machine: the last index applied, the last value written, a hash of every
+/// value applied, and filler derived from it. Its snapshot is its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Register {
+    pub bytes: Vec<u8>,
+}
+
+impl Default for Register {
+    fn default() -> Register {
+        Register { bytes: vec![0; REGISTER_BYTES] }
+    }
+}
+
+impl Register {
+    pub fn index(&self) -> u64 {
+        u64::from_le_bytes(self.bytes[0..8].try_into().expect("8 bytes"))
+    }
+
+    pub fn apply(&mut self, entry: &Entry) {
+        assert_eq!(entry.index, self.index() + 1, "register applies out of order");
+        self.bytes[0..8].copy_from_slice(&entry.index.to_le_bytes());
+        if entry.kind == EntryKind::Normal {
+            let mut value = [0u8; 8];
+            let length = entry.data.len().min(8);
+            value[..length].copy_from_slice(&entry.data[..length]);
+            self.bytes[8..16].copy_from_slice(&value);
+            let mut hash = u64::from_le_bytes(self.bytes[16..24].try_into().expect("8 bytes"));
+            for &byte in &entry.data {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            self.bytes[16..24].copy_from_slice(&hash.to_le_bytes());
+            for (position, byte) in self.bytes[24..].iter_mut().enumerate() {
+                *byte = (hash >> ((position % 8) * 8)) as u8 ^ position as u8;
+            }
+        }
+    }
+}
 
 pub struct Replica {
     pub node: Option<RawNode>,
-    /// What survives a crash.
+    /// What survives a crash: hard state, the snapshot (meta and bytes) and the log after it.
     pub hard_state: HardState,
+    pub snapshot: SnapshotMeta,
+    pub snapshot_bytes: Vec<u8>,
     pub log: Vec<Entry>,
-    /// The state machine: applied entries, rebuilt from the log after a crash.
-    pub applied: Vec<Entry>,
+    /// Received snapshot chunks by (index, term); lost in a crash (the node forgets the transfer
+    /// too, so it starts over).
+    staging: BTreeMap<(u64, u64), Vec<u8>>,
+    /// The state machine, rebuilt from the snapshot and the log after a crash.
+    pub register: Register,
+    pub applied_index: u64,
     commit_checked: u64,
     pub restarts: u64,
 }
@@ -59,6 +118,11 @@ pub struct Network {
     pub messages_sent: u64,
     /// A test's hand on the wire: rewrites or (with `None`) drops a message being delivered.
     pub rewrite: Option<fn(Message) -> Option<Message>>,
+    /// Compact a replica's log once it applied this many entries past its snapshot (0: never).
+    pub compact_every: u64,
+    pub snapshots_installed: u64,
+    /// Every snapshot chunk a replica took: (replica, from, offset).
+    pub chunks_received: Vec<(NodeId, NodeId, u64)>,
 }
 
 pub fn no_changes(_: &mut Config) {}
@@ -95,13 +159,20 @@ impl Network {
             reads_confirmed: 0,
             messages_sent: 0,
             rewrite: None,
+            compact_every: 0,
+            snapshots_installed: 0,
+            chunks_received: Vec::new(),
         };
         for &id in &ids {
             let replica = Replica {
                 node: None,
                 hard_state: HardState::default(),
+                snapshot: SnapshotMeta::default(),
+                snapshot_bytes: Register::default().bytes,
                 log: Vec::new(),
-                applied: Vec::new(),
+                staging: BTreeMap::new(),
+                register: Register::default(),
+                applied_index: 0,
                 commit_checked: 0,
                 restarts: 0,
             };
@@ -114,21 +185,38 @@ impl Network {
     pub fn config(&self, id: NodeId, restarts: u64) -> Config {
         let seed = self.seed ^ (u64::from(id.0) << 32) ^ restarts.wrapping_mul(0x9e37_79b9);
         let mut config = Config::new(id, self.bootstrap_voters.clone(), seed);
+        config.snapshot_chunk_bytes_max = CHUNK_BYTES;
+        config.snapshot_chunks_inflight_max = 2;
         (self.configure)(&mut config);
         config
     }
 
-    /// Rebuilds a replica from what it persisted; its state machine replays from the log.
+    /// Rebuilds a replica from what it persisted; its state machine restarts from the snapshot
+    /// and replays the log.
     pub fn restart(&mut self, id: NodeId) {
         let restarts = self.replicas[&id].restarts;
         let config = self.config(id, restarts);
         let replica = self.replicas.get_mut(&id).expect("known replica");
         assert!(replica.node.is_none(), "{id} is running");
-        let node = RawNode::new(config, replica.hard_state, replica.log.clone(), 0)
-            .expect("persisted state restores");
+        let snapshot = replica.snapshot.clone();
+        let node = RawNode::new_with_snapshot(
+            config,
+            snapshot.clone(),
+            replica.hard_state,
+            replica.log.clone(),
+            snapshot.index,
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{id} restores from {snapshot:?} and log {:?}: {error}",
+                replica.log.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>()
+            )
+        });
         replica.node = Some(node);
-        replica.applied.clear();
-        replica.commit_checked = 0;
+        replica.register = Register { bytes: replica.snapshot_bytes.clone() };
+        assert_eq!(replica.register.index(), snapshot.index, "snapshot bytes match their meta");
+        replica.applied_index = snapshot.index;
+        replica.commit_checked = snapshot.index;
         replica.restarts += 1;
     }
 
@@ -144,7 +232,7 @@ impl Network {
     pub fn crash(&mut self, id: NodeId) {
         let replica = self.replicas.get_mut(&id).expect("known replica");
         replica.node = None;
-        replica.applied.clear();
+        replica.staging.clear();
     }
 
     pub fn is_up(&self, id: NodeId) -> bool {
@@ -274,7 +362,13 @@ impl Network {
             let replica = self.replicas.get_mut(&id).expect("known replica");
             if !crash || entries_only {
                 if let Some(first) = ready.entries.first() {
-                    replica.log.truncate(first.index as usize - 1);
+                    let offset = replica.snapshot.index;
+                    assert!(
+                        first.index > offset,
+                        "{id} rewrites entry {} in its snapshot",
+                        first.index
+                    );
+                    replica.log.truncate((first.index - offset - 1) as usize);
                     replica.log.extend(ready.entries.iter().cloned());
                 }
             }
@@ -285,20 +379,37 @@ impl Network {
             if let Some(hard_state) = ready.hard_state {
                 replica.hard_state = hard_state;
             }
+            let mut installs = Vec::new();
+            for chunk in ready.snapshot_chunks {
+                let SnapshotChunk { from, meta, offset, data, done } = chunk;
+                let key = (meta.index, meta.term);
+                if offset == 0 {
+                    replica.staging.clear();
+                    replica.staging.insert(key, Vec::new());
+                }
+                let staged = replica.staging.get_mut(&key).expect("a transfer starts at offset 0");
+                assert_eq!(staged.len() as u64, offset, "{id} got a chunk out of order");
+                staged.extend_from_slice(&data);
+                self.chunks_received.push((id, from, offset));
+                if done {
+                    installs.push(meta);
+                }
+            }
             for message in ready.persisted_messages {
                 self.send(message);
             }
             self.check_commit(id);
             let replica = self.replicas.get_mut(&id).expect("known replica");
             for entry in ready.committed_entries {
+                if entry.index <= replica.applied_index {
+                    // Covered by a snapshot installed after this `Ready` was taken.
+                    continue;
+                }
                 let expected = self.committed.get(entry.index as usize - 1);
                 assert_eq!(expected, Some(&entry), "{id} applies an entry not committed");
-                assert_eq!(
-                    replica.applied.len() as u64 + 1,
-                    entry.index,
-                    "{id} applies out of order"
-                );
-                replica.applied.push(entry);
+                assert_eq!(replica.applied_index + 1, entry.index, "{id} applies out of order");
+                replica.register.apply(&entry);
+                replica.applied_index = entry.index;
             }
             for read in ready.read_states {
                 let (asked, required) = self.reads.remove(&read.context).expect("a read we made");
@@ -311,7 +422,90 @@ impl Network {
                 self.reads_confirmed += 1;
             }
             self.node_mut(id).advance();
+            for meta in installs {
+                self.install(id, meta);
+            }
+            self.maybe_compact(id);
+            self.serve_snapshot_requests(id, ready.snapshot_requests);
             self.check_node(id);
+        }
+    }
+
+    /// The register after the committed log up to `index`.
+    pub fn expected_register(&self, index: u64) -> Register {
+        let mut register = Register::default();
+        for entry in &self.committed[..index as usize] {
+            register.apply(entry);
+        }
+        register
+    }
+
+    fn install(&mut self, id: NodeId, meta: SnapshotMeta) {
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        let bytes = replica.staging.remove(&(meta.index, meta.term)).expect("staged");
+        if meta.index <= replica.applied_index {
+            return;
+        }
+        assert!(meta.index as usize <= self.committed.len(), "snapshot past the committed log");
+        let expected = self.expected_register(meta.index);
+        assert_eq!(bytes, expected.bytes, "{id} received a snapshot unlike the committed log");
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        let node = replica.node.as_mut().expect("replica is up");
+        match node.snapshot_installed(meta.clone()) {
+            Ok(()) => {}
+            Err(strata_raft::Error::SnapshotStale { .. }) => return,
+            Err(error) => panic!("{id} refused snapshot {meta:?}: {error}"),
+        }
+        let last_index = node.last_index();
+        replica.register = Register { bytes: bytes.clone() };
+        replica.applied_index = meta.index;
+        replica.log.retain(|entry| entry.index > meta.index && entry.index <= last_index);
+        if let Some(first) = replica.log.first() {
+            assert_eq!(first.index, meta.index + 1, "kept entries follow the snapshot");
+        }
+        replica.snapshot = meta;
+        replica.snapshot_bytes = bytes;
+        replica.commit_checked = replica.commit_checked.max(replica.applied_index);
+        self.snapshots_installed += 1;
+        self.check_commit(id);
+    }
+
+    fn maybe_compact(&mut self, id: NodeId) {
+        if self.compact_every == 0 || !self.rng.chance(0.5) {
+            return;
+        }
+        let replica = self.replicas.get_mut(&id).expect("known replica");
+        let applied = replica.applied_index;
+        if applied < replica.snapshot.index + self.compact_every {
+            return;
+        }
+        let node = replica.node.as_mut().expect("replica is up");
+        assert_eq!(node.applied_index(), applied, "the node and the register agree");
+        let meta = node.compact(applied).expect("compaction at the applied index");
+        assert_eq!(meta.index, applied);
+        assert_eq!(replica.register.index(), applied);
+        replica.log.retain(|entry| entry.index > applied);
+        replica.snapshot = meta;
+        replica.snapshot_bytes = replica.register.bytes.clone();
+    }
+
+    fn serve_snapshot_requests(&mut self, id: NodeId, requests: Vec<SnapshotRequest>) {
+        for request in requests {
+            if self.rng.chance(self.faults.drop_rate) {
+                continue; // The leader asks again after an election timeout.
+            }
+            let replica = self.replicas.get_mut(&id).expect("known replica");
+            if request.meta != replica.snapshot {
+                continue; // No longer held.
+            }
+            let bytes = &replica.snapshot_bytes;
+            let start = (request.offset as usize).min(bytes.len());
+            let end = (start + request.length_max as usize).min(bytes.len());
+            let data = bytes[start..end].to_vec();
+            let done = end == bytes.len();
+            let node = replica.node.as_mut().expect("replica is up");
+            node.snapshot_chunk(request.to, &request.meta, request.offset, data, done)
+                .expect("a chunk as requested");
         }
     }
 
@@ -319,7 +513,7 @@ impl Network {
         let replica = self.replicas.get_mut(&id).expect("known replica");
         let node = replica.node.as_ref().expect("replica is up");
         let commit = node.commit_index();
-        for index in replica.commit_checked + 1..=commit {
+        for index in (replica.commit_checked + 1).max(node.first_index())..=commit {
             let entry = &node.entries(index, index)[0];
             match self.committed.get(index as usize - 1) {
                 Some(committed) => {
@@ -345,6 +539,9 @@ impl Network {
             None => {
                 for (position, entry) in self.committed.iter().enumerate() {
                     let index = position as u64 + 1;
+                    if index < node.snapshot_meta().index {
+                        continue;
+                    }
                     assert_eq!(
                         node.term_at(index),
                         Some(entry.term),
@@ -506,9 +703,10 @@ impl Network {
                 let everywhere = members.is_some_and(|members| {
                     self.replicas.iter().filter(|(id, _)| members.contains(**id)).all(
                         |(_, replica)| {
-                            replica.applied.get(*index as usize - 1).is_some_and(|entry| {
-                                entry.kind == EntryKind::Normal && &entry.data == value
-                            })
+                            replica.applied_index >= *index
+                                && self.committed.get(*index as usize - 1).is_some_and(|entry| {
+                                    entry.kind == EntryKind::Normal && &entry.data == value
+                                })
                         },
                     )
                 });
