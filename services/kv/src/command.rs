@@ -222,6 +222,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Listens for messages matching patterns.",
     ),
     spec("pttl", 2, R, ONE, "generic", "Returns the expiration time in milliseconds of a key."),
+    spec("pubsub", -2, C, NONE, "pubsub", "Inspects the state of the pub/sub subsystem."),
     spec("publish", 3, W | PUBSUB, NONE, "pubsub", "Posts a message to a channel."),
     spec(
         "punsubscribe",
@@ -279,6 +280,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("sunion", -2, R, ALL, "set", "Returns the union of multiple sets."),
     spec("sunionstore", -3, W, ALL, "set", "Stores the union of multiple sets in a key."),
     spec("time", 1, C, NONE, "server", "Returns the server time."),
+    spec("touch", -2, R, ALL, "generic", "Returns the number of existing keys."),
     spec("ttl", 2, R, ONE, "generic", "Returns the expiration time in seconds of a key."),
     spec("type", 2, R, ONE, "generic", "Determines the type of value stored at a key."),
     spec("unlink", -2, W, ALL, "generic", "Asynchronously deletes one or more keys."),

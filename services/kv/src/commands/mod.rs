@@ -1,0 +1,215 @@
+//! Redis command semantics over a [`Context`]: the same code answers a read (on a snapshot) and
+//! applies a write (into the entry's overlay). Replies follow Redis byte for byte where clients
+//! look (error prefixes and wording, integer versus bulk, nulls).
+
+#![allow(dead_code, reason = "helpers of the collection families, being written")]
+
+mod hashes;
+mod keys;
+mod lists;
+mod sets;
+mod strings;
+mod zsets;
+
+use crate::command;
+use crate::layout::{self, Metadata};
+use crate::resp::Reply;
+use crate::store::{error, Context, Outcome};
+
+/// Largest user key (the store's key limit leaves room for element sub-keys).
+pub const KEY_BYTES_MAX: usize = 16 << 10;
+/// Largest hash field, set member or sorted-set member.
+pub const ELEMENT_BYTES_MAX: usize = 32 << 10;
+/// Largest string value (the store's value limit minus the metadata header).
+pub const STRING_BYTES_MAX: usize =
+    strata_lsm::batch::VALUE_BYTES_MAX - layout::METADATA_HEADER_BYTES;
+/// Most elements a command reads from one collection at once (HGETALL, SMEMBERS, LRANGE...).
+pub const ELEMENTS_READ_MAX: usize = 1 << 20;
+/// Most keys KEYS returns from one shard.
+pub const KEYS_MAX: usize = 1 << 20;
+
+const _: () = assert!(KEY_BYTES_MAX + ELEMENT_BYTES_MAX + 64 < strata_lsm::batch::KEY_BYTES_MAX);
+
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+
+/// Executes one command (name first; arity already checked by the server, checked again here
+/// because a log entry is outside input too).
+pub async fn execute(context: &mut Context<'_>, arguments: &[Vec<u8>]) -> Outcome<Reply> {
+    let Some(name) = arguments.first() else { return error("ERR empty command") };
+    let Some(spec) = command::lookup(name) else {
+        return error(&format!("ERR unknown command '{}'", String::from_utf8_lossy(name)));
+    };
+    if !spec.arity_ok(arguments.len()) {
+        return error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
+    }
+    for position in spec.key_positions(arguments.len()) {
+        if arguments[position].len() > KEY_BYTES_MAX {
+            return error("ERR key too long");
+        }
+    }
+    if spec.has(command::WRITE) && !context.is_write() {
+        return error(&format!("ERR '{}' is a write command", spec.name));
+    }
+    let a = arguments;
+    match spec.name {
+        "append" | "decr" | "decrby" | "get" | "getdel" | "getex" | "getrange" | "getset"
+        | "incr" | "incrby" | "incrbyfloat" | "mget" | "mset" | "msetnx" | "psetex" | "set"
+        | "setex" | "setnx" | "setrange" | "strlen" => strings::run(context, spec.name, a).await,
+        "copy" | "del" | "exists" | "expire" | "expireat" | "expiretime" | "keys" | "persist"
+        | "pexpire" | "pexpireat" | "pexpiretime" | "pttl" | "randomkey" | "rename"
+        | "renamenx" | "scan" | "touch" | "ttl" | "type" | "unlink" | "dbsize" => {
+            keys::run(context, spec.name, a).await
+        }
+        "publish" => {
+            context.effects.push(crate::store::Effect::Publish {
+                channel: a[1].clone(),
+                message: a[2].clone(),
+            });
+            // The machine replaces this with the number of local receivers.
+            Ok(Reply::Integer(0))
+        }
+        _ => match spec.group {
+            "hash" => hashes::run(context, spec.name, a).await,
+            "list" => lists::run(context, spec.name, a).await,
+            "set" => sets::run(context, spec.name, a).await,
+            "sorted-set" => zsets::run(context, spec.name, a).await,
+            _ => error(&format!("ERR '{}' is not a keyspace command", spec.name)),
+        },
+    }
+}
+
+/// Parses an integer as Redis's `string2ll`: optional `-`, digits, no leading zeros or spaces.
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty()
+        || digits.len() > 19
+        || !digits.bytes().all(|byte| byte.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+        || text == "-0"
+    {
+        return None;
+    }
+    text.parse().ok()
+}
+
+pub fn integer(bytes: &[u8]) -> Outcome<i64> {
+    parse_integer(bytes).map_or_else(|| error(NOT_INTEGER), Ok)
+}
+
+/// Parses a float as Redis's `string2d`/`strtold`: finite or `[+-]inf`, no NaN, no spaces.
+pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty()
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+    {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let value = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ if lower.contains("inf") || lower.contains("nan") => return None,
+        _ => lower.parse().ok()?,
+    };
+    (!value.is_nan()).then_some(value)
+}
+
+pub fn float(bytes: &[u8]) -> Outcome<f64> {
+    parse_float(bytes).map_or_else(|| error(NOT_FLOAT), Ok)
+}
+
+/// Formats a float as Redis's human-readable long double output (INCRBYFLOAT, HINCRBYFLOAT):
+/// no exponent, shortest digits that round-trip.
+pub fn format_human(value: f64) -> String {
+    if value == 0.0 {
+        return "0".into();
+    }
+    format!("{value}")
+}
+
+pub fn upper(bytes: &[u8]) -> Vec<u8> {
+    bytes.to_ascii_uppercase()
+}
+
+pub fn wrong_type<T>() -> Outcome<T> {
+    error(crate::store::WRONGTYPE)
+}
+
+/// Checks the size of a collection element.
+pub fn check_element(element: &[u8]) -> Outcome<()> {
+    if element.len() > ELEMENT_BYTES_MAX {
+        return error("ERR element too large");
+    }
+    Ok(())
+}
+
+/// Loads `key`'s collection of `kind`, or a new empty one (not yet written).
+pub async fn load_or_new(
+    context: &mut Context<'_>,
+    key: &[u8],
+    kind: u8,
+) -> Outcome<(Metadata, bool)> {
+    match context.meta_of(key, kind).await? {
+        Some(metadata) => Ok((metadata, true)),
+        None => Ok((context.new_meta(kind), false)),
+    }
+}
+
+/// Writes a collection's metadata after its elements changed; deletes the key when empty.
+pub fn store_collection(context: &mut Context<'_>, key: &[u8], metadata: &mut Metadata) {
+    if metadata.count == 0 {
+        context.delete_key(key, metadata);
+    } else {
+        context.set_meta(key, metadata);
+    }
+}
+
+/// Resolves Redis's `start`/`stop` range over `len` elements (negative from the end) into
+/// `start..end`, or `None` when empty.
+pub fn resolve_range(start: i64, stop: i64, len: u64) -> Option<(u64, u64)> {
+    let len = len as i64;
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
+    if start > stop || start >= len {
+        return None;
+    }
+    Some((start as u64, stop as u64 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_as_redis() {
+        assert_eq!(parse_integer(b"42"), Some(42));
+        assert_eq!(parse_integer(b"-7"), Some(-7));
+        assert_eq!(parse_integer(b"0"), Some(0));
+        for bad in [&b"007"[..], b"+1", b" 1", b"1 ", b"", b"-", b"-0", b"99999999999999999999"] {
+            assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_float(b"1.5"), Some(1.5));
+        assert_eq!(parse_float(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_float(b"5e3"), Some(5000.0));
+        assert_eq!(parse_float(b"nan"), None);
+        assert_eq!(parse_float(b" 1"), None);
+        assert_eq!(format_human(10.6), "10.6");
+        assert_eq!(format_human(5200.0), "5200");
+        assert_eq!(format_human(1e20), "100000000000000000000");
+    }
+
+    #[test]
+    fn ranges_resolve_as_redis() {
+        assert_eq!(resolve_range(0, -1, 3), Some((0, 3)));
+        assert_eq!(resolve_range(-2, -1, 3), Some((1, 3)));
+        assert_eq!(resolve_range(5, 10, 3), None);
+        assert_eq!(resolve_range(-100, 100, 3), Some((0, 3)));
+        assert_eq!(resolve_range(2, 1, 3), None);
+        assert_eq!(resolve_range(0, -1, 0), None);
+    }
+}

@@ -1,0 +1,375 @@
+//! The view a command executes against: a shard's LSM store plus, while a log entry is applied,
+//! an overlay of the entry's own writes (so the commands of one transaction see each other's
+//! effects) that becomes one atomic `WriteBatch` at the end.
+//!
+//! Invariants:
+//! - A read context (`index == None`) never writes; a write context reads its overlay first.
+//! - Range deletes are issued before the overlay's puts in the batch, and a range delete drops
+//!   the overlay entries it covers, so the batch's order cannot resurrect deleted elements.
+//! - Metadata is written only for keys whose metadata was loaded first in the same context, so
+//!   the expiry index is kept exactly in step with the metadata's deadline.
+
+use crate::layout::{self, Metadata};
+use crate::resp::Reply;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use strata_lsm::{Db, LsmError, Snapshot, WriteBatch};
+
+/// Why a command stopped: a reply for the client, or the store failed.
+#[derive(Debug)]
+pub enum Fail {
+    Reply(Reply),
+    Storage(LsmError),
+}
+
+impl From<LsmError> for Fail {
+    fn from(error: LsmError) -> Fail {
+        Fail::Storage(error)
+    }
+}
+
+impl From<Reply> for Fail {
+    fn from(reply: Reply) -> Fail {
+        Fail::Reply(reply)
+    }
+}
+
+pub type Outcome<T> = Result<T, Fail>;
+
+pub fn error<T>(text: &str) -> Outcome<T> {
+    Err(Fail::Reply(Reply::error(text)))
+}
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// Something an applied entry does outside the store, performed on `Shared` after the batch is
+/// written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Publish {
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
+    /// Elements were pushed to a list: wake clients blocked on it.
+    #[allow(dead_code, reason = "lists are being written")]
+    Pushed {
+        key: Vec<u8>,
+    },
+}
+
+pub struct Context<'a> {
+    db: &'a Db,
+    snapshot: Option<Snapshot>,
+    /// Unix ms: the entry's `now_ms` when applying, the node's clock for a read.
+    pub now_ms: u64,
+    /// The log index being applied; `None` for a read.
+    index: Option<u64>,
+    generations_used: u64,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every key whose metadata this context loaded: its stored deadline (0: none), `None` if
+    /// absent from the store.
+    loaded: BTreeMap<Vec<u8>, Option<u64>>,
+    /// Keys created minus keys deleted (the `!count` record follows it).
+    count_delta: i64,
+    /// FLUSHDB: the count restarts from zero.
+    count_reset: bool,
+    pub effects: Vec<Effect>,
+    random_state: u64,
+}
+
+impl<'a> Context<'a> {
+    pub fn for_read(db: &'a Db, now_ms: u64, seed: u64) -> Context<'a> {
+        let snapshot = Some(db.snapshot());
+        Context::new(db, snapshot, now_ms, None, seed)
+    }
+
+    pub fn for_apply(db: &'a Db, now_ms: u64, index: u64) -> Context<'a> {
+        Context::new(db, None, now_ms, Some(index), index)
+    }
+
+    fn new(
+        db: &'a Db,
+        snapshot: Option<Snapshot>,
+        now_ms: u64,
+        index: Option<u64>,
+        seed: u64,
+    ) -> Context<'a> {
+        Context {
+            db,
+            snapshot,
+            now_ms,
+            index,
+            generations_used: 0,
+            overlay: BTreeMap::new(),
+            ranges: Vec::new(),
+            loaded: BTreeMap::new(),
+            count_delta: 0,
+            count_reset: false,
+            effects: Vec::new(),
+            random_state: seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.index.is_some()
+    }
+
+    fn index(&self) -> u64 {
+        self.index.expect("only a write context modifies the store")
+    }
+
+    /// A deterministic pseudo-random number (seeded by the log index when applying).
+    pub fn random(&mut self) -> u64 {
+        // splitmix64
+        self.random_state = self.random_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn in_deleted_range(&self, key: &[u8]) -> bool {
+        self.ranges.iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
+    }
+
+    pub async fn get_raw(&self, key: &[u8]) -> Outcome<Option<Vec<u8>>> {
+        if let Some(value) = self.overlay.get(key) {
+            return Ok(value.clone());
+        }
+        if self.in_deleted_range(key) {
+            return Ok(None);
+        }
+        let value = match &self.snapshot {
+            Some(snapshot) => self.db.get_in(key, snapshot).await?,
+            None => self.db.get(key).await?,
+        };
+        Ok(value)
+    }
+
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        assert!(self.is_write(), "a read context does not write");
+        self.overlay.insert(key, Some(value));
+    }
+
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        assert!(self.is_write(), "a read context does not write");
+        self.overlay.insert(key, None);
+    }
+
+    /// Deletes every record starting with `prefix`.
+    pub fn delete_prefix(&mut self, prefix: &[u8]) {
+        assert!(self.is_write(), "a read context does not write");
+        let end = strata_lsm::prefix_end(prefix).expect("record prefixes never end in 0xff only");
+        let covered: Vec<Vec<u8>> = self
+            .overlay
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Excluded(end.as_slice())))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in covered {
+            self.overlay.remove(&key);
+        }
+        self.ranges.push((prefix.to_vec(), end));
+    }
+
+    /// Up to `limit` live records in `start..end` (end `None`: to the end), in key order.
+    pub async fn scan_raw(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Outcome<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut stored = Vec::new();
+        if limit > 0 {
+            self.db
+                .scan(Bound::Included(start), end_bound, self.snapshot.as_ref(), |key, value| {
+                    if !self.overlay.contains_key(key) && !self.in_deleted_range(key) {
+                        stored.push((key.to_vec(), value.to_vec()));
+                    }
+                    stored.len() < limit
+                })
+                .await?;
+        }
+        let exhausted = stored.len() < limit;
+        let last = (!exhausted).then(|| stored.last().expect("limit > 0 records").0.clone());
+        let overlay_end = last.as_deref().map_or(end_bound, Bound::Included);
+        let mut merged = stored;
+        for (key, value) in self.overlay.range::<[u8], _>((Bound::Included(start), overlay_end)) {
+            if let Some(value) = value {
+                merged.push((key.clone(), value.clone()));
+            }
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.truncate(limit);
+        Ok(merged)
+    }
+
+    /// Every live record starting with `prefix`, bounded by `limit`.
+    pub async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Outcome<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = strata_lsm::prefix_end(prefix);
+        self.scan_raw(prefix, end.as_deref(), limit).await
+    }
+
+    /// The live metadata of `key`. In a write context an expired key is deleted on the spot
+    /// (with the entry's `now_ms`, so on every replica alike).
+    pub async fn meta(&mut self, key: &[u8]) -> Outcome<Option<Metadata>> {
+        let stored = self.stored_meta(key).await?;
+        let Some(metadata) = stored else {
+            if self.is_write() {
+                self.loaded.entry(key.to_vec()).or_insert(None);
+            }
+            return Ok(None);
+        };
+        if self.is_write() {
+            self.note_loaded(key, &metadata);
+        }
+        if metadata.is_expired(self.now_ms) {
+            if self.is_write() {
+                self.delete_key(key, &metadata);
+            }
+            return Ok(None);
+        }
+        Ok(Some(metadata))
+    }
+
+    /// Records that `metadata` is `key`'s stored metadata (before writing or deleting it).
+    pub fn note_loaded(&mut self, key: &[u8], metadata: &Metadata) {
+        self.loaded.insert(key.to_vec(), Some(metadata.deadline_ms));
+    }
+
+    /// The metadata record as stored, expired or not.
+    pub async fn stored_meta(&self, key: &[u8]) -> Outcome<Option<Metadata>> {
+        let Some(bytes) = self.get_raw(&layout::metadata_key(key)).await? else {
+            return Ok(None);
+        };
+        match Metadata::decode(&bytes) {
+            Ok(metadata) => Ok(Some(metadata)),
+            Err(reason) => Err(Fail::Storage(LsmError::Invalid {
+                reason: format!("metadata of key {:?}: {reason}", String::from_utf8_lossy(key)),
+            })),
+        }
+    }
+
+    /// The live metadata of `key` if it has type `kind`; WRONGTYPE if it has another.
+    pub async fn meta_of(&mut self, key: &[u8], kind: u8) -> Outcome<Option<Metadata>> {
+        match self.meta(key).await? {
+            Some(metadata) if metadata.kind != kind => error(WRONGTYPE),
+            other => Ok(other),
+        }
+    }
+
+    /// A new collection's metadata under a fresh generation.
+    pub fn new_meta(&mut self, kind: u8) -> Metadata {
+        let index = self.index();
+        self.generations_used += 1;
+        assert!(self.generations_used < 1 << 20, "generations of one entry fit 20 bits");
+        let generation = (index << 20) | self.generations_used;
+        Metadata::new(kind, 2 * index, generation)
+    }
+
+    /// Writes `key`'s metadata (loaded before in this context), stamping its version.
+    pub fn set_meta(&mut self, key: &[u8], metadata: &mut Metadata) {
+        let loaded = *self
+            .loaded
+            .get(key)
+            .expect("metadata is loaded before it is written (keeps the expiry index exact)");
+        if loaded.is_none() {
+            self.count_delta += 1;
+        }
+        let old_deadline = loaded.unwrap_or(0);
+        metadata.version = 2 * self.index();
+        if old_deadline != metadata.deadline_ms {
+            if old_deadline != 0 {
+                self.delete_raw(layout::expiry_key(old_deadline, key));
+            }
+            if metadata.deadline_ms != 0 {
+                self.put_raw(layout::expiry_key(metadata.deadline_ms, key), Vec::new());
+            }
+        }
+        self.loaded.insert(key.to_vec(), Some(metadata.deadline_ms));
+        self.put_raw(layout::metadata_key(key), metadata.encode());
+    }
+
+    /// Deletes `key` (metadata loaded before in this context), its elements and expiry record.
+    pub fn delete_key(&mut self, key: &[u8], metadata: &Metadata) {
+        let loaded = *self.loaded.get(key).expect("metadata is loaded before a delete");
+        let Some(old_deadline) = loaded else { return };
+        self.count_delta -= 1;
+        if old_deadline != 0 {
+            self.delete_raw(layout::expiry_key(old_deadline, key));
+        }
+        if metadata.kind != layout::TYPE_STRING {
+            self.delete_prefix(&layout::sub_prefix(key, metadata.generation));
+        }
+        self.delete_raw(layout::metadata_key(key));
+        self.loaded.insert(key.to_vec(), None);
+        self.mark_deleted();
+    }
+
+    fn mark_deleted(&mut self) {
+        let deleted = 2 * self.index() + 1;
+        self.put_raw(layout::DELETED_KEY.to_vec(), deleted.to_le_bytes().to_vec());
+    }
+
+    /// Deletes every key of the shard: O(1), three range deletes.
+    pub fn flush(&mut self) {
+        for prefix in [layout::PREFIX_METADATA, layout::PREFIX_SUB, layout::PREFIX_EXPIRY] {
+            self.delete_prefix(&[prefix]);
+        }
+        self.loaded.clear();
+        self.count_delta = 0;
+        self.count_reset = true;
+        self.mark_deleted();
+    }
+
+    /// Keys in the shard (expired ones not yet removed included, as Redis's DBSIZE counts).
+    pub async fn key_count(&self) -> Outcome<u64> {
+        let stored = self.get_raw(layout::COUNT_KEY).await?;
+        Ok(stored
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// The WATCH version of `key`: its metadata's while it lives, else the last deletion's.
+    /// Never modifies anything (an expired key counts as deleted without being removed).
+    pub async fn watch_version(&self, key: &[u8]) -> Outcome<u64> {
+        if let Some(metadata) = self.stored_meta(key).await? {
+            if !metadata.is_expired(self.now_ms) {
+                return Ok(metadata.version);
+            }
+        }
+        let deleted = self.get_raw(layout::DELETED_KEY).await?;
+        Ok(deleted
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(1, u64::from_le_bytes))
+    }
+
+    /// The batch of this context's writes (range deletes first) and its effects.
+    pub async fn finish(mut self) -> Outcome<(WriteBatch, Vec<Effect>)> {
+        if self.count_delta != 0 || self.count_reset {
+            let before = if self.count_reset { 0 } else { self.key_count().await? };
+            let after = before.checked_add_signed(self.count_delta).expect("key count never < 0");
+            self.put_raw(layout::COUNT_KEY.to_vec(), after.to_le_bytes().to_vec());
+        }
+        Ok(self.into_batch())
+    }
+
+    fn into_batch(self) -> (WriteBatch, Vec<Effect>) {
+        let mut batch = WriteBatch::new();
+        for (start, end) in self.ranges {
+            batch.delete_range(start, end);
+        }
+        for (key, value) in self.overlay {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            };
+        }
+        (batch, self.effects)
+    }
+}
