@@ -222,8 +222,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Listens for messages matching patterns.",
     ),
     spec("pttl", 2, R, ONE, "generic", "Returns the expiration time in milliseconds of a key."),
-    spec("pubsub", -2, C, NONE, "pubsub", "Inspects the state of the pub/sub subsystem."),
     spec("publish", 3, W | PUBSUB, NONE, "pubsub", "Posts a message to a channel."),
+    spec("pubsub", -2, C, NONE, "pubsub", "Inspects the state of the pub/sub subsystem."),
     spec(
         "punsubscribe",
         -1,
