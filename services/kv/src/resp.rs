@@ -46,6 +46,9 @@ pub enum Reply {
         format: [u8; 3],
         text: Vec<u8>,
     },
+    /// Member/score pairs (ZRANGE ... WITHSCORES): a flat array in RESP2, an array of
+    /// two-element arrays in RESP3, as Redis 7 replies. Never produced by the decoder.
+    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -121,6 +124,21 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
             bulk(out, b'=', &body);
         }
         Reply::Verbatim { text, .. } => bulk(out, b'$', text),
+        Reply::Pairs(pairs) if resp3 => {
+            line(out, b'*', pairs.len().to_string().as_bytes());
+            for (first, second) in pairs {
+                line(out, b'*', b"2");
+                encode(first, protocol, out);
+                encode(second, protocol, out);
+            }
+        }
+        Reply::Pairs(pairs) => {
+            line(out, b'*', (pairs.len() * 2).to_string().as_bytes());
+            for (first, second) in pairs {
+                encode(first, protocol, out);
+                encode(second, protocol, out);
+            }
+        }
     }
 }
 
@@ -549,6 +567,9 @@ mod tests {
         assert_eq!(encode_to_vec(&Reply::Double(1.5), Protocol::Resp3), b",1.5\r\n");
         assert_eq!(encode_to_vec(&Reply::Double(1.5), Protocol::Resp2), b"$3\r\n1.5\r\n");
         assert_eq!(encode_to_vec(&Reply::Boolean(true), Protocol::Resp2), b":1\r\n");
+        let pairs = Reply::Pairs(vec![(Reply::bulk("m"), Reply::Double(2.0))]);
+        assert_eq!(encode_to_vec(&pairs, Protocol::Resp2), b"*2\r\n$1\r\nm\r\n$1\r\n2\r\n");
+        assert_eq!(encode_to_vec(&pairs, Protocol::Resp3), b"*1\r\n*2\r\n$1\r\nm\r\n,2\r\n");
         let verbatim = Reply::Verbatim { format: *b"txt", text: b"hi".to_vec() };
         assert_eq!(encode_to_vec(&verbatim, Protocol::Resp3), b"=6\r\ntxt:hi\r\n");
     }

@@ -51,7 +51,6 @@ pub enum Effect {
         message: Vec<u8>,
     },
     /// Elements were pushed to a list: wake clients blocked on it.
-    #[allow(dead_code, reason = "lists are being written")]
     Pushed {
         key: Vec<u8>,
     },

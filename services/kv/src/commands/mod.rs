@@ -2,8 +2,6 @@
 //! applies a write (into the entry's overlay). Replies follow Redis byte for byte where clients
 //! look (error prefixes and wording, integer versus bulk, nulls).
 
-#![allow(dead_code, reason = "helpers of the collection families, being written")]
-
 mod hashes;
 mod keys;
 mod lists;
@@ -166,6 +164,76 @@ pub fn store_collection(context: &mut Context<'_>, key: &[u8], metadata: &mut Me
     } else {
         context.set_meta(key, metadata);
     }
+}
+
+/// The elements of a collection under `tag` (a sub-key prefix: sorted sets keep two kinds),
+/// as `(sub-key without the tag, value)` in sub-key order.
+pub async fn elements(
+    context: &Context<'_>,
+    key: &[u8],
+    metadata: &Metadata,
+    tag: &[u8],
+) -> Outcome<Vec<(Vec<u8>, Vec<u8>)>> {
+    let prefix = layout::sub_key(key, metadata.generation, tag);
+    let records = context.scan_prefix(&prefix, ELEMENTS_READ_MAX + 1).await?;
+    if records.len() > ELEMENTS_READ_MAX {
+        return error("ERR collection too large for this command");
+    }
+    Ok(records
+        .into_iter()
+        .map(|(record, value)| (record[prefix.len()..].to_vec(), value))
+        .collect())
+}
+
+/// HSCAN/SSCAN/ZSCAN over `items` (in element order): `options` = `cursor [MATCH p] [COUNT n]
+/// [NOVALUES]`. The cursor is an offset into the elements: an element present for the whole
+/// iteration may be missed only if elements before it are removed meanwhile.
+pub fn scan_elements(
+    items: Vec<(Vec<u8>, Vec<u8>)>,
+    options: &[Vec<u8>],
+    pairs: bool,
+) -> Outcome<Reply> {
+    let Some(cursor) = std::str::from_utf8(&options[0]).ok().and_then(|t| t.parse::<u64>().ok())
+    else {
+        return error("ERR invalid cursor");
+    };
+    let mut pattern: Option<&[u8]> = None;
+    let mut count = 10usize;
+    let mut values = pairs;
+    let mut position = 1;
+    while position < options.len() {
+        match upper(&options[position]).as_slice() {
+            b"MATCH" if position + 1 < options.len() => {
+                pattern = Some(&options[position + 1]);
+                position += 1;
+            }
+            b"COUNT" if position + 1 < options.len() => {
+                let parsed = integer(&options[position + 1])?;
+                if parsed < 1 {
+                    return error(SYNTAX);
+                }
+                count = parsed as usize;
+                position += 1;
+            }
+            b"NOVALUES" if pairs => values = false,
+            _ => return error(SYNTAX),
+        }
+        position += 1;
+    }
+    let start = (cursor as usize).min(items.len());
+    let end = start.saturating_add(count).min(items.len());
+    let next = if end >= items.len() { 0 } else { end };
+    let mut out = Vec::new();
+    for (element, value) in items.into_iter().skip(start).take(end - start) {
+        if pattern.is_some_and(|pattern| !crate::glob::matches(pattern, &element)) {
+            continue;
+        }
+        out.push(Reply::Bulk(element));
+        if values {
+            out.push(Reply::Bulk(value));
+        }
+    }
+    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
 }
 
 /// Resolves Redis's `start`/`stop` range over `len` elements (negative from the end) into

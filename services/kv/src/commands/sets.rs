@@ -1,9 +1,216 @@
-//! Not yet implemented.
+//! Sets: SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD SPOP SRANDMEMBER SMOVE SINTER SUNION SDIFF
+//! (and their STORE forms) SSCAN. One element per member: `sub = member`, empty value.
 
-use super::error;
+use super::store_collection;
+use super::{check_element, elements, error, integer, load_or_new, scan_elements};
+use crate::layout::{self, TYPE_SET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
+use std::collections::BTreeSet;
 
-pub async fn run(_context: &mut Context<'_>, name: &str, _a: &[Vec<u8>]) -> Outcome<Reply> {
-    error(&format!("ERR '{name}' is not implemented yet"))
+/// The members of the set at `key` (empty if absent; WRONGTYPE for another type).
+async fn members(context: &mut Context<'_>, key: &[u8]) -> Outcome<BTreeSet<Vec<u8>>> {
+    match context.meta_of(key, TYPE_SET).await? {
+        Some(metadata) => Ok(elements(context, key, &metadata, b"")
+            .await?
+            .into_iter()
+            .map(|(member, _)| member)
+            .collect()),
+        None => Ok(BTreeSet::new()),
+    }
+}
+
+/// Replaces whatever is at `key` with a set of `members` (SINTERSTORE...).
+async fn store_set(
+    context: &mut Context<'_>,
+    key: &[u8],
+    members: &BTreeSet<Vec<u8>>,
+) -> Outcome<()> {
+    if let Some(old) = context.meta(key).await? {
+        context.delete_key(key, &old);
+    }
+    let mut metadata = context.new_meta(TYPE_SET);
+    for member in members {
+        context.put_raw(layout::sub_key(key, metadata.generation, member), Vec::new());
+    }
+    metadata.count = members.len() as u64;
+    store_collection(context, key, &mut metadata);
+    Ok(())
+}
+
+pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let key = &a[1];
+    match name {
+        "sadd" => {
+            let (mut metadata, _) = load_or_new(context, key, TYPE_SET).await?;
+            let mut added = 0;
+            for member in &a[2..] {
+                check_element(member)?;
+                let sub = layout::sub_key(key, metadata.generation, member);
+                if context.get_raw(&sub).await?.is_none() {
+                    context.put_raw(sub, Vec::new());
+                    metadata.count += 1;
+                    added += 1;
+                }
+            }
+            if added > 0 {
+                store_collection(context, key, &mut metadata);
+            }
+            Ok(Reply::Integer(added))
+        }
+        "srem" => {
+            let Some(mut metadata) = context.meta_of(key, TYPE_SET).await? else {
+                return Ok(Reply::Integer(0));
+            };
+            let mut removed = 0;
+            for member in &a[2..] {
+                let sub = layout::sub_key(key, metadata.generation, member);
+                if context.get_raw(&sub).await?.is_some() {
+                    context.delete_raw(sub);
+                    metadata.count -= 1;
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                store_collection(context, key, &mut metadata);
+            }
+            Ok(Reply::Integer(removed))
+        }
+        "smembers" => {
+            Ok(Reply::Set(members(context, key).await?.into_iter().map(Reply::Bulk).collect()))
+        }
+        "sismember" | "smismember" => {
+            let metadata = context.meta_of(key, TYPE_SET).await?;
+            let mut found = Vec::new();
+            for member in &a[2..] {
+                let present = match &metadata {
+                    Some(metadata) => context
+                        .get_raw(&layout::sub_key(key, metadata.generation, member))
+                        .await?
+                        .is_some(),
+                    None => false,
+                };
+                found.push(Reply::Integer(i64::from(present)));
+            }
+            Ok(if name == "sismember" { found.remove(0) } else { Reply::Array(found) })
+        }
+        "scard" => Ok(Reply::Integer(
+            context.meta_of(key, TYPE_SET).await?.map_or(0, |metadata| metadata.count as i64),
+        )),
+        "spop" | "srandmember" => {
+            let count = match a.get(2) {
+                Some(count) => Some(integer(count)?),
+                None => None,
+            };
+            if a.len() > 3 {
+                return error(super::SYNTAX);
+            }
+            if name == "spop" && count.is_some_and(|count| count < 0) {
+                return error("ERR value is out of range, must be positive");
+            }
+            let Some(mut metadata) = context.meta_of(key, TYPE_SET).await? else {
+                return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Null });
+            };
+            let all: Vec<Vec<u8>> =
+                elements(context, key, &metadata, b"").await?.into_iter().map(|(m, _)| m).collect();
+            let mut chosen: Vec<Vec<u8>> = Vec::new();
+            let wanted = count.unwrap_or(1);
+            if wanted < 0 {
+                // SRANDMEMBER with a negative count: repeats allowed.
+                for _ in 0..wanted.unsigned_abs().min(super::ELEMENTS_READ_MAX as u64) {
+                    let pick = (context.random() % all.len() as u64) as usize;
+                    chosen.push(all[pick].clone());
+                }
+            } else {
+                let mut pool = all;
+                let take = (wanted as usize).min(pool.len());
+                for _ in 0..take {
+                    let pick = (context.random() % pool.len() as u64) as usize;
+                    chosen.push(pool.swap_remove(pick));
+                }
+            }
+            if name == "spop" {
+                for member in &chosen {
+                    context.delete_raw(layout::sub_key(key, metadata.generation, member));
+                }
+                metadata.count -= chosen.len() as u64;
+                if !chosen.is_empty() {
+                    store_collection(context, key, &mut metadata);
+                }
+            }
+            Ok(match count {
+                None => Reply::optional(chosen.pop()),
+                Some(_) if name == "spop" => {
+                    Reply::Set(chosen.into_iter().map(Reply::Bulk).collect())
+                }
+                Some(_) => Reply::bulks(chosen),
+            })
+        }
+        "smove" => {
+            let (source, target, member) = (&a[1], &a[2], &a[3]);
+            let Some(mut from) = context.meta_of(source, TYPE_SET).await? else {
+                // The target's type is still checked.
+                context.meta_of(target, TYPE_SET).await?;
+                return Ok(Reply::Integer(0));
+            };
+            context.meta_of(target, TYPE_SET).await?;
+            let sub = layout::sub_key(source, from.generation, member);
+            if context.get_raw(&sub).await?.is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            if source == target {
+                return Ok(Reply::Integer(1));
+            }
+            context.delete_raw(sub);
+            from.count -= 1;
+            store_collection(context, source, &mut from);
+            let (mut to, _) = load_or_new(context, target, TYPE_SET).await?;
+            let target_sub = layout::sub_key(target, to.generation, member);
+            if context.get_raw(&target_sub).await?.is_none() {
+                context.put_raw(target_sub, Vec::new());
+                to.count += 1;
+                store_collection(context, target, &mut to);
+            }
+            Ok(Reply::Integer(1))
+        }
+        "sinter" | "sunion" | "sdiff" | "sinterstore" | "sunionstore" | "sdiffstore" => {
+            let store = name.ends_with("store");
+            let sources = if store { &a[2..] } else { &a[1..] };
+            let mut result: Option<BTreeSet<Vec<u8>>> = None;
+            for (position, source) in sources.iter().enumerate() {
+                let set = members(context, source).await?;
+                result = Some(match result {
+                    None => set,
+                    Some(current) => match &name[..2] {
+                        "si" => current.intersection(&set).cloned().collect(),
+                        "su" => current.union(&set).cloned().collect(),
+                        _ => current.difference(&set).cloned().collect(),
+                    },
+                });
+                // Redis stops reading at the first empty set of an intersection.
+                if name.starts_with("sinter") && result.as_ref().is_some_and(BTreeSet::is_empty) {
+                    for later in &sources[position + 1..] {
+                        context.meta_of(later, TYPE_SET).await?;
+                    }
+                    break;
+                }
+            }
+            let result = result.unwrap_or_default();
+            if store {
+                let count = result.len() as i64;
+                store_set(context, &a[1], &result).await?;
+                Ok(Reply::Integer(count))
+            } else {
+                Ok(Reply::Set(result.into_iter().map(Reply::Bulk).collect()))
+            }
+        }
+        "sscan" => {
+            let members = match context.meta_of(key, TYPE_SET).await? {
+                Some(metadata) => elements(context, key, &metadata, b"").await?,
+                None => Vec::new(),
+            };
+            scan_elements(members, &a[2..], false)
+        }
+        _ => error(&format!("ERR unhandled set command '{name}'")),
+    }
 }

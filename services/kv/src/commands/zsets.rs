@@ -1,9 +1,394 @@
-//! Not yet implemented.
+//! Sorted sets: ZADD ZCARD ZSCORE ZMSCORE ZINCRBY ZREM ZRANGE ZRANGEBYSCORE ZREVRANGE
+//! ZREVRANGEBYSCORE ZRANK ZREVRANK ZCOUNT ZPOPMIN ZPOPMAX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZSCAN.
+//! Two elements per member: `'m' member -> score (f64 bits LE)` and
+//! `'o' [sortable score] member -> empty`, so members sort by (score, member) as in Redis.
 
-use super::error;
+use super::{check_element, elements, error, float, integer, load_or_new, parse_float};
+use super::{resolve_range, scan_elements, store_collection, upper, SYNTAX};
+use crate::layout::{self, Metadata, TYPE_ZSET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
 
-pub async fn run(_context: &mut Context<'_>, name: &str, _a: &[Vec<u8>]) -> Outcome<Reply> {
-    error(&format!("ERR '{name}' is not implemented yet"))
+const TAG_MEMBER: u8 = b'm';
+const TAG_ORDER: u8 = b'o';
+
+fn member_key(key: &[u8], metadata: &Metadata, member: &[u8]) -> Vec<u8> {
+    let mut sub = vec![TAG_MEMBER];
+    sub.extend_from_slice(member);
+    layout::sub_key(key, metadata.generation, &sub)
+}
+
+fn order_key(key: &[u8], metadata: &Metadata, score: f64, member: &[u8]) -> Vec<u8> {
+    let mut sub = vec![TAG_ORDER];
+    sub.extend_from_slice(&layout::sortable_score(score));
+    sub.extend_from_slice(member);
+    layout::sub_key(key, metadata.generation, &sub)
+}
+
+async fn score_of(
+    context: &Context<'_>,
+    key: &[u8],
+    metadata: &Metadata,
+    member: &[u8],
+) -> Outcome<Option<f64>> {
+    let stored = context.get_raw(&member_key(key, metadata, member)).await?;
+    Ok(stored.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok()).map(f64::from_le_bytes))
+}
+
+/// Sets `member`'s score (replacing its old position).
+fn put(
+    context: &mut Context<'_>,
+    key: &[u8],
+    metadata: &Metadata,
+    member: &[u8],
+    old: Option<f64>,
+    score: f64,
+) {
+    if let Some(old) = old {
+        context.delete_raw(order_key(key, metadata, old, member));
+    }
+    context.put_raw(member_key(key, metadata, member), score.to_le_bytes().to_vec());
+    context.put_raw(order_key(key, metadata, score, member), Vec::new());
+}
+
+fn remove(context: &mut Context<'_>, key: &[u8], metadata: &Metadata, member: &[u8], score: f64) {
+    context.delete_raw(member_key(key, metadata, member));
+    context.delete_raw(order_key(key, metadata, score, member));
+}
+
+/// Every member with its score, by (score, member).
+async fn ordered(
+    context: &mut Context<'_>,
+    key: &[u8],
+) -> Outcome<(Option<Metadata>, Vec<(Vec<u8>, f64)>)> {
+    let Some(metadata) = context.meta_of(key, TYPE_ZSET).await? else {
+        return Ok((None, Vec::new()));
+    };
+    let records = elements(context, key, &metadata, &[TAG_ORDER]).await?;
+    let members = records
+        .into_iter()
+        .filter(|(sub, _)| sub.len() >= 8)
+        .map(|(sub, _)| {
+            let score = layout::score_from_sortable(sub[..8].try_into().expect("8 bytes"));
+            (sub[8..].to_vec(), score)
+        })
+        .collect();
+    Ok((Some(metadata), members))
+}
+
+/// A score bound: `(1.5` exclusive, `1.5` inclusive, `-inf`, `+inf`.
+fn bound(argument: &[u8]) -> Outcome<(f64, bool)> {
+    let (text, exclusive) = match argument.strip_prefix(b"(") {
+        Some(rest) => (rest, true),
+        None => (argument, false),
+    };
+    match parse_float(text) {
+        Some(value) => Ok((value, exclusive)),
+        None => error("ERR min or max is not a float"),
+    }
+}
+
+fn above(score: f64, (min, exclusive): (f64, bool)) -> bool {
+    if exclusive {
+        score > min
+    } else {
+        score >= min
+    }
+}
+
+fn below(score: f64, (max, exclusive): (f64, bool)) -> bool {
+    if exclusive {
+        score < max
+    } else {
+        score <= max
+    }
+}
+
+fn with_scores(items: Vec<(Vec<u8>, f64)>, scores: bool) -> Reply {
+    if scores {
+        Reply::Pairs(items.into_iter().map(|(m, s)| (Reply::Bulk(m), Reply::Double(s))).collect())
+    } else {
+        Reply::bulks(items.into_iter().map(|(member, _)| member))
+    }
+}
+
+pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let key = &a[1];
+    match name {
+        "zadd" => zadd(context, a).await,
+        "zincrby" => {
+            let step = float(&a[2])?;
+            check_element(&a[3])?;
+            let (mut metadata, _) = load_or_new(context, key, TYPE_ZSET).await?;
+            let old = score_of(context, key, &metadata, &a[3]).await?;
+            let score = old.unwrap_or(0.0) + step;
+            if score.is_nan() {
+                return error("ERR resulting score is not a number (NaN)");
+            }
+            if old.is_none() {
+                metadata.count += 1;
+            }
+            put(context, key, &metadata, &a[3], old, score);
+            store_collection(context, key, &mut metadata);
+            Ok(Reply::Double(score))
+        }
+        "zcard" => Ok(Reply::Integer(
+            context.meta_of(key, TYPE_ZSET).await?.map_or(0, |metadata| metadata.count as i64),
+        )),
+        "zscore" | "zmscore" => {
+            let metadata = context.meta_of(key, TYPE_ZSET).await?;
+            let mut scores = Vec::new();
+            for member in &a[2..] {
+                let score = match &metadata {
+                    Some(metadata) => score_of(context, key, metadata, member).await?,
+                    None => None,
+                };
+                scores.push(score.map_or(Reply::Null, Reply::Double));
+            }
+            Ok(if name == "zscore" { scores.remove(0) } else { Reply::Array(scores) })
+        }
+        "zrem" => {
+            let Some(mut metadata) = context.meta_of(key, TYPE_ZSET).await? else {
+                return Ok(Reply::Integer(0));
+            };
+            let mut removed = 0;
+            for member in &a[2..] {
+                if let Some(score) = score_of(context, key, &metadata, member).await? {
+                    remove(context, key, &metadata, member, score);
+                    metadata.count -= 1;
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                store_collection(context, key, &mut metadata);
+            }
+            Ok(Reply::Integer(removed))
+        }
+        "zrank" | "zrevrank" => {
+            let with_score = match a.get(3) {
+                Some(option) if upper(option) == b"WITHSCORE" && a.len() == 4 => true,
+                Some(_) => return error(SYNTAX),
+                None => false,
+            };
+            let (_, mut members) = ordered(context, key).await?;
+            if name == "zrevrank" {
+                members.reverse();
+            }
+            let Some(rank) = members.iter().position(|(member, _)| *member == a[2]) else {
+                return Ok(if with_score { Reply::NullArray } else { Reply::Null });
+            };
+            Ok(if with_score {
+                Reply::Array(vec![Reply::Integer(rank as i64), Reply::Double(members[rank].1)])
+            } else {
+                Reply::Integer(rank as i64)
+            })
+        }
+        "zcount" => {
+            let (min, max) = (bound(&a[2])?, bound(&a[3])?);
+            let (_, members) = ordered(context, key).await?;
+            let count = members.iter().filter(|(_, s)| above(*s, min) && below(*s, max)).count();
+            Ok(Reply::Integer(count as i64))
+        }
+        "zrange" | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" => {
+            zrange(context, name, a).await
+        }
+        "zpopmin" | "zpopmax" => {
+            if a.len() > 3 {
+                return error(SYNTAX);
+            }
+            let count = match a.get(2) {
+                Some(count) => {
+                    let count = integer(count)?;
+                    if count < 0 {
+                        return error("ERR value is out of range, must be positive");
+                    }
+                    count as usize
+                }
+                None => 1,
+            };
+            let (metadata, mut members) = ordered(context, key).await?;
+            let Some(mut metadata) = metadata else { return Ok(Reply::Array(Vec::new())) };
+            if name == "zpopmax" {
+                members.reverse();
+            }
+            members.truncate(count);
+            for (member, score) in &members {
+                remove(context, key, &metadata, member, *score);
+            }
+            metadata.count -= members.len() as u64;
+            store_collection(context, key, &mut metadata);
+            if a.len() == 2 {
+                // Without a count: a flat [member, score] in both protocols.
+                let mut flat = Vec::new();
+                for (member, score) in members {
+                    flat.push(Reply::Bulk(member));
+                    flat.push(Reply::Double(score));
+                }
+                return Ok(Reply::Array(flat));
+            }
+            Ok(with_scores(members, true))
+        }
+        "zremrangebyrank" | "zremrangebyscore" => {
+            let (metadata, members) = ordered(context, key).await?;
+            let selected: Vec<(Vec<u8>, f64)> = if name == "zremrangebyrank" {
+                let (start, stop) = (integer(&a[2])?, integer(&a[3])?);
+                match resolve_range(start, stop, members.len() as u64) {
+                    Some((start, end)) => members[start as usize..end as usize].to_vec(),
+                    None => Vec::new(),
+                }
+            } else {
+                let (min, max) = (bound(&a[2])?, bound(&a[3])?);
+                members.into_iter().filter(|(_, s)| above(*s, min) && below(*s, max)).collect()
+            };
+            let Some(mut metadata) = metadata else { return Ok(Reply::Integer(0)) };
+            for (member, score) in &selected {
+                remove(context, key, &metadata, member, *score);
+            }
+            metadata.count -= selected.len() as u64;
+            if !selected.is_empty() {
+                store_collection(context, key, &mut metadata);
+            }
+            Ok(Reply::Integer(selected.len() as i64))
+        }
+        "zscan" => {
+            let (_, members) = ordered(context, key).await?;
+            let items = members
+                .into_iter()
+                .map(|(member, score)| (member, crate::resp::format_double(score).into_bytes()))
+                .collect();
+            scan_elements(items, &a[2..], true)
+        }
+        _ => error(&format!("ERR unhandled sorted set command '{name}'")),
+    }
+}
+
+async fn zadd(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let key = &a[1];
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
+    let mut position = 2;
+    while position < a.len() {
+        match upper(&a[position]).as_slice() {
+            b"NX" => nx = true,
+            b"XX" => xx = true,
+            b"GT" => gt = true,
+            b"LT" => lt = true,
+            b"CH" => ch = true,
+            b"INCR" => incr = true,
+            _ => break,
+        }
+        position += 1;
+    }
+    let pairs = &a[position..];
+    if pairs.is_empty() || pairs.len() & 1 == 1 {
+        return error(SYNTAX);
+    }
+    if nx && xx {
+        return error("ERR XX and NX options at the same time are not compatible");
+    }
+    if (gt && lt) || (nx && (gt || lt)) {
+        return error("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if incr && pairs.len() > 2 {
+        return error("ERR INCR option supports a single increment-element pair");
+    }
+    let mut parsed = Vec::new();
+    for pair in pairs.chunks(2) {
+        parsed.push((float(&pair[0])?, &pair[1]));
+        check_element(&pair[1])?;
+    }
+    let (mut metadata, _) = load_or_new(context, key, TYPE_ZSET).await?;
+    let (mut added, mut changed) = (0, 0);
+    let mut incr_result = None;
+    for (score, member) in parsed {
+        let old = score_of(context, key, &metadata, member).await?;
+        let new = if incr { old.unwrap_or(0.0) + score } else { score };
+        if new.is_nan() {
+            return error("ERR resulting score is not a number (NaN)");
+        }
+        let allowed = match old {
+            None => !xx,
+            Some(old) => !nx && (!gt || new > old) && (!lt || new < old),
+        };
+        if !allowed {
+            continue;
+        }
+        incr_result = Some(new);
+        match old {
+            None => {
+                added += 1;
+                metadata.count += 1;
+                put(context, key, &metadata, member, None, new);
+            }
+            Some(old) if old != new => {
+                changed += 1;
+                put(context, key, &metadata, member, Some(old), new);
+            }
+            Some(_) => {}
+        }
+    }
+    if added + changed > 0 {
+        store_collection(context, key, &mut metadata);
+    }
+    if incr {
+        return Ok(incr_result.map_or(Reply::Null, Reply::Double));
+    }
+    Ok(Reply::Integer(if ch { added + changed } else { added }))
+}
+
+async fn zrange(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let key = &a[1];
+    let mut by_score = name.contains("byscore");
+    let mut by_lex = false;
+    let mut reverse = name.starts_with("zrev");
+    let mut scores = false;
+    let mut limit: Option<(i64, i64)> = None;
+    let mut position = 4;
+    while position < a.len() {
+        match upper(&a[position]).as_slice() {
+            b"WITHSCORES" => scores = true,
+            b"BYSCORE" if name == "zrange" => by_score = true,
+            b"BYLEX" if name == "zrange" => by_lex = true,
+            b"REV" if name == "zrange" => reverse = true,
+            b"LIMIT" if position + 2 < a.len() && name != "zrevrange" => {
+                limit = Some((integer(&a[position + 1])?, integer(&a[position + 2])?));
+                position += 2;
+            }
+            _ => return error(SYNTAX),
+        }
+        position += 1;
+    }
+    if by_lex {
+        return error("ERR BYLEX is not supported");
+    }
+    if limit.is_some() && !by_score {
+        return error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+    }
+    let (_, mut members) = ordered(context, key).await?;
+    if reverse {
+        members.reverse();
+    }
+    let selected: Vec<(Vec<u8>, f64)> = if by_score {
+        // ZREVRANGEBYSCORE and ZRANGE ... BYSCORE REV take max first.
+        let (first, second) = (bound(&a[2])?, bound(&a[3])?);
+        let (min, max) = if reverse { (second, first) } else { (first, second) };
+        let matching = members.into_iter().filter(|(_, s)| above(*s, min) && below(*s, max));
+        match limit {
+            Some((offset, count)) if offset >= 0 => {
+                let count = if count < 0 { usize::MAX } else { count as usize };
+                matching.skip(offset as usize).take(count).collect()
+            }
+            Some(_) => Vec::new(),
+            None => matching.collect(),
+        }
+    } else {
+        let (start, stop) = (integer(&a[2])?, integer(&a[3])?);
+        match resolve_range(start, stop, members.len() as u64) {
+            Some((start, end)) => members[start as usize..end as usize].to_vec(),
+            None => Vec::new(),
+        }
+    };
+    Ok(with_scores(selected, scores))
 }
