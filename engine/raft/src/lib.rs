@@ -8,7 +8,8 @@
 //! Features: leader election with pre-vote and check-quorum; log replication with batching
 //! (entries and bytes per append), pipelining and flow control (appends and bytes in flight per
 //! follower), fast backtracking of diverged logs; the commitment rule of Raft §5.4.2 (Figure 8);
-//! ReadIndex for linearizable reads; leader transfer; log compaction with snapshots streamed to
+//! ReadIndex for linearizable reads, and leader leases that answer them at once within a bound
+//! that accounts for clock drift ([`Config::lease_ticks`]); leader transfer; log compaction with snapshots streamed to
 //! followers in chunks (asked of the application through `Ready::snapshot_requests`, staged by
 //! the follower through `Ready::snapshot_chunks`, resumed from the acknowledged offset after a
 //! loss, a crash or a leader change); membership change by joint consensus with
@@ -117,6 +118,15 @@ pub struct Config {
     /// follower also holds at most this many received chunks not yet taken by a `Ready`.
     pub snapshot_chunk_bytes_max: u64,
     pub snapshot_chunks_inflight_max: u64,
+    /// Leader leases: `read_index` is answered at once, without a round of heartbeats, while
+    /// the lease holds (see [`Config::lease_ticks`]). Needs `check_quorum` and `pre_vote`, and
+    /// every replica of the group must enable it (a replica then also refuses votes for an
+    /// election timeout after it starts, since it may have acknowledged a lease before a crash).
+    pub lease_reads: bool,
+    /// The most any replica's tick period may differ from nominal, in parts per million. The
+    /// simulator's clocks drift by at most 50,001 ppm (`sim/src/faults.rs`); the default bound,
+    /// 100,000 ppm, covers it twice over.
+    pub clock_drift_ppm_max: u64,
     /// Seeds the randomised election timeout.
     pub seed: u64,
 }
@@ -138,8 +148,29 @@ impl Config {
             inflight_bytes_max: 8 << 20,
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_chunks_inflight_max: 4,
+            lease_reads: false,
+            clock_drift_ppm_max: 100_000,
             seed,
         }
+    }
+
+    /// How long a leader's lease lasts, in its own ticks, from the start of a heartbeat round
+    /// that a quorum acknowledged.
+    ///
+    /// Why it is safe: each voter that acknowledged the round received it after the round
+    /// started, and from then on refuses to help elect anyone else (check-quorum, pre-vote) until
+    /// `election_ticks` of its own ticks passed, which is at least `election_ticks - 1` whole tick
+    /// periods; a new leader needs one of them. With tick periods within a factor `1 ± ρ` of
+    /// nominal (`ρ = clock_drift_ppm_max / 10^6`), that is at least
+    /// `(election_ticks - 1) × (1 - ρ)` nominal periods of real time, while the leader's
+    /// `lease_ticks` (plus the tick already under way when the round started) last at most
+    /// `(lease_ticks + 1) × (1 + ρ)`. So `lease_ticks = ⌊(election_ticks - 1)(1 - ρ)/(1 + ρ)⌋ - 1`.
+    /// Message delay only shortens the real lease. A leader that started a transfer gives up its
+    /// lease for the rest of its term (the target's election ignores the voters' leases).
+    pub fn lease_ticks(&self) -> u64 {
+        let ppm = self.clock_drift_ppm_max.min(999_999);
+        let periods = u64::from(self.election_ticks.saturating_sub(1));
+        (periods * (1_000_000 - ppm) / (1_000_000 + ppm)).saturating_sub(1)
     }
 
     pub fn validate(&self) -> Result<(), Error> {
@@ -173,6 +204,17 @@ impl Config {
         }
         if self.snapshot_chunks_inflight_max == 0 {
             return invalid("snapshot_chunks_inflight_max must be positive");
+        }
+        if self.lease_reads {
+            if !self.check_quorum || !self.pre_vote {
+                return invalid("lease reads need check_quorum and pre_vote");
+            }
+            if self.clock_drift_ppm_max >= 1_000_000 {
+                return invalid("clock_drift_ppm_max must be below 1,000,000");
+            }
+            if self.lease_ticks() <= u64::from(self.heartbeat_ticks) {
+                return invalid("the lease must outlast a heartbeat period: raise election_ticks");
+            }
         }
         Ok(())
     }

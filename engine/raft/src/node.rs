@@ -183,10 +183,17 @@ impl RawNode {
     }
 
     /// Starts a linearizable read: once a quorum confirms this replica still leads, a
-    /// `ReadState` with the same `context` appears in a `Ready`. Requests are dropped if
+    /// `ReadState` with the same `context` appears in a `Ready` (at once while a lease holds,
+    /// with `Config::lease_reads`). Requests are dropped if
     /// leadership is lost first; the caller retries on a timeout.
     pub fn read_index(&mut self, context: u64) -> Result<(), Error> {
         self.raft.read_index(context)
+    }
+
+    /// With `Config::lease_reads`: whether this leader's lease holds now, so that `read_index`
+    /// is answered at once.
+    pub fn has_lease(&self) -> bool {
+        self.raft.lease_valid()
     }
 
     /// Hands leadership to `target` once its log is caught up; proposals are refused meanwhile.

@@ -57,6 +57,15 @@ pub(crate) struct Raft {
     /// ReadIndex requests that wait for the leader's first commit in its term.
     reads_waiting_commit: Vec<u64>,
     pub(crate) read_states: Vec<ReadState>,
+    /// Ticks since this replica started: the clock of leases.
+    ticks: u64,
+    /// Leader: the tick each recent heartbeat round started at (the first round of each tick),
+    /// oldest first; rounds older than a lease are dropped, so at most `lease_ticks + 1`.
+    round_ticks: VecDeque<(u64, u64)>,
+    /// Leader: the start tick of the latest round a quorum acknowledged.
+    lease_start: Option<u64>,
+    /// Leader: a transfer was started in this term; no lease until the term ends.
+    transfer_started: bool,
     /// Leader: chunks to ask the application for (at most one per follower).
     pub(crate) snapshot_requests: Vec<SnapshotRequest>,
     /// Follower: received chunks to hand to the application (bounded by
@@ -114,6 +123,10 @@ impl Raft {
             reads_pending: VecDeque::new(),
             reads_waiting_commit: Vec::new(),
             read_states: Vec::new(),
+            ticks: 0,
+            round_ticks: VecDeque::new(),
+            lease_start: None,
+            transfer_started: false,
             snapshot_requests: Vec::new(),
             snapshot_chunks: Vec::new(),
             receiving: None,
@@ -179,6 +192,9 @@ impl Raft {
         self.reads_pending.clear();
         self.reads_waiting_commit.clear();
         self.snapshot_requests.clear();
+        self.round_ticks.clear();
+        self.lease_start = None;
+        self.transfer_started = false;
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -274,6 +290,7 @@ impl Raft {
 
     pub(crate) fn tick(&mut self) {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
+        self.ticks += 1;
         match self.role {
             Role::Leader => {
                 self.heartbeat_elapsed += 1;
@@ -293,7 +310,11 @@ impl Raft {
                 }
                 if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
+                    // Every heartbeat round is a round of its own: its acknowledgement by a
+                    // quorum renews the lease.
+                    self.start_round();
                     self.broadcast_heartbeat();
+                    self.release_reads();
                 }
                 self.tick_snapshot_transfers();
             }
@@ -332,8 +353,11 @@ impl Raft {
         }
         if message.term > self.term {
             if let MessageBody::RequestVote { pre_vote, leader_transfer, .. } = message.body {
-                let in_lease =
-                    self.leader.is_some() && self.election_elapsed < self.config.election_ticks;
+                let election_ticks = self.config.election_ticks;
+                // With leases, a replica that just started may have acknowledged a lease before
+                // it crashed: it honours it for an election timeout.
+                let in_lease = (self.leader.is_some() && self.election_elapsed < election_ticks)
+                    || (self.config.lease_reads && self.ticks < u64::from(election_ticks));
                 // A replica that hears from a leader ignores votes that would depose it
                 // (check-quorum, Raft thesis §4.2.3), unless the leader itself asked (transfer).
                 if in_lease && !leader_transfer && (self.config.check_quorum || pre_vote) {
@@ -821,12 +845,39 @@ impl Raft {
             self.reads_waiting_commit.push(context);
             return Ok(());
         }
+        if self.lease_valid() {
+            // No other leader can exist yet: the commit index is current.
+            let index = self.log.commit;
+            self.read_states.push(ReadState { context, index });
+            return Ok(());
+        }
         self.start_reads(vec![context]);
         Ok(())
     }
 
-    fn start_reads(&mut self, contexts: Vec<u64>) {
+    /// Starts a new round of heartbeats (the next `read_round`), noting its start tick.
+    fn start_round(&mut self) {
         self.read_round += 1;
+        let (round, now) = (self.read_round, self.ticks);
+        if self.round_ticks.back().is_none_or(|&(_, tick)| tick != now) {
+            self.round_ticks.push_back((round, now));
+        }
+        let lease_ticks = self.config.lease_ticks();
+        while self.round_ticks.front().is_some_and(|&(_, tick)| tick + lease_ticks < now) {
+            self.round_ticks.pop_front();
+        }
+    }
+
+    /// A lease read may be answered now.
+    pub(crate) fn lease_valid(&self) -> bool {
+        self.config.lease_reads
+            && self.role == Role::Leader
+            && !self.transfer_started
+            && self.lease_start.is_some_and(|start| self.ticks < start + self.config.lease_ticks())
+    }
+
+    fn start_reads(&mut self, contexts: Vec<u64>) {
+        self.start_round();
         let (round, index) = (self.read_round, self.log.commit);
         for context in contexts {
             self.reads_pending.push_back(PendingRead { round, context, index });
@@ -849,6 +900,13 @@ impl Raft {
                 progress.get(&voter).map(|progress| progress.read_acknowledged)
             }
         });
+        while let Some(&(round, tick)) = self.round_ticks.front() {
+            if round > quorum_round {
+                break;
+            }
+            self.lease_start = Some(self.lease_start.map_or(tick, |start| start.max(tick)));
+            self.round_ticks.pop_front();
+        }
         while self.reads_pending.front().is_some_and(|read| read.round <= quorum_round) {
             let read = self.reads_pending.pop_front().expect("front exists");
             self.read_states.push(ReadState { context: read.context, index: read.index });
@@ -867,6 +925,7 @@ impl Raft {
         }
         self.transfer_target = Some(target);
         self.transfer_elapsed = 0;
+        self.transfer_started = true;
         if self.progress[&target].match_index == self.log.last_index() {
             let term = self.term;
             self.send(target, term, MessageBody::TimeoutNow);

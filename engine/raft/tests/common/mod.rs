@@ -123,6 +123,10 @@ pub struct Network {
     pub snapshots_installed: u64,
     /// Every snapshot chunk a replica took: (replica, from, offset).
     pub chunks_received: Vec<(NodeId, NodeId, u64)>,
+    /// Bounded clock drift: each replica ticks at its own fixed rate per step (ticks per
+    /// nominal tick), instead of skipping ticks at random (unbounded drift).
+    pub tick_rates: BTreeMap<NodeId, f64>,
+    tick_credit: BTreeMap<NodeId, f64>,
 }
 
 pub fn no_changes(_: &mut Config) {}
@@ -162,6 +166,8 @@ impl Network {
             compact_every: 0,
             snapshots_installed: 0,
             chunks_received: Vec::new(),
+            tick_rates: BTreeMap::new(),
+            tick_credit: BTreeMap::new(),
         };
         for &id in &ids {
             let replica = Replica {
@@ -658,19 +664,65 @@ impl Network {
         self.step_common(0.1);
     }
 
+    /// Gives every replica rates of ticking within `1 ± drift` of nominal, fixed for the run.
+    pub fn bound_drift(&mut self, drift: f64) {
+        for id in self.ids.clone() {
+            let rate = 1.0 - drift + 2.0 * drift * self.rng.unit_f64();
+            self.tick_rates.insert(id, rate);
+        }
+    }
+
+    /// Ticks `id` as many times as its drift rate owes it for one nominal tick (0, 1 or 2).
+    pub fn tick_drifting(&mut self, id: NodeId) {
+        let rate = self.tick_rates[&id];
+        let credit = self.tick_credit.entry(id).or_insert(0.0);
+        *credit += rate;
+        let mut count = 0;
+        while *credit >= 1.0 {
+            *credit -= 1.0;
+            count += 1;
+        }
+        for _ in 0..count {
+            self.tick(id);
+        }
+    }
+
     fn step_common(&mut self, skip_tick_rate: f64) {
         for id in self.ids.clone() {
-            if !self.rng.chance(skip_tick_rate) {
+            if !self.tick_rates.is_empty() {
+                self.tick_drifting(id);
+            } else if !self.rng.chance(skip_tick_rate) {
                 self.tick(id);
             }
         }
         self.deliver_due();
+        if !self.tick_rates.is_empty() {
+            self.check_leases();
+        }
         for id in self.ids.clone() {
             if self.rng.chance(0.3) {
                 self.propose(id);
             }
             if self.rng.chance(0.03) {
                 self.read(id);
+            }
+        }
+    }
+
+    /// With clocks drifting within the bound: while a leader's lease holds, no newer leader
+    /// exists (one would need a vote from a replica that acknowledged the lease).
+    pub fn check_leases(&self) {
+        for &holder in &self.leaders() {
+            if !self.node(holder).has_lease() {
+                continue;
+            }
+            let term = self.node(holder).term();
+            for &other in &self.leaders() {
+                assert!(
+                    self.node(other).term() <= term,
+                    "{holder} holds a lease in term {term} while {other} leads term {}",
+                    self.node(other).term()
+                );
             }
         }
     }
