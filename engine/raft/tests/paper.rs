@@ -328,6 +328,59 @@ fn figure_8_old_term_entries_never_commit_by_counting() {
     assert_eq!(network.committed[1].term, 3);
 }
 
+/// Figure 7: a leader of term 8 meets followers whose logs miss entries (a, b), hold extra
+/// uncommitted entries (c, d), or both (e, f). Only the first three entries (terms 1) are
+/// committed. The leader wins with the votes of a, b, e and f (c and d have logs more up to
+/// date), then forces every log to equal its own: missing entries filled in, conflicting ones
+/// (d's term 7, e's term 4 tail, f's terms 2 and 3) overwritten.
+#[test]
+fn figure_7_the_leader_brings_every_divergent_log_into_agreement() {
+    let mut network = Network::new(7, 8, plain);
+    let leader_log = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    let followers: [&[u64]; 6] = [
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6],
+        &[1, 1, 1, 4],
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+        &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+        &[1, 1, 1, 4, 4, 4, 4],
+        &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+    ];
+    // Every entry's data names its index and term, so a log's content shows which leader wrote
+    // it. The first three entries (term 1) are committed everywhere.
+    let entries = |terms: &[u64]| -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(position, &term)| Entry {
+                term,
+                index: position as u64 + 1,
+                kind: EntryKind::Normal,
+                data: vec![position as u8, term as u8],
+            })
+            .collect()
+    };
+    let state = HardState { term: 7, vote: None, commit: 3 };
+    network.set_persisted(n(1), state, entries(&leader_log));
+    for (position, terms) in followers.iter().enumerate() {
+        network.set_persisted(n(position as u32 + 2), state, entries(terms));
+    }
+    network.node_mut(n(1)).campaign();
+    network.deliver_all();
+    assert_eq!(network.node(n(1)).role(), Role::Leader);
+    assert_eq!(network.node(n(1)).term(), 8);
+    run(&mut network, 5);
+    let expected = terms_of(network.node(n(1)));
+    let mut with_new_entry = leader_log.to_vec();
+    with_new_entry.push(8);
+    assert_eq!(expected, with_new_entry, "the leader's log plus its term-8 entry");
+    for id in 2..=7 {
+        let node = network.node(n(id));
+        assert_eq!(terms_of(node), expected, "follower {} agrees", (b'a' + id as u8 - 2) as char);
+        assert_eq!(node.entries(1, 11), network.node(n(1)).entries(1, 11));
+        assert_eq!(node.commit_index(), 11);
+    }
+}
+
 #[test]
 fn new_leader_commits_old_entries_through_its_own() {
     let mut network = Network::new(3, 5, no_changes);
