@@ -1,13 +1,15 @@
-//! Client histories, the linearizability checker and (later) the real-cluster fault harness.
+//! Client histories, the linearizability checker and the real-cluster fault harness.
 //!
 //! - [`history`]: record what clients saw: [`History::invoke`], [`History::complete`].
 //! - [`model`]: sequential specifications (register, key-value map, set, queue, counter) behind
 //!   the small [`Model`] trait.
 //! - [`checker`]: [`check`] a history against a model within a [`Budget`]; the [`Verdict`] carries
 //!   a readable [`Counterexample`] (text and HTML) when the history is not linearizable.
-//! - [`format`]: the JSON-lines history format (`docs/history-format.md`) and readers for the Jepsen
+//! - [`format`](mod@format): the JSON-lines history format (`docs/history-format.md`) and readers for the Jepsen
 //!   etcd logs and the EDN key-value logs of the shared test data.
 //! - [`generate`]: seeded, deterministic generators of linearizable key-value histories.
+//! - [`harness`]: `jepsen run`: real `node` processes on loopback, real faults (kill -9, SIGSTOP,
+//!   partitions through per-link TCP proxies), concurrent RESP clients, and the checks above.
 //!
 //! ```
 //! use strata_jepsen::{check, Budget, History, Outcome, Verdict};

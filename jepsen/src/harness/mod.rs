@@ -7,7 +7,7 @@
 //! - [`resp`]: a small blocking RESP client with deadlines, for the workload clients.
 //! - [`workload`]: the register, set and counter workloads, their clients and their checks.
 //! - [`nemesis`]: the seeded fault schedule.
-//! - [`run`]: one run from start to verdict.
+//! - [`run`](mod@run): one run from start to verdict.
 //! - [`stub`]: a stand-in for the `node` binary (`jepsen stub-node`), to test the harness itself.
 //!
 //! Unlike the rest of the crate this module touches the outside world: threads, sockets,

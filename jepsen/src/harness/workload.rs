@@ -515,7 +515,7 @@ where
     history(&mut histories).invoke(process, KeyedInput { key: key.to_string(), input })
 }
 
-/// Ties each input type to its output type, for [`record`].
+/// Ties each input type to its output type, for recording keyed operations.
 pub trait HasOutput {
     /// The output type.
     type Output;
