@@ -273,7 +273,14 @@ async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
             }
             assert_eq!(entry.index, applier.applied.get() + 1, "entries apply in order");
             if entry.kind == EntryKind::Normal {
-                apply_one(&applier, &entry).await;
+                if let Err(cause) = apply_one(&applier, &entry).await {
+                    // The entry is not applied: its effects may be partly in the machine's
+                    // store, which only a restart (replaying from the durable index) repairs.
+                    if let Some(inner) = weak.upgrade() {
+                        inner.fail(HostError::Latched { cause });
+                    }
+                    return;
+                }
             }
             applier.applied.set(entry.index);
             applier.release_reads();
@@ -281,15 +288,20 @@ async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
     }
 }
 
-async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) {
+/// Applies one entry and answers its proposer here, if any; `Err` if the machine failed.
+async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) -> Result<(), String> {
     let Some((id, command)) = split_proposal(&entry.data) else {
         // Not written by a host: nothing to apply and nobody to answer.
-        return;
+        return Ok(());
     };
     let output = applier.machine.apply(entry.index, command).await;
+    if let Some(cause) = applier.machine.failure() {
+        return Err(cause);
+    }
     if let Some(completer) = applier.proposals.borrow_mut().remove(&id) {
         completer.complete(Ok(output));
     }
+    Ok(())
 }
 
 pub(crate) fn split_proposal(data: &[u8]) -> Option<(u64, &[u8])> {

@@ -56,6 +56,13 @@ pub trait StateMachine: 'static {
     /// Every entry up to here survives a crash in the machine's own storage; on reopen the host
     /// replays its log from the next one.
     fn durable_index(&self) -> u64;
+
+    /// Why the machine cannot go on (its storage failed), if it cannot. Checked after every
+    /// apply: the host then latches without counting the entry as applied, so no read is served
+    /// from a machine that skipped an entry.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How a host runs.

@@ -1,0 +1,174 @@
+//! The key-value service's view of the cluster: shard `s` is Raft group `s + 1` on the
+//! multi-Raft host, whose state machine is the shard's key-value machine (one LSM store each).
+
+use crate::config::Config;
+use crate::http::{self, Pages};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use strata_kv::machine::{Machine, Shared};
+use strata_kv::resp::Reply;
+use strata_kv::server::{Cluster, ClusterError};
+use strata_multiraft::{GroupId, Host, HostConfig, HostError, StateMachine};
+use strata_rt::Runtime;
+
+/// One shard's machine as the host drives it.
+pub struct Shard(Rc<Machine>);
+
+impl StateMachine for Shard {
+    type Output = Reply;
+
+    async fn apply(&self, index: u64, command: &[u8]) -> Reply {
+        self.0.apply(index, command).await
+    }
+
+    fn durable_index(&self) -> u64 {
+        self.0.durable_index()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.0.failure().map(|failure| failure.to_string())
+    }
+}
+
+pub struct RaftCluster {
+    host: Host<Shard>,
+    shards: u32,
+}
+
+fn group_of(shard: u32) -> GroupId {
+    GroupId::from(shard) + 1
+}
+
+impl RaftCluster {
+    pub async fn open(rt: &Runtime, config: &Config) -> Result<RaftCluster, String> {
+        let shared = Shared::new();
+        let mut machines = BTreeMap::new();
+        for shard in 0..config.shards {
+            let dir = format!("kv/shard-{shard}");
+            let machine = Machine::open(rt, &dir, shard, shared.clone())
+                .await
+                .map_err(|error| format!("open shard {shard}: {error}"))?;
+            machines.insert(group_of(shard), Rc::new(Shard(Rc::new(machine))));
+        }
+        let host_config = HostConfig::new(config.id, config.voters());
+        let host = Host::open(rt, host_config, machines)
+            .await
+            .map_err(|error| format!("open the Raft log: {error}"))?;
+        tracing::info!(node = config.id.0, shards = config.shards, "opened");
+        Ok(RaftCluster { host, shards: config.shards })
+    }
+
+    /// Why the host stopped, if it failed.
+    pub fn failure(&self) -> Option<HostError> {
+        self.host.failure().filter(|failure| *failure != HostError::Stopped)
+    }
+
+    pub async fn close(&self) {
+        self.host.close().await;
+    }
+}
+
+fn cluster_error(error: HostError) -> ClusterError {
+    ClusterError(error.to_string())
+}
+
+impl Cluster for RaftCluster {
+    fn shard_count(&self) -> u32 {
+        self.shards
+    }
+
+    async fn write(&self, shard: u32, entry: Vec<u8>) -> Result<Reply, ClusterError> {
+        self.host.propose(group_of(shard), &entry).await.map_err(cluster_error)
+    }
+
+    async fn read_barrier(&self, shard: u32) -> Result<(), ClusterError> {
+        self.host.read_barrier(group_of(shard)).await.map_err(cluster_error)
+    }
+
+    fn machine(&self, shard: u32) -> Rc<Machine> {
+        let shard = self.host.machine(group_of(shard)).expect("every shard has a group");
+        shard.0.clone()
+    }
+
+    fn is_leader(&self, shard: u32) -> bool {
+        self.host
+            .status(group_of(shard))
+            .is_some_and(|status| status.role == strata_raft::Role::Leader)
+    }
+}
+
+impl Pages for RaftCluster {
+    fn unhealthy(&self) -> Option<String> {
+        if let Some(failure) = self.failure() {
+            return Some(failure.to_string());
+        }
+        let leaderless: Vec<u32> = (0..self.shards)
+            .filter(|&shard| {
+                self.host.status(group_of(shard)).is_none_or(|status| status.leader.is_none())
+            })
+            .collect();
+        (!leaderless.is_empty()).then(|| format!("shards without a leader: {leaderless:?}"))
+    }
+
+    fn metrics(&self) -> String {
+        let stats = self.host.stats();
+        let mut out = String::new();
+        let total = |value: u64| [(String::new(), value)];
+        let counters: [(&str, &str, u64); 9] = [
+            ("strata_raft_wal_syncs_total", "Syncs of the shared Raft WAL.", stats.wal_syncs),
+            (
+                "strata_raft_entries_persisted_total",
+                "Entries written to the WAL.",
+                stats.entries_persisted,
+            ),
+            ("strata_raft_entries_committed_total", "Entries committed.", stats.entries_committed),
+            ("strata_raft_proposals_total", "Proposals made here.", stats.proposals),
+            (
+                "strata_raft_proposals_forwarded_out_total",
+                "Proposals sent to a leader elsewhere.",
+                stats.proposals_forwarded_out,
+            ),
+            (
+                "strata_raft_proposals_forwarded_in_total",
+                "Proposals received from followers.",
+                stats.proposals_forwarded_in,
+            ),
+            ("strata_raft_reads_total", "Read barriers.", stats.reads),
+            ("strata_raft_envelopes_sent_total", "Peer envelopes sent.", stats.envelopes_sent),
+            (
+                "strata_raft_envelopes_refused_total",
+                "Peer envelopes that did not decode.",
+                stats.envelopes_refused,
+            ),
+        ];
+        for (name, help, value) in counters {
+            http::metric(&mut out, name, "counter", help, &total(value));
+        }
+        let mut per_shard =
+            |name: &str, help: &str, value: &dyn Fn(&strata_multiraft::GroupStatus) -> u64| {
+                let samples: Vec<(String, u64)> = (0..self.shards)
+                    .filter_map(|shard| {
+                        let status = self.host.status(group_of(shard))?;
+                        Some((format!("shard=\"{shard}\""), value(&status)))
+                    })
+                    .collect();
+                http::metric(&mut out, name, "gauge", help, &samples);
+            };
+        per_shard("strata_raft_term", "Current Raft term.", &|status| status.term);
+        per_shard("strata_raft_commit_index", "Highest committed index.", &|status| {
+            status.commit_index
+        });
+        per_shard("strata_raft_applied_index", "Highest applied index.", &|status| {
+            status.applied_index
+        });
+        per_shard("strata_raft_is_leader", "1 if this node leads the shard.", &|status| {
+            u64::from(status.role == strata_raft::Role::Leader)
+        });
+        per_shard(
+            "strata_raft_leader",
+            "The shard's leader as known here (node id + 1; 0: none).",
+            &|status| status.leader.map_or(0, |leader| u64::from(leader.0) + 1),
+        );
+        out
+    }
+}

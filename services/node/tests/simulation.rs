@@ -1,0 +1,229 @@
+//! The key-value service in simulation: three `strata_node::run` nodes (the code the `node`
+//! binary runs, on the simulator's backend) and three client nodes that speak RESP over the
+//! simulated network to random nodes, under the full fault model (lossy, reordering and
+//! partitioned network; crashes that lose unsynced writes; torn writes; I/O errors; pauses; clock
+//! jumps). Clients read, write and compare-and-set (`SET k v IFEQ old`) a few registers; the
+//! history is checked for linearizability per key. After the faults stop, every client must
+//! complete operations again.
+//!
+//! `STRATA_KV_SIM_SEEDS=N STRATA_KV_SIM_FIRST_SEED=F cargo nextest run -p strata-node --test
+//! simulation` sweeps seeds F..F+N (default 0..300).
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use strata_jepsen::model::{KeyedInput, KeyedModel, RegisterInput, RegisterModel, RegisterOutput};
+use strata_jepsen::{check, Budget, History, Outcome, Verdict};
+use strata_kv::resp::{decode_reply, encode_request, Reply};
+use strata_node::config::Config;
+use strata_rt::{Duration, NodeId, Runtime, Stream};
+use strata_sim::{node_ip, FaultConfig, NodeOptions, Sim};
+
+const SERVERS: u32 = 3;
+const CLIENTS: u32 = 3;
+const KEYS: u64 = 4;
+const REDIS_PORT: u16 = 6379;
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+type KvHistory = History<KeyedInput<RegisterInput>, RegisterOutput>;
+
+fn config(node: u32) -> Config {
+    let address = |node: u32, port: u16| SocketAddr::new(node_ip(NodeId(node)), port);
+    Config {
+        id: NodeId(node),
+        data_dir: "unused-in-simulation".into(),
+        redis_listen: address(node, REDIS_PORT),
+        http_listen: address(node, 9379),
+        peer_listen: Some(address(node, 7000)),
+        peers: (0..SERVERS)
+            .filter(|&peer| peer != node)
+            .map(|peer| (NodeId(peer), address(peer, 7000)))
+            .collect(),
+        shards: 2,
+        connections_max: 64,
+        requirepass: None,
+        log_level: "warn".into(),
+    }
+}
+
+/// One process: run until storage fails, then start again from the files, as a supervisor
+/// would restart the binary.
+async fn server(rt: Runtime) {
+    loop {
+        let outcome = strata_node::run(rt.clone(), config(rt.node_id().0), || false, |_| {}).await;
+        if let Err(reason) = outcome {
+            assert!(!reason.contains("corrupt"), "node {}: {reason}", rt.node_id());
+        }
+        rt.sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Connection {
+    stream: Stream,
+    buffered: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(rt: &Runtime, node: u32) -> Option<Connection> {
+        let address = SocketAddr::new(node_ip(NodeId(node)), REDIS_PORT);
+        let stream = rt.net().connect(address).await.ok()?;
+        Some(Connection { stream, buffered: Vec::new() })
+    }
+
+    async fn call(&mut self, arguments: &[Vec<u8>]) -> Option<Reply> {
+        self.stream.write_all(encode_request(arguments)).await.ok()?;
+        loop {
+            if let Ok(Some((reply, used))) = decode_reply(&self.buffered) {
+                self.buffered.drain(..used);
+                return Some(reply);
+            }
+            let (result, buffer) = self.stream.read(vec![0; 4096]).await;
+            let read = result.ok().filter(|&read| read > 0)?;
+            self.buffered.extend_from_slice(&buffer[..read]);
+        }
+    }
+}
+
+fn value_of(reply: &Reply) -> Option<Option<u64>> {
+    match reply {
+        Reply::Null => Some(None),
+        Reply::Bulk(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok().map(Some),
+        _ => None,
+    }
+}
+
+/// What a reply means for the history; `Info` when unknown (errors of writes, timeouts).
+fn outcome(input: &RegisterInput, reply: Option<Reply>) -> Outcome<RegisterOutput> {
+    let Some(reply) = reply else { return Outcome::Info };
+    match (input, &reply) {
+        (RegisterInput::Read, _) => match value_of(&reply) {
+            Some(value) => Outcome::Ok(RegisterOutput::Value(value)),
+            None => Outcome::Fail, // A read that failed changed nothing.
+        },
+        (RegisterInput::Write(_), Reply::Simple(text)) if text == "OK" => {
+            Outcome::Ok(RegisterOutput::Done)
+        }
+        (RegisterInput::Cas { .. }, Reply::Simple(text)) if text == "OK" => {
+            Outcome::Ok(RegisterOutput::Cas(true))
+        }
+        (RegisterInput::Cas { .. }, Reply::Null) => Outcome::Ok(RegisterOutput::Cas(false)),
+        _ => Outcome::Info,
+    }
+}
+
+fn request(key: &str, input: &RegisterInput) -> Vec<Vec<u8>> {
+    let text = |parts: &[&str]| parts.iter().map(|part| part.as_bytes().to_vec()).collect();
+    match input {
+        RegisterInput::Read => text(&["GET", key]),
+        RegisterInput::Write(value) => text(&["SET", key, &value.to_string()]),
+        RegisterInput::Cas { from, to } => {
+            let from = from.map_or(String::new(), |from| from.to_string());
+            text(&["SET", key, &to.to_string(), "IFEQ", &from])
+        }
+    }
+}
+
+async fn client(
+    rt: Runtime,
+    history: Rc<RefCell<KvHistory>>,
+    completed_after_heal: Rc<Cell<u64>>,
+    healed: Rc<Cell<bool>>,
+) {
+    let mut rng = rt.rng();
+    let process = u64::from(rt.node_id().0);
+    let mut connection: Option<Connection> = None;
+    let mut next_value = process << 32;
+    loop {
+        if connection.is_none() {
+            let node = rng.index(SERVERS as usize) as u32;
+            connection = Connection::open(&rt, node).await;
+            if connection.is_none() {
+                rt.sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let key = format!("k{}", rng.index(KEYS as usize));
+        next_value += 1;
+        let input = match rng.index(10) {
+            0..=3 => RegisterInput::Read,
+            4..=6 => RegisterInput::Write(next_value),
+            _ => RegisterInput::Cas {
+                from: Some(next_value - 1 - rng.index(3) as u64),
+                to: next_value,
+            },
+        };
+        let arguments = request(&key, &input);
+        let id = history.borrow_mut().invoke(process, KeyedInput { key, input });
+        let call = connection.as_mut().unwrap().call(&arguments);
+        let reply = rt.timeout(OPERATION_TIMEOUT, call).await.ok().flatten();
+        if reply.is_none() {
+            connection = None; // Its replies would no longer match its requests.
+        }
+        let outcome = outcome(&input, reply);
+        if healed.get() && matches!(outcome, Outcome::Ok(_)) {
+            completed_after_heal.set(completed_after_heal.get() + 1);
+        }
+        history.borrow_mut().complete(id, outcome);
+        rt.sleep(Duration::from_millis(rng.range_inclusive(1, 30))).await;
+    }
+}
+
+fn run(seed: u64) -> u64 {
+    let mut draw = strata_rt::Rng::with_seed(seed ^ 0x6b76_5f73);
+    let mut sim = Sim::new(seed, FaultConfig::swarm(&mut draw));
+    for _ in 0..SERVERS {
+        sim.add_node(NodeOptions::SERVER, |rt| Box::pin(server(rt)));
+    }
+    let history: Rc<RefCell<KvHistory>> = Rc::default();
+    let completed_after_heal = Rc::new(Cell::new(0));
+    let healed = Rc::new(Cell::new(false));
+    for _ in 0..CLIENTS {
+        let (history, completed, healed) =
+            (history.clone(), completed_after_heal.clone(), healed.clone());
+        sim.add_node(NodeOptions::CLIENT, move |rt| {
+            Box::pin(client(rt, history.clone(), completed.clone(), healed.clone()))
+        });
+    }
+    let fault_duration = Duration::from_secs(15);
+    sim.start_faults(fault_duration);
+    sim.run_for(fault_duration + Duration::from_secs(1));
+    sim.heal();
+    healed.set(true);
+    let live = sim.run_until(Duration::from_secs(20), || completed_after_heal.get() >= 20);
+    let history = history.borrow();
+    let describe = || format!("seed {seed}: faults {}\n{:?}", sim.config().describe(), sim.stats());
+    assert!(
+        live,
+        "{}: liveness: {} operations completed after healing",
+        describe(),
+        completed_after_heal.get()
+    );
+    let ok = history.operations().iter().filter(|operation| operation.output().is_some()).count();
+    eprintln!(
+        "seed {seed}: {} operations, {ok} ok, trace {:016x}",
+        history.len(),
+        sim.trace_hash()
+    );
+    let budget = Budget { steps_max: Some(50_000_000), threads: 1, ..Budget::default() };
+    match check(&*history, &KeyedModel { inner: RegisterModel::default() }, &budget) {
+        Verdict::Linearizable => {}
+        verdict => panic!("{}: {} operations: {verdict:?}", describe(), history.len()),
+    }
+    sim.trace_hash()
+}
+
+#[test]
+fn registers_stay_linearizable_under_faults() {
+    let variable = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
+    let seeds: u64 = variable("STRATA_KV_SIM_SEEDS").unwrap_or(300);
+    let first: u64 = variable("STRATA_KV_SIM_FIRST_SEED").unwrap_or(0);
+    for seed in first..first + seeds {
+        run(seed);
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    assert_eq!(run(7), run(7));
+}
