@@ -604,3 +604,40 @@ mod tests {
         assert_eq!(expected, bytes);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_request(&bytes);
+            let _ = decode_reply(&bytes);
+        }
+
+        #[test]
+        fn requests_round_trip(
+            arguments in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let bytes = encode_request(&arguments);
+            prop_assert_eq!(
+                decode_request(&bytes).unwrap(),
+                Decoded::Request(arguments.clone(), bytes.len())
+            );
+            let cut = cut % bytes.len();
+            prop_assert_eq!(decode_request(&bytes[..cut]).unwrap(), Decoded::Incomplete);
+        }
+
+        #[test]
+        fn bulk_replies_round_trip(items in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8)) {
+            let reply = Reply::bulks(items);
+            for protocol in [Protocol::Resp2, Protocol::Resp3] {
+                let bytes = encode_to_vec(&reply, protocol);
+                prop_assert_eq!(decode_reply(&bytes).unwrap(), Some((reply.clone(), bytes.len())));
+            }
+        }
+    }
+}
