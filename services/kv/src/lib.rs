@@ -11,6 +11,7 @@
 pub mod command;
 mod commands;
 pub mod entry;
+pub mod fuzz;
 pub mod glob;
 pub mod layout;
 pub mod local;
