@@ -262,6 +262,7 @@ impl Shared {
             .collect()
     }
 
+    /// Performs an entry's effects; returns the receivers of the last message published.
     fn perform(&self, effects: Vec<Effect>) -> Option<i64> {
         let mut published = None;
         for effect in effects {
@@ -379,6 +380,9 @@ impl Machine {
             }
         };
         let mut context = Context::for_apply(&self.db, entry.now_ms(), index);
+        let lone_publish = matches!(&entry, Entry::Command { arguments, .. }
+            if arguments[0].eq_ignore_ascii_case(b"publish"));
+        let lone_command = matches!(entry, Entry::Command { .. });
         let outcome = match entry {
             Entry::Command { arguments, .. } => commands::execute(&mut context, &arguments).await,
             Entry::Transaction { watched, commands, .. } => {
@@ -389,6 +393,13 @@ impl Machine {
         };
         let reply = match outcome {
             Ok(reply) => reply,
+            Err(Fail::Reply(reply)) if lone_command => {
+                // A failed command changes nothing, even if it wrote part of its effect.
+                return match self.write(strata_lsm::WriteBatch::new(), index).await {
+                    Ok(()) => reply,
+                    Err(failure) => failure,
+                };
+            }
             Err(Fail::Reply(reply)) => reply,
             Err(Fail::Storage(error)) => return self.latch(error),
         };
@@ -401,8 +412,8 @@ impl Machine {
             return reply;
         }
         match self.shared.perform(effects) {
-            Some(receivers) => Reply::Integer(receivers),
-            None => reply,
+            Some(receivers) if lone_publish => Reply::Integer(receivers),
+            _ => reply,
         }
     }
 
