@@ -31,10 +31,7 @@ fn node_binary() -> Option<PathBuf> {
     candidates.into_iter().find(|path| path.is_file())
 }
 
-// Ignored until the `node` binary serves a multi-node cluster (issue 7, section 3); then run with
-// `cargo build --bin node && cargo nextest run -p strata-jepsen --run-ignored all node_cluster`.
 #[test]
-#[ignore = "needs a working multi-node `node` binary"]
 fn a_short_run_under_every_fault_finds_no_anomaly() {
     let binary = node_binary()
         .expect("no node binary: set STRATA_NODE_BINARY or build it (cargo build --bin node)");
