@@ -12,6 +12,13 @@
 //!   their replica applies it; its reply counts the receivers on the node that answered.
 //! - Blocking pops register a waiter on the node's `Shared` before trying a normal replicated
 //!   pop; when an apply pushes to one of their keys they try again, until their timeout.
+//! - Pipelining: the requests already in the query buffer (at most `BATCH_COMMANDS_MAX`) run as
+//!   a batch, with replies and effects in request order. Consecutive plain writes to one shard
+//!   are proposed before any is awaited, in request order (the host's log keeps that order; on
+//!   a follower, which forwards them, they go one at a time); consecutive plain reads share one
+//!   read barrier per shard, taken after they arrived; a run starts only when the one before it
+//!   completed. Anything else (transactions, WATCH, blocking, pub/sub, fan-out, connection
+//!   commands, errors) runs alone, as it would unpipelined. Replies of a batch go out together.
 //! - Bounds: connections (`connections_max`), query buffer (`query_buffer_bytes_max`), argument
 //!   count and size (the RESP decoder), queued transaction commands, subscriptions, blocked
 //!   clients, pushes pending per subscriber.
@@ -24,7 +31,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use strata_rt::{Duration, Instant, JoinHandle, Runtime};
 use strata_rt::{Listener, Stream};
 
@@ -261,6 +270,55 @@ fn now_ms(rt: &Runtime) -> u64 {
     u64::try_from(rt.now_unix().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Most requests taken from the query buffer and executed as one batch.
+const BATCH_COMMANDS_MAX: usize = 1024;
+
+/// How a request runs in a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// A write of one shard and nothing else (no transaction, blocking, pub/sub, fan-out):
+    /// proposed together with the plain writes to the same shard right after it.
+    Write { shard: u32, name: &'static str },
+    /// A read of one shard and nothing else: shares one read barrier per shard with the plain
+    /// reads around it.
+    Read { shard: u32, name: &'static str },
+    /// Everything else, and anything while authenticating, subscribed or in MULTI: runs alone.
+    Alone,
+}
+
+/// A future [`start_in_order`] polled once.
+enum Started<F: Future> {
+    Running(Pin<Box<F>>),
+    Done(F::Output),
+}
+
+impl<F: Future> Started<F> {
+    async fn finish(self) -> F::Output {
+        match self {
+            Started::Running(future) => future.await,
+            Started::Done(output) => output,
+        }
+    }
+}
+
+/// Polls each future once, in order, so each queues its work (a proposal, a read barrier) in
+/// that order and before any of them is awaited; the caller then awaits them in order.
+/// ([`Cluster::write`] of the multi-Raft host queues its proposal on the first poll.)
+async fn start_in_order<F: Future>(futures: Vec<F>) -> Vec<Started<F>> {
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(move |context| {
+        let started = std::mem::take(&mut pending)
+            .into_iter()
+            .map(|mut future| match future.as_mut().poll(context) {
+                Poll::Ready(output) => Started::Done(output),
+                Poll::Pending => Started::Running(future),
+            })
+            .collect();
+        Poll::Ready(started)
+    })
+    .await
+}
+
 const SUBSCRIBED_ONLY: &str = "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are \
                                allowed in this context";
 const NOAUTH: &str = "NOAUTH Authentication required.";
@@ -349,36 +407,33 @@ impl<C: Cluster> Connection<C> {
             let mut consumed = 0;
             let mut out = Vec::new();
             loop {
-                match resp::decode_request(&buffer[consumed..]) {
-                    Ok(Decoded::Request(arguments, used)) => {
-                        consumed += used;
-                        if arguments.is_empty() {
-                            continue;
-                        }
-                        if self.is_blocking(&arguments) && !out.is_empty() {
-                            // Replies before a blocking command go out before it blocks.
-                            if !subscriber.send(std::mem::take(&mut out)).await {
-                                return;
+                let mut batch = Vec::new();
+                let mut protocol_error = None;
+                while batch.len() < BATCH_COMMANDS_MAX {
+                    match resp::decode_request(&buffer[consumed..]) {
+                        Ok(Decoded::Request(arguments, used)) => {
+                            consumed += used;
+                            if !arguments.is_empty() {
+                                batch.push(arguments);
                             }
                         }
-                        for reply in self.handle(arguments).await {
-                            resp::encode(&reply, self.protocol, &mut out);
-                        }
-                        if self.closing {
-                            let _ = subscriber.send(out).await;
-                            return;
-                        }
-                        if out.len() >= 1 << 20 && !subscriber.send(std::mem::take(&mut out)).await
-                        {
-                            return;
+                        Ok(Decoded::Incomplete) => break,
+                        Err(error) => {
+                            protocol_error = Some(error);
+                            break;
                         }
                     }
-                    Ok(Decoded::Incomplete) => break,
-                    Err(error) => {
-                        resp::encode(&Reply::Error(error.0), self.protocol, &mut out);
-                        let _ = subscriber.send(out).await;
-                        return;
-                    }
+                }
+                if batch.is_empty() && protocol_error.is_none() {
+                    break;
+                }
+                if !self.run_batch(batch, &mut out, subscriber).await {
+                    return;
+                }
+                if let Some(error) = protocol_error {
+                    resp::encode(&Reply::Error(error.0), self.protocol, &mut out);
+                    let _ = subscriber.send(out).await;
+                    return;
                 }
             }
             buffer.drain(..consumed);
@@ -399,6 +454,149 @@ impl<C: Cluster> Connection<C> {
                 Ok(0) | Err(_) => return,
                 Ok(count) => buffer.extend_from_slice(&chunk[..count]),
             }
+        }
+    }
+
+    /// Executes the requests of `batch` in order, appending their replies to `out`; `false` once
+    /// the connection is to end. Runs of plain writes to one shard are proposed together and runs
+    /// of plain reads share one read barrier per shard (see [`Plan`]); anything else runs alone.
+    /// A run starts only after the one before it completed, so a read sees every earlier write.
+    async fn run_batch(
+        &mut self,
+        batch: Vec<Vec<Vec<u8>>>,
+        out: &mut Vec<u8>,
+        subscriber: &Rc<Subscriber>,
+    ) -> bool {
+        let mut requests = batch.into_iter().peekable();
+        while let Some(arguments) = requests.next() {
+            match self.plan(&arguments) {
+                // A follower forwards proposals to the leader, where nothing promises that two
+                // forwarded in one round are appended in that order: one at a time there.
+                Plan::Write { shard, name } if self.cluster.is_leader(shard) => {
+                    let mut run = vec![(arguments, name)];
+                    while let Some(next) = requests.peek() {
+                        let Plan::Write { shard: next_shard, name } = self.plan(next) else {
+                            break;
+                        };
+                        if next_shard != shard {
+                            break;
+                        }
+                        run.push((requests.next().expect("peeked"), name));
+                    }
+                    self.write_run(shard, run, out).await;
+                }
+                Plan::Write { shard, name } => {
+                    self.write_run(shard, vec![(arguments, name)], out).await
+                }
+                Plan::Read { shard, name } => {
+                    let mut run = vec![(arguments, shard, name)];
+                    while let Some(next) = requests.peek() {
+                        let Plan::Read { shard, name } = self.plan(next) else { break };
+                        run.push((requests.next().expect("peeked"), shard, name));
+                    }
+                    self.read_run(run, out).await;
+                }
+                Plan::Alone => {
+                    if self.is_blocking(&arguments)
+                        && !out.is_empty()
+                        && !subscriber.send(std::mem::take(out)).await
+                    {
+                        // Replies before a blocking command go out before it blocks.
+                        return false;
+                    }
+                    for reply in self.handle(arguments).await {
+                        resp::encode(&reply, self.protocol, out);
+                    }
+                    if self.closing {
+                        let _ = subscriber.send(std::mem::take(out)).await;
+                        return false;
+                    }
+                }
+            }
+            if out.len() >= 1 << 20 && !subscriber.send(std::mem::take(out)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// How `arguments` may run in a batch, given the connection's state now. Only commands that
+    /// change nothing of the connection are ever part of a run, so the plan of a later request
+    /// of the run does not depend on the earlier ones having run.
+    fn plan(&self, arguments: &[Vec<u8>]) -> Plan {
+        if self.multi.is_some() || !self.authenticated || self.subscribed() {
+            return Plan::Alone;
+        }
+        let Some(spec) = command::lookup(&arguments[0]) else { return Plan::Alone };
+        let special = command::BLOCKING
+            | command::PUBSUB
+            | command::CONNECTION
+            | command::ADMIN
+            | command::FANOUT;
+        if !spec.arity_ok(arguments.len()) || spec.flags & special != 0 {
+            return Plan::Alone;
+        }
+        let keys = spec.keys(arguments);
+        if keys.iter().any(|key| key.len() > crate::commands::KEY_BYTES_MAX) {
+            return Plan::Alone;
+        }
+        // Over one shard, DEL/UNLINK/EXISTS/TOUCH/MGET are one request to it, as `per_shard`
+        // would make; over several they run alone.
+        let Ok(shard) = self.one_shard(&keys) else { return Plan::Alone };
+        let name = spec.name;
+        if spec.has(command::WRITE) {
+            Plan::Write { shard, name }
+        } else if spec.has(command::READONLY) {
+            Plan::Read { shard, name }
+        } else {
+            Plan::Alone
+        }
+    }
+
+    /// What is noted of every request (`name`: of a known command).
+    fn count_command(&self, name: Option<&str>) {
+        self.state.commands_total.set(self.state.commands_total.get() + 1);
+        self.info.last_command.set(self.rt.now());
+        if let Some(name) = name {
+            let mut command = self.info.command.borrow_mut();
+            command.clear();
+            command.push_str(name);
+        }
+    }
+
+    /// Plain writes to `shard`, each proposed before any is awaited and in request order: the
+    /// host appends them to the shard's log in that order, so their effects and replies keep it.
+    async fn write_run(&self, shard: u32, run: Vec<(Vec<Vec<u8>>, &str)>, out: &mut Vec<u8>) {
+        let writes: Vec<_> = run
+            .into_iter()
+            .map(|(arguments, name)| {
+                self.count_command(Some(name));
+                self.write(shard, Entry::Command { now_ms: self.now_ms(), arguments })
+            })
+            .collect();
+        for write in start_in_order(writes).await {
+            let reply = write.finish().await;
+            resp::encode(&reply, self.protocol, out);
+        }
+    }
+
+    /// Plain reads: one barrier per shard, all started after the reads arrived (so each covers
+    /// every write completed before its read was sent), then each read in request order.
+    async fn read_run(&self, run: Vec<(Vec<Vec<u8>>, u32, &str)>, out: &mut Vec<u8>) {
+        let shards: BTreeSet<u32> = run.iter().map(|&(_, shard, _)| shard).collect();
+        let barriers: Vec<_> =
+            shards.iter().map(|&shard| self.cluster.read_barrier(shard)).collect();
+        let mut passed: BTreeMap<u32, Result<(), ClusterError>> = BTreeMap::new();
+        for (shard, barrier) in shards.into_iter().zip(start_in_order(barriers).await) {
+            passed.insert(shard, barrier.finish().await);
+        }
+        for (arguments, shard, name) in run {
+            self.count_command(Some(name));
+            let reply = match &passed[&shard] {
+                Ok(()) => self.cluster.machine(shard).read(&arguments, self.now_ms()).await,
+                Err(error) => Reply::error(format!("ERR {error}")),
+            };
+            resp::encode(&reply, self.protocol, out);
         }
     }
 
@@ -425,9 +623,9 @@ impl<C: Cluster> Connection<C> {
 
     /// Executes one request; usually one reply (SUBSCRIBE and friends: one per channel).
     async fn handle(&mut self, arguments: Vec<Vec<u8>>) -> Vec<Reply> {
-        self.state.commands_total.set(self.state.commands_total.get() + 1);
-        self.info.last_command.set(self.rt.now());
-        let Some(spec) = command::lookup(&arguments[0]) else {
+        let spec = command::lookup(&arguments[0]);
+        self.count_command(spec.map(|spec| spec.name));
+        let Some(spec) = spec else {
             let mut text = format!(
                 "ERR unknown command '{}', with args beginning with: ",
                 String::from_utf8_lossy(&arguments[0]).chars().take(128).collect::<String>()
@@ -441,7 +639,6 @@ impl<C: Cluster> Connection<C> {
             }
             return vec![Reply::Error(text)];
         };
-        *self.info.command.borrow_mut() = spec.name.to_string();
         if !spec.arity_ok(arguments.len()) {
             if self.multi.is_some() {
                 self.multi_failed = true;
