@@ -11,7 +11,7 @@ use crate::envelope::{self, Item};
 use crate::storage::{self, GroupId};
 use crate::{HostConfig, HostError, HostStats, StateMachine};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
@@ -24,6 +24,8 @@ use strata_wal::Wal;
 const ENVELOPE_ITEMS_PER_SEND: usize = 4096;
 /// Peer messages waiting for the driver; past this, new ones are dropped (they are unreliable).
 const INBOX_MESSAGES_MAX: usize = 16_384;
+/// Forwarded proposal ids a leader remembers per group, to drop duplicated deliveries.
+const FORWARDS_REMEMBERED: usize = 65_536;
 
 /// A wake-up flag for one task.
 #[derive(Default)]
@@ -110,6 +112,9 @@ pub(crate) struct Group<M: StateMachine> {
     /// ReadIndex requests this leader serves for followers: local context → (follower, theirs).
     reads_for_peers: BTreeMap<u64, (Instant, NodeId, u64)>,
     persisted_hard_state: HardState,
+    /// Ids of the proposals followers forwarded here lately, oldest first: the network may
+    /// deliver a forward twice, and appending it twice would apply one write twice.
+    forwarded_seen: (BTreeSet<u64>, VecDeque<u64>),
 }
 
 pub(crate) struct Inner<M: StateMachine> {
@@ -162,6 +167,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
                 reads: Vec::new(),
                 reads_in_flight: BTreeMap::new(),
                 reads_for_peers: BTreeMap::new(),
+                forwarded_seen: Default::default(),
                 persisted_hard_state,
             },
         );
@@ -171,6 +177,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
             reason: format!("the WAL holds group {group}, which this node does not host"),
         });
     }
+    let first_context = rng.next_u64() >> 1;
     let inner = Rc::new(Inner {
         rt: rt.clone(),
         config,
@@ -179,7 +186,10 @@ pub(crate) async fn open_inner<M: StateMachine>(
         inbox: RefCell::default(),
         signal: Signal::default(),
         tick_pending: Cell::new(false),
-        next_context: Cell::new(1),
+        // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
+        // incarnation of this host must not match a read of this one (seed 1110 of the node's
+        // simulation: a stale read).
+        next_context: Cell::new(first_context),
         rng: RefCell::new(rng),
         failed: RefCell::new(None),
         stopped: Cell::new(false),
@@ -304,6 +314,20 @@ async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) -> Resu
     Ok(())
 }
 
+/// Notes a forwarded proposal's id; false if it was seen already (a duplicated delivery).
+fn remember_forward<M: StateMachine>(group: &mut Group<M>, id: u64) -> bool {
+    let (seen, order) = &mut group.forwarded_seen;
+    if !seen.insert(id) {
+        return false;
+    }
+    order.push_back(id);
+    if order.len() > FORWARDS_REMEMBERED {
+        let oldest = order.pop_front().expect("longer than the bound");
+        seen.remove(&oldest);
+    }
+    true
+}
+
 pub(crate) fn split_proposal(data: &[u8]) -> Option<(u64, &[u8])> {
     let (id, command) = data.split_first_chunk::<8>()?;
     Some((u64::from_le_bytes(*id), command))
@@ -407,6 +431,10 @@ impl<M: StateMachine> Inner<M> {
             }
             Item::Forward(data) => {
                 // Only a leader appends; a stale forward is dropped and the client times out.
+                let Some((id, _)) = split_proposal(&data) else { return };
+                if group.node.role() != Role::Leader || !remember_forward(group, id) {
+                    return;
+                }
                 if group.node.propose(data).is_ok() {
                     self.stats.borrow_mut().proposals_forwarded_in += 1;
                 }
@@ -507,6 +535,10 @@ impl<M: StateMachine> Inner<M> {
                 }
                 let mut ready = group.node.ready();
                 queue_messages(group_id, std::mem::take(&mut ready.messages), &mut outgoing);
+                // Committed entries were durable here before this round (Raft hands out only
+                // those), and read states need nothing of this round's sync: neither waits for it.
+                self.hand_to_applier(group, std::mem::take(&mut ready.committed_entries));
+                self.answer_reads(group_id, group, &ready, &mut outgoing);
                 if let Some(record) = persist_record(group_id, group, &ready) {
                     records.push(record);
                 }
@@ -531,8 +563,6 @@ impl<M: StateMachine> Inner<M> {
         for (group_id, mut ready) in readies {
             let group = groups.get_mut(&group_id).expect("groups are not removed mid-round");
             queue_messages(group_id, std::mem::take(&mut ready.persisted_messages), &mut outgoing);
-            self.hand_to_applier(group, std::mem::take(&mut ready.committed_entries));
-            self.answer_reads(group_id, group, &ready, &mut outgoing);
             group.node.advance();
             again |= group.node.has_ready();
         }

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use strata_jepsen::model::{KeyedInput, KeyedModel, RegisterInput, RegisterModel, RegisterOutput};
@@ -47,15 +48,32 @@ fn config(node: u32) -> Config {
     }
 }
 
-/// One process: run until storage fails, then start again from the files, as a supervisor
-/// would restart the binary.
-async fn server(rt: Runtime) {
-    loop {
-        let outcome = strata_node::run(rt.clone(), config(rt.node_id().0), || false, |_| {}).await;
-        if let Err(reason) = outcome {
-            assert!(!reason.contains("corrupt"), "node {}: {reason}", rt.node_id());
-        }
-        rt.sleep(Duration::from_millis(10)).await;
+/// One process: run until storage fails, then exit: the harness restarts the node (as a
+/// supervisor restarts the binary), so nothing of the failed incarnation lives on.
+async fn server(rt: Runtime, exited: Rc<RefCell<BTreeSet<u32>>>) {
+    let outcome = strata_node::run(rt.clone(), config(rt.node_id().0), || false, |_| {}).await;
+    if let Err(reason) = outcome {
+        assert!(!reason.contains("corrupt"), "node {}: {reason}", rt.node_id());
+    }
+    exited.borrow_mut().insert(rt.node_id().0);
+    std::future::pending::<()>().await;
+}
+
+/// Runs the simulation for `duration`, restarting nodes whose process exited.
+fn run_restarting(sim: &mut Sim, duration: Duration, exited: &RefCell<BTreeSet<u32>>) {
+    let slice = Duration::from_millis(10);
+    let mut elapsed = Duration::ZERO;
+    while elapsed < duration {
+        sim.run_for(slice);
+        elapsed += slice;
+        restart_exited(sim, exited);
+    }
+}
+
+fn restart_exited(sim: &mut Sim, exited: &RefCell<BTreeSet<u32>>) {
+    for node in std::mem::take(&mut *exited.borrow_mut()) {
+        sim.crash(NodeId(node));
+        sim.restart(NodeId(node));
     }
 }
 
@@ -172,8 +190,10 @@ async fn client(
 fn run(seed: u64) -> u64 {
     let mut draw = strata_rt::Rng::with_seed(seed ^ 0x6b76_5f73);
     let mut sim = Sim::new(seed, FaultConfig::swarm(&mut draw));
+    let exited: Rc<RefCell<BTreeSet<u32>>> = Rc::default();
     for _ in 0..SERVERS {
-        sim.add_node(NodeOptions::SERVER, |rt| Box::pin(server(rt)));
+        let exited = exited.clone();
+        sim.add_node(NodeOptions::SERVER, move |rt| Box::pin(server(rt, exited.clone())));
     }
     let history: Rc<RefCell<KvHistory>> = Rc::default();
     let completed_after_heal = Rc::new(Cell::new(0));
@@ -187,10 +207,17 @@ fn run(seed: u64) -> u64 {
     }
     let fault_duration = Duration::from_secs(15);
     sim.start_faults(fault_duration);
-    sim.run_for(fault_duration + Duration::from_secs(1));
+    run_restarting(&mut sim, fault_duration + Duration::from_secs(1), &exited);
     sim.heal();
     healed.set(true);
-    let live = sim.run_until(Duration::from_secs(20), || completed_after_heal.get() >= 20);
+    let mut live = false;
+    for _ in 0..200 {
+        live = sim.run_until(Duration::from_millis(100), || completed_after_heal.get() >= 20);
+        restart_exited(&mut sim, &exited);
+        if live {
+            break;
+        }
+    }
     let history = history.borrow();
     let describe = || format!("seed {seed}: faults {}\n{:?}", sim.config().describe(), sim.stats());
     assert!(
@@ -221,6 +248,14 @@ fn registers_stay_linearizable_under_faults() {
     for seed in first..first + seeds {
         run(seed);
     }
+}
+
+/// The network delivered a follower's forwarded proposal twice and the leader appended both:
+/// one acknowledged SET took effect twice, the second time after later writes (a stale value
+/// came back). Leaders now drop forwards whose proposal id they have seen.
+#[test]
+fn seed_1110_a_duplicated_forward_is_appended_once() {
+    run(1110);
 }
 
 #[test]

@@ -1,0 +1,221 @@
+//! Redis-protocol benchmark: `redis-benchmark -q -n N -c 50` with `-P 1` and `-P 16` for SET,
+//! GET, INCR, LPUSH and LPOP, run in one go against
+//!
+//! 1. a single-node Strata (`node`, release build: every write committed through Raft and
+//!    fdatasync'ed to its WAL before the reply),
+//! 2. its anchor, Debian's `redis-server` with `appendonly yes` and `appendfsync always` (also
+//!    durable before the reply), and
+//! 3. a 3-node Strata cluster on loopback (clients on the leader's node),
+//!
+//! printing requests/s and each Strata row's ratio to redis-server.
+//!
+//! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N]`
+//! (N requests per test, default 200000). `STRATA_NODE_BINARY` overrides where `node` is found
+//! (default: next to this binary); `STRATA_BENCH_DIR` picks the file system.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_bench::scratch_dir;
+
+const TESTS: &str = "set,get,incr,lpush,lpop";
+const CLIENTS: &str = "50";
+const PIPELINES: [u32; 2] = [1, 16];
+
+/// requests/s per test name (upper case, as redis-benchmark prints it).
+type Rates = BTreeMap<String, f64>;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a port")
+        .port()
+}
+
+fn wait_until_listening(port: u16, child: &mut Child) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited early: {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until a write goes through (a cluster elects its leaders first).
+fn wait_until_writable(port: u16) {
+    let started = Instant::now();
+    loop {
+        let output = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "SET", "strata-bench-ready", "1"])
+            .output()
+            .expect("run redis-cli (apt-get install redis-tools)");
+        if String::from_utf8_lossy(&output.stdout).trim() == "OK" {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "port {port} never took a write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn benchmark(port: u16, requests: u64, pipeline: u32) -> Rates {
+    let output = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-c", CLIENTS, "-t", TESTS, "--csv"])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .output()
+        .expect("run redis-benchmark (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',').map(|field| field.trim_matches('"'));
+            let name = fields.next()?;
+            let rate = fields.next()?.parse().ok()?;
+            Some((name.to_string(), rate))
+        })
+        .collect()
+}
+
+fn all_pipelines(port: u16, requests: u64) -> BTreeMap<u32, Rates> {
+    PIPELINES.iter().map(|&pipeline| (pipeline, benchmark(port, requests, pipeline))).collect()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGTERM first: the node shuts down gracefully; then make sure.
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STRATA_NODE_BINARY") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("this binary's path");
+    let sibling = exe.with_file_name("node");
+    assert!(
+        sibling.is_file(),
+        "no node binary at {}: run `cargo build --release --bin node` first",
+        sibling.display()
+    );
+    sibling
+}
+
+fn start_node(binary: &Path, dir: &Path, id: u32, ports: &[(u16, u16, u16)]) -> Process {
+    let (redis, http, peer) = ports[id as usize];
+    let mut command = Command::new(binary);
+    command
+        .args(["--id", &id.to_string(), "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(dir.join(format!("node-{id}")))
+        .args(["--redis-listen", &format!("127.0.0.1:{redis}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")]);
+    if ports.len() > 1 {
+        command.args(["--peer-listen", &format!("127.0.0.1:{peer}")]);
+        for (other, &(_, _, other_peer)) in ports.iter().enumerate() {
+            if other as u32 != id {
+                command.args(["--peer", &format!("{other}=127.0.0.1:{other_peer}")]);
+            }
+        }
+    }
+    let mut child = command.stdout(Stdio::null()).spawn().expect("start node");
+    wait_until_listening(redis, &mut child);
+    Process(child)
+}
+
+/// The redis port of the node that leads shard 0, from its /metrics.
+fn leader_port(ports: &[(u16, u16, u16)]) -> u16 {
+    let started = Instant::now();
+    loop {
+        for &(redis, http, _) in ports {
+            let Ok(mut stream) = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], http)))
+            else {
+                continue;
+            };
+            use std::io::{Read, Write};
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let mut page = String::new();
+            let _ = stream.read_to_string(&mut page);
+            if page.contains("strata_raft_is_leader{shard=\"0\"} 1") {
+                return redis;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no leader elected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn strata(binary: &Path, nodes: u32, requests: u64) -> BTreeMap<u32, Rates> {
+    let dir = scratch_dir(&format!("redis-strata-{nodes}"));
+    let ports: Vec<(u16, u16, u16)> =
+        (0..nodes).map(|_| (free_port(), free_port(), free_port())).collect();
+    let processes: Vec<Process> =
+        (0..nodes).map(|id| start_node(binary, &dir, id, &ports)).collect();
+    let port = leader_port(&ports);
+    wait_until_writable(port);
+    let rates = all_pipelines(port, requests);
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&dir);
+    rates
+}
+
+fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
+    let dir = scratch_dir("redis-server");
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--appendonly", "yes", "--appendfsync", "always"])
+        .args(["--save", ""])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start redis-server (apt-get install redis-server)");
+    wait_until_listening(port, &mut child);
+    let process = Process(child);
+    wait_until_writable(port);
+    let rates = all_pipelines(port, requests);
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+    rates
+}
+
+fn main() {
+    let requests: u64 =
+        std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(200_000);
+    let binary = node_binary();
+    let version = Command::new("redis-server").arg("--version").output().map(|output| {
+        String::from_utf8_lossy(&output.stdout).split_whitespace().nth(2).unwrap_or("?").to_string()
+    });
+    let anchor = redis_server(requests);
+    let single = strata(&binary, 1, requests);
+    let cluster = strata(&binary, 3, requests);
+    println!(
+        "redis-benchmark -q -n {requests} -c {CLIENTS}; anchor: redis-server {} with appendonly yes, appendfsync always",
+        version.unwrap_or_default()
+    );
+    println!(
+        "{:<8} {:>3} {:>14} {:>14} {:>8} {:>14} {:>8}",
+        "test", "-P", "redis-server/s", "strata 1/s", "ratio", "strata 3/s", "ratio"
+    );
+    for pipeline in PIPELINES {
+        for test in TESTS.split(',').map(str::to_uppercase) {
+            let rate =
+                |rates: &BTreeMap<u32, Rates>| rates[&pipeline].get(&test).copied().unwrap_or(0.0);
+            let (anchor_rate, single_rate, cluster_rate) =
+                (rate(&anchor), rate(&single), rate(&cluster));
+            let ratio = |value: f64| if anchor_rate > 0.0 { value / anchor_rate } else { 0.0 };
+            println!(
+                "{test:<8} {pipeline:>3} {anchor_rate:>14.0} {single_rate:>14.0} {:>8.2} {cluster_rate:>14.0} {:>8.2}",
+                ratio(single_rate),
+                ratio(cluster_rate)
+            );
+        }
+    }
+}
