@@ -226,7 +226,8 @@ impl std::fmt::Debug for Wal {
 /// so they must be made durable before anything new is written. A segment none of whose records
 /// is witnessed gets its header written again too: its creation may have been such a sync.
 async fn make_durable_after(dir: &str, segment: &Segment, witness: u64) -> Result<(), WalError> {
-    let first_unwitnessed = witness.saturating_add(1).max(segment.first_index) - segment.first_index;
+    let first_unwitnessed =
+        witness.saturating_add(1).max(segment.first_index) - segment.first_index;
     let offset = match usize::try_from(first_unwitnessed) {
         Ok(0) => 0,
         Ok(position) => match segment.records.get(position) {
