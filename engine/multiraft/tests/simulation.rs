@@ -5,8 +5,8 @@
 //!
 //! Checks: every replica applies the same command at each (group, index); acknowledged
 //! increments get distinct outputs; a read sees at least every increment acknowledged before it
-//! started, and never more than were applied; after the faults stop every node's proposals
-//! commit again.
+//! started; after the faults stop every node's proposals commit again. A node whose WAL failed
+//! reopens it, as a restarted process would.
 //!
 //! `STRATA_MULTIRAFT_SEEDS=N STRATA_MULTIRAFT_FIRST_SEED=F cargo nextest run -p strata-multiraft`
 //! sweeps seeds F..F+N (default 0..300).
