@@ -63,15 +63,22 @@ fn init_logging(level: &str) {
         .init();
 }
 
+/// Prints where the node listens. A closed stdout (`node | head -1`) is not worth dying for.
 fn print_endpoints(config: &Config, endpoints: Endpoints) {
+    use std::io::Write;
     let data_dir = std::env::current_dir()
         .map(|current| current.join(&config.data_dir))
         .unwrap_or_else(|_| config.data_dir.clone());
     let Endpoints { redis, http } = endpoints;
     let members = config.voters().len();
-    println!("strata node {} ready ({members} node(s), {} shard(s))", config.id.0, config.shards);
-    println!("  redis    {redis}   (redis-cli -h {} -p {})", redis.ip(), redis.port());
-    println!("  health   http://{http}/health");
-    println!("  metrics  http://{http}/metrics");
-    println!("  data     {}", data_dir.display());
+    let text = format!(
+        "strata node {} ready ({members} node(s), {} shard(s))\n  redis    {redis}   (redis-cli -h {} -p {})\n  health   http://{http}/health\n  metrics  http://{http}/metrics\n  data     {}\n",
+        config.id.0,
+        config.shards,
+        redis.ip(),
+        redis.port(),
+        data_dir.display()
+    );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }

@@ -1,0 +1,99 @@
+//! Real clients against the `node` binary (single node, two shards: every write goes through
+//! the multi-Raft host and its WAL): the KV service's client scripts, redis-py over RESP2 and
+//! RESP3 (`services/kv/tests/clients/redis_py.py`: pipelines, transactions with WATCH, pub/sub,
+//! blocking pops, expiry, every type) and redis-cli (`redis_cli.sh`, with `-r` and `--pipe`).
+//! Then a restart: what was acknowledged is still there. Needs `python3` with `redis` and
+//! `redis-cli`; `./check` installs them.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Stops the node when the test ends, passing or not.
+struct Node {
+    child: Child,
+    port: u16,
+    /// Kept open: the node may still write to it.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-real-clients-{name}"))
+}
+
+/// Starts `node` on free ports and reads its redis port from the endpoints it prints.
+fn start(data_dir: &Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--redis-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--shards", "2", "--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let address = line.trim().strip_prefix("redis")?.split_whitespace().next()?.to_string();
+            address.rsplit(':').next()?.parse().ok()
+        })
+        .expect("the node printed no redis endpoint");
+    Node { child, port, _stdout: lines }
+}
+
+fn run(program: &str, script: &str, port: u16) {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kv/tests/clients");
+    let output = Command::new(program)
+        .arg(scripts.join(script))
+        .arg(port.to_string())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} against node failed:\n{stdout}\n{stderr}");
+}
+
+fn redis_cli(port: u16, arguments: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(arguments)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_py_resp2_and_resp3() {
+    let dir = data_dir("redis-py");
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = start(&dir);
+    run("python3", "redis_py.py", node.port);
+}
+
+#[test]
+fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
+    let dir = data_dir("redis-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = start(&dir);
+    run("bash", "redis_cli.sh", node.port);
+    for index in 0..50 {
+        assert_eq!(redis_cli(node.port, &["SET", &format!("kept:{index}"), "v"]), "OK");
+    }
+    assert_eq!(redis_cli(node.port, &["INCRBY", "kept:counter", "7"]), "7");
+    drop(node); // kill -9: no graceful shutdown
+    let node = start(&dir);
+    for index in 0..50 {
+        assert_eq!(redis_cli(node.port, &["GET", &format!("kept:{index}")]), "v");
+    }
+    assert_eq!(redis_cli(node.port, &["GET", "kept:counter"]), "7");
+}
