@@ -291,10 +291,14 @@ impl Wal {
             disk.sync_dir(dir).await.map_err(|error| WalError::io("sync dir", dir, error))?;
         }
         let mut segments = Vec::with_capacity(plan.kept.len());
+        let last_kept = plan.kept.last().map(|kept| kept.id);
         for kept in &plan.kept {
             let position = ids.iter().position(|&id| id == kept.id).expect("kept ids were listed");
             let file = files[position].clone();
-            if kept.file_len > kept.end_offset {
+            // The last segment is cut even at its current length: a cut whose sync failed
+            // before an in-process reopen shows in the page cache while the media keeps the old
+            // tail, which new records would otherwise be written over and later joined to.
+            if kept.file_len > kept.end_offset || Some(kept.id) == last_kept {
                 let path = format!("{dir}/{}", segment::file_name(kept.id));
                 file.truncate(kept.end_offset)
                     .await
