@@ -41,6 +41,7 @@ fn group_of(shard: u32) -> GroupId {
 
 impl RaftCluster {
     pub async fn open(rt: &Runtime, config: &Config) -> Result<RaftCluster, String> {
+        check_identity(rt, config).await?;
         let shared = Shared::new();
         let mut machines = BTreeMap::new();
         for shard in 0..config.shards {
@@ -65,6 +66,59 @@ impl RaftCluster {
 
     pub async fn close(&self) {
         self.host.close().await;
+    }
+}
+
+/// The shape of the cluster this data directory belongs to, written at first start.
+const IDENTITY_PATH: &str = "cluster";
+
+fn identity(config: &Config) -> String {
+    let voters: Vec<String> = config.voters().iter().map(|voter| voter.0.to_string()).collect();
+    let body = format!(
+        "strata cluster 1\nnode {}\nvoters {}\nshards {}\n",
+        config.id.0,
+        voters.join(","),
+        config.shards
+    );
+    format!("{body}crc32c {:08x}\n", crc32c::crc32c(body.as_bytes()))
+}
+
+/// Refuses to start with another node id, other voters or another shard count than the data
+/// directory was created with: more shards would remap keys (earlier writes would read as
+/// absent), and a node restarted without its peers would be a one-node cluster on its own
+/// (split brain). Membership changes, when they come, go through Raft instead.
+async fn check_identity(rt: &Runtime, config: &Config) -> Result<(), String> {
+    let expected = identity(config);
+    let disk = rt.disk();
+    let io = |what: &str, error: std::io::Error| format!("{what} {IDENTITY_PATH}: {error}");
+    match disk.open(IDENTITY_PATH).await {
+        Ok(file) => {
+            let len = file.len().await.map_err(|error| io("size of", error))?;
+            if len > 4096 {
+                return Err(format!("{IDENTITY_PATH} is {len} bytes: not Strata's"));
+            }
+            let bytes =
+                file.read_exact_at(len as usize, 0).await.map_err(|error| io("read", error))?;
+            let found = String::from_utf8_lossy(&bytes);
+            if found != expected {
+                return Err(format!(
+                    "this data directory was created for another cluster shape:\n{found}the \
+                     settings given are:\n{expected}start with the same --id, peers and --shards, \
+                     or use another --data-dir"
+                ));
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let staging = format!("{IDENTITY_PATH}.new");
+            let file = disk.create(&staging).await.map_err(|error| io("create", error))?;
+            let (written, _) = file.write_at(expected.into_bytes(), 0).await;
+            written.map_err(|error| io("write", error))?;
+            file.sync().await.map_err(|error| io("sync", error))?;
+            disk.rename(&staging, IDENTITY_PATH).await.map_err(|error| io("rename", error))?;
+            disk.sync_dir("").await.map_err(|error| io("sync the directory of", error))
+        }
+        Err(error) => Err(io("open", error)),
     }
 }
 

@@ -2,8 +2,10 @@
 //! the multi-Raft host and its WAL): the KV service's client scripts, redis-py over RESP2 and
 //! RESP3 (`services/kv/tests/clients/redis_py.py`: pipelines, transactions with WATCH, pub/sub,
 //! blocking pops, expiry, every type) and redis-cli (`redis_cli.sh`, with `-r` and `--pipe`).
-//! Then a restart: what was acknowledged is still there. Needs `python3` with `redis` and
-//! `redis-cli`; `./check` installs them.
+//! Then a restart: what was acknowledged is still there. A kill -9 keeps the page cache, so this
+//! shows recovery across a process restart, not durability on power loss: the simulation tests
+//! (crashes that lose unsynced writes) cover that. Needs `python3` with `redis` and `redis-cli`;
+//! `./check` installs them.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use std::io::{BufRead, BufReader};

@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use strata_jepsen::model::{KeyedInput, KeyedModel, RegisterInput, RegisterModel, RegisterOutput};
@@ -145,7 +145,7 @@ fn request(key: &str, input: &RegisterInput) -> Vec<Vec<u8>> {
 async fn client(
     rt: Runtime,
     history: Rc<RefCell<KvHistory>>,
-    completed_after_heal: Rc<Cell<u64>>,
+    completed_after_heal: Rc<RefCell<BTreeMap<u64, u64>>>,
     healed: Rc<Cell<bool>>,
 ) {
     let mut rng = rt.rng();
@@ -180,7 +180,7 @@ async fn client(
         }
         let outcome = outcome(&input, reply);
         if healed.get() && matches!(outcome, Outcome::Ok(_)) {
-            completed_after_heal.set(completed_after_heal.get() + 1);
+            *completed_after_heal.borrow_mut().entry(process).or_default() += 1;
         }
         history.borrow_mut().complete(id, outcome);
         rt.sleep(Duration::from_millis(rng.range_inclusive(1, 30))).await;
@@ -196,7 +196,7 @@ fn run(seed: u64) -> u64 {
         sim.add_node(NodeOptions::SERVER, move |rt| Box::pin(server(rt, exited.clone())));
     }
     let history: Rc<RefCell<KvHistory>> = Rc::default();
-    let completed_after_heal = Rc::new(Cell::new(0));
+    let completed_after_heal: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
     let healed = Rc::new(Cell::new(false));
     for _ in 0..CLIENTS {
         let (history, completed, healed) =
@@ -212,7 +212,11 @@ fn run(seed: u64) -> u64 {
     healed.set(true);
     let mut live = false;
     for _ in 0..200 {
-        live = sim.run_until(Duration::from_millis(100), || completed_after_heal.get() >= 20);
+        // Every client (each on its own node's connection) completes operations again.
+        live = sim.run_until(Duration::from_millis(100), || {
+            let completed = completed_after_heal.borrow();
+            completed.len() == CLIENTS as usize && completed.values().all(|&count| count >= 5)
+        });
         restart_exited(&mut sim, &exited);
         if live {
             break;
@@ -222,9 +226,9 @@ fn run(seed: u64) -> u64 {
     let describe = || format!("seed {seed}: faults {}\n{:?}", sim.config().describe(), sim.stats());
     assert!(
         live,
-        "{}: liveness: {} operations completed after healing",
+        "{}: liveness: operations completed after healing, per client: {:?}",
         describe(),
-        completed_after_heal.get()
+        completed_after_heal.borrow()
     );
     let ok = history.operations().iter().filter(|operation| operation.output().is_some()).count();
     eprintln!(
