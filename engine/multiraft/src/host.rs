@@ -148,6 +148,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
     let mut groups = BTreeMap::new();
     for (&group, machine) in &machines {
         let state = persisted.remove(&group).unwrap_or_default();
+        let forwarded_seen = proposals_in_log(&state.entries);
         let node = restore_group(&config, group, state, machine.durable_index(), rng.next_u64())?;
         let applier = Rc::new(Applier {
             applied: Cell::new(node.applied_index()),
@@ -167,7 +168,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
                 reads: Vec::new(),
                 reads_in_flight: BTreeMap::new(),
                 reads_for_peers: BTreeMap::new(),
-                forwarded_seen: Default::default(),
+                forwarded_seen,
                 persisted_hard_state,
             },
         );
@@ -198,6 +199,18 @@ pub(crate) async fn open_inner<M: StateMachine>(
     });
     start_tasks(&inner);
     Ok(inner)
+}
+
+/// The proposal ids of the log's newest entries, oldest first: a forward delivered again after
+/// this host restarted must still be recognised if its first delivery made it into the log.
+fn proposals_in_log(entries: &[Entry]) -> (BTreeSet<u64>, VecDeque<u64>) {
+    let newest = &entries[entries.len().saturating_sub(FORWARDS_REMEMBERED)..];
+    let order: VecDeque<u64> = newest
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::Normal)
+        .filter_map(|entry| split_proposal(&entry.data).map(|(id, _)| id))
+        .collect();
+    (order.iter().copied().collect(), order)
 }
 
 fn restore_group(
