@@ -6,34 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn node_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("STRATA_NODE_BINARY") {
-        return Some(PathBuf::from(path));
-    }
-    let mut candidates = Vec::new();
-    // This test runs from target/<profile>/deps/.
-    if let Some(profile) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
-    {
-        candidates.push(profile.join("node"));
-        if let Some(target) = profile.parent() {
-            candidates.push(target.join("debug").join("node"));
-            candidates.push(target.join("release").join("node"));
-        }
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
-    candidates.push(workspace.join("debug").join("node"));
-    candidates.push(workspace.join("release").join("node"));
-    candidates.into_iter().find(|path| path.is_file())
-}
 
 #[test]
 fn a_short_run_under_every_fault_finds_no_anomaly() {
-    let binary = node_binary()
+    let binary = common::node_binary()
         .expect("no node binary: set STRATA_NODE_BINARY or build it (cargo build --bin node)");
     let out = common::scratch("node-cluster");
     let output = Command::new(env!("CARGO_BIN_EXE_jepsen"))

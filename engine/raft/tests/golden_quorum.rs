@@ -1,7 +1,8 @@
 //! Golden tests for quorum and membership decisions, raft-rs datadriven style: each case in
 //! `tests/golden/quorum.txt` is a command, a `----` separator and the expected output, cases
-//! separated by a blank line. `STRATA_GOLDEN_UPDATE=1` rewrites the expected outputs (review the
-//! diff before committing).
+//! separated by a blank line. `STRATA_GOLDEN_UPDATE=1 cargo nextest run -p strata-raft
+//! --no-capture golden_quorum` prints the file with every expected output replaced by the actual
+//! one (review it, then paste it over `tests/golden/quorum.txt`); tests write no files.
 //!
 //! Commands (a membership is `voters=1,2,3 [outgoing=1,2,4] [learners=5]`):
 //!
@@ -122,9 +123,8 @@ fn golden_quorum_decisions() {
         rewritten += &format!("{head}\n----\n{actual}\n\n");
     }
     if update {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/quorum.txt");
-        #[allow(clippy::disallowed_methods, reason = "test tooling rewrites its own golden file")]
-        std::fs::write(path, rewritten.trim_end().to_string() + "\n").expect("rewrite golden");
+        println!("----- tests/golden/quorum.txt -----\n{}", rewritten.trim_end());
+        println!("----- end -----");
         return;
     }
     assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));

@@ -67,3 +67,28 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// The `node` binary: `STRATA_NODE_BINARY`, else `node` in this test's target directory (built
+/// with the workspace's tests: strata-node has integration tests), else the workspace's
+/// `target/{debug,release}/node`.
+pub fn node_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("STRATA_NODE_BINARY") {
+        return Some(PathBuf::from(path));
+    }
+    let mut candidates = Vec::new();
+    // This test runs from target/<profile>/deps/.
+    if let Some(profile) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
+        candidates.push(profile.join("node"));
+        if let Some(target) = profile.parent() {
+            candidates.push(target.join("debug").join("node"));
+            candidates.push(target.join("release").join("node"));
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    candidates.push(workspace.join("debug").join("node"));
+    candidates.push(workspace.join("release").join("node"));
+    candidates.into_iter().find(|path| path.is_file())
+}

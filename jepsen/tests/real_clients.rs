@@ -1,15 +1,17 @@
 //! Real clients against the `node` binary (single node, two shards: every write goes through
-//! the multi-Raft host and its WAL): the KV service's client scripts, redis-py over RESP2 and
-//! RESP3 (`services/kv/tests/clients/redis_py.py`: pipelines, transactions with WATCH, pub/sub,
-//! blocking pops, expiry, every type) and redis-cli (`redis_cli.sh`, with `-r` and `--pipe`).
+//! the multi-Raft host and its WAL): redis-py over RESP2 and RESP3 (`clients/redis_py.py`:
+//! pipelines, transactions with WATCH, pub/sub, blocking pops, expiry, every type) and
+//! redis-cli (`clients/redis_cli.sh`, with `-r` and `--pipe`).
 //! Then a restart: what was acknowledged is still there. A kill -9 keeps the page cache, so this
 //! shows recovery across a process restart, not durability on power loss: the simulation tests
 //! (crashes that lose unsynced writes) cover that. Needs `python3` with `redis` and `redis-cli`;
 //! `./check` installs them.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// Stops the node when the test ends, passing or not.
@@ -27,13 +29,10 @@ impl Drop for Node {
     }
 }
 
-fn data_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-real-clients-{name}"))
-}
-
 /// Starts `node` on free ports and reads its redis port from the endpoints it prints.
 fn start(data_dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node"))
+    let binary = common::node_binary().expect("no node binary: cargo build --bin node");
+    let mut child = Command::new(binary)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--redis-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
@@ -54,7 +53,7 @@ fn start(data_dir: &Path) -> Node {
 }
 
 fn run(program: &str, script: &str, port: u16) {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kv/tests/clients");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let output = Command::new(program)
         .arg(scripts.join(script))
         .arg(port.to_string())
@@ -76,16 +75,16 @@ fn redis_cli(port: u16, arguments: &[&str]) -> String {
 
 #[test]
 fn redis_py_resp2_and_resp3() {
-    let dir = data_dir("redis-py");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("clients-redis-py");
     let node = start(&dir);
     run("python3", "redis_py.py", node.port);
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
-    let dir = data_dir("redis-cli");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("clients-redis-cli");
     let node = start(&dir);
     run("bash", "redis_cli.sh", node.port);
     for index in 0..50 {
@@ -98,4 +97,6 @@ fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
         assert_eq!(redis_cli(node.port, &["GET", &format!("kept:{index}")]), "v");
     }
     assert_eq!(redis_cli(node.port, &["GET", "kept:counter"]), "7");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
 }
