@@ -187,13 +187,7 @@ fn run_seed(seed: u64) -> (u64, u64) {
     let mut network = Network::new(count, seed, leases);
     // The sim's worst drift, 5%, within the configured 10% bound.
     network.bound_drift(0.05);
-    let rates = [0.0, 0.02, 0.1, 0.25];
-    network.faults = Faults {
-        drop_rate: rates[network.rng.index(rates.len())],
-        duplicate_rate: rates[network.rng.index(rates.len())] / 2.0,
-        delay_ticks_max: network.rng.below(6),
-        crash_in_ready_rate: rates[network.rng.index(rates.len())] / 20.0,
-    };
+    network.faults = Faults::draw(&mut network.rng, &[0.0, 0.02, 0.1, 0.25], 6);
     for _ in 0..CHAOS_TICKS {
         network.step_chaos();
     }
@@ -203,19 +197,7 @@ fn run_seed(seed: u64) -> (u64, u64) {
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
     let seed_count = seeds.end - seeds.start;
-    let (mut committed, mut reads) = (0, 0);
-    for seed in seeds {
-        match std::panic::catch_unwind(|| run_seed(seed)) {
-            Ok((seed_committed, seed_reads)) => {
-                committed += seed_committed;
-                reads += seed_reads;
-            }
-            Err(panic) => {
-                eprintln!("raft lease seed {seed} failed");
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
+    let (committed, reads) = common::sweep("lease", seeds, run_seed);
     eprintln!("{seed_count} seeds: {committed} entries committed, {reads} reads confirmed");
     assert!(committed >= seed_count * 50, "too little committed: {committed}");
     assert!(reads >= seed_count * 10, "too few reads confirmed: {reads}");
@@ -229,9 +211,5 @@ fn lease_seeds() {
 #[test]
 #[ignore = "long sweep; see the module documentation"]
 fn lease_many_seeds() {
-    let start =
-        std::env::var("STRATA_RAFT_SEED_START").map_or(0, |value| value.parse().expect("a seed"));
-    let count: u64 =
-        std::env::var("STRATA_RAFT_SEEDS").map_or(2000, |value| value.parse().expect("a count"));
-    run_seeds(start..start + count);
+    run_seeds(common::long_sweep_seeds(2000));
 }

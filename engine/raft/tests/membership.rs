@@ -228,13 +228,7 @@ fn random_change(network: &mut Network, membership: &Membership) -> ConfChange {
 fn run_seed(seed: u64) -> (u64, u64) {
     let configure = if seed.is_multiple_of(2) { no_changes } else { tight_flow_control };
     let mut network = Network::with_joiners(3, 3, seed, configure);
-    let rates = [0.0, 0.02, 0.1];
-    network.faults = Faults {
-        drop_rate: rates[network.rng.index(rates.len())],
-        duplicate_rate: rates[network.rng.index(rates.len())] / 2.0,
-        delay_ticks_max: network.rng.below(4),
-        crash_in_ready_rate: rates[network.rng.index(rates.len())] / 20.0,
-    };
+    network.faults = Faults::draw(&mut network.rng, &[0.0, 0.02, 0.1], 4);
     if seed % 4 >= 2 {
         // Joiners then catch up through snapshots, which carry the configuration.
         network.compact_every = 5 + network.rng.below(20);
@@ -262,19 +256,7 @@ fn run_seed(seed: u64) -> (u64, u64) {
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
     let seed_count = seeds.end - seeds.start;
-    let (mut committed, mut changes) = (0, 0);
-    for seed in seeds {
-        match std::panic::catch_unwind(|| run_seed(seed)) {
-            Ok((seed_committed, seed_changes)) => {
-                committed += seed_committed;
-                changes += seed_changes;
-            }
-            Err(panic) => {
-                eprintln!("raft membership seed {seed} failed");
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
+    let (committed, changes) = common::sweep("membership", seeds, run_seed);
     eprintln!("{seed_count} seeds: {committed} entries committed, {changes} membership entries");
     assert!(committed >= seed_count * 50, "too little committed: {committed}");
     assert!(changes >= seed_count * 2, "too few membership changes committed: {changes}");
@@ -288,9 +270,5 @@ fn membership_seeds() {
 #[test]
 #[ignore = "long sweep; see the module documentation"]
 fn membership_many_seeds() {
-    let start =
-        std::env::var("STRATA_RAFT_SEED_START").map_or(0, |value| value.parse().expect("a seed"));
-    let count: u64 =
-        std::env::var("STRATA_RAFT_SEEDS").map_or(2000, |value| value.parse().expect("a count"));
-    run_seeds(start..start + count);
+    run_seeds(common::long_sweep_seeds(2000));
 }

@@ -17,13 +17,7 @@ fn seed_267_reproposes_a_truncated_liveness_proposal() {
         config.inflight_appends_max = 2;
         config.inflight_bytes_max = 64;
     });
-    let rates = [0.0, 0.02, 0.1, 0.25];
-    network.faults = Faults {
-        drop_rate: rates[network.rng.index(rates.len())],
-        duplicate_rate: rates[network.rng.index(rates.len())] / 2.0,
-        delay_ticks_max: network.rng.below(6),
-        crash_in_ready_rate: rates[network.rng.index(rates.len())] / 20.0,
-    };
+    network.faults = Faults::draw(&mut network.rng, &[0.0, 0.02, 0.1, 0.25], 6);
     for _ in 0..1500 {
         network.step_chaos();
     }

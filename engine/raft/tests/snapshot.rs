@@ -217,13 +217,7 @@ const LIVENESS_TICKS_MAX: u64 = 1500;
 fn run_seed(seed: u64) -> (u64, u64) {
     let count = if seed.is_multiple_of(2) { 3 } else { 5 };
     let mut network = Network::new(count, seed, no_changes);
-    let rates = [0.0, 0.02, 0.1, 0.25];
-    network.faults = Faults {
-        drop_rate: rates[network.rng.index(rates.len())],
-        duplicate_rate: rates[network.rng.index(rates.len())] / 2.0,
-        delay_ticks_max: network.rng.below(6),
-        crash_in_ready_rate: rates[network.rng.index(rates.len())] / 20.0,
-    };
+    network.faults = Faults::draw(&mut network.rng, &[0.0, 0.02, 0.1, 0.25], 6);
     network.compact_every = 3 + network.rng.below(20);
     for _ in 0..CHAOS_TICKS {
         network.step_chaos();
@@ -234,19 +228,7 @@ fn run_seed(seed: u64) -> (u64, u64) {
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
     let seed_count = seeds.end - seeds.start;
-    let (mut committed, mut installed) = (0, 0);
-    for seed in seeds {
-        match std::panic::catch_unwind(|| run_seed(seed)) {
-            Ok((seed_committed, seed_installed)) => {
-                committed += seed_committed;
-                installed += seed_installed;
-            }
-            Err(panic) => {
-                eprintln!("raft snapshot seed {seed} failed");
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
+    let (committed, installed) = common::sweep("snapshot", seeds, run_seed);
     eprintln!("{seed_count} seeds: {committed} entries committed, {installed} snapshots installed");
     assert!(committed >= seed_count * 50, "too little committed: {committed}");
     assert!(installed >= seed_count, "too few snapshots installed: {installed}");
@@ -260,9 +242,5 @@ fn snapshot_seeds() {
 #[test]
 #[ignore = "long sweep; see the module documentation"]
 fn snapshot_many_seeds() {
-    let start =
-        std::env::var("STRATA_RAFT_SEED_START").map_or(0, |value| value.parse().expect("a seed"));
-    let count: u64 =
-        std::env::var("STRATA_RAFT_SEEDS").map_or(2000, |value| value.parse().expect("a count"));
-    run_seeds(start..start + count);
+    run_seeds(common::long_sweep_seeds(2000));
 }

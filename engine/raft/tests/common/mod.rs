@@ -93,6 +93,53 @@ pub struct Faults {
     pub crash_in_ready_rate: f64,
 }
 
+impl Faults {
+    /// A seed's message faults, drawn from `rates` (crashes at a twentieth of the rate drawn,
+    /// duplicates at half) and delays below `delay_ticks_bound`: swarm style, every mix tried.
+    pub fn draw(rng: &mut Rng, rates: &[f64], delay_ticks_bound: u64) -> Faults {
+        Faults {
+            drop_rate: rates[rng.index(rates.len())],
+            duplicate_rate: rates[rng.index(rates.len())] / 2.0,
+            delay_ticks_max: rng.below(delay_ticks_bound),
+            crash_in_ready_rate: rates[rng.index(rates.len())] / 20.0,
+        }
+    }
+}
+
+/// Runs `run_seed` on every seed, naming the seed that fails; returns the sums of the two counts
+/// each run reports (what the caller then requires a minimum of: runs that do no work prove
+/// nothing).
+pub fn sweep(
+    label: &str,
+    seeds: std::ops::Range<u64>,
+    run_seed: impl Fn(u64) -> (u64, u64) + std::panic::RefUnwindSafe,
+) -> (u64, u64) {
+    let (mut first, mut second) = (0, 0);
+    for seed in seeds {
+        match std::panic::catch_unwind(|| run_seed(seed)) {
+            Ok((seed_first, seed_second)) => {
+                first += seed_first;
+                second += seed_second;
+            }
+            Err(panic) => {
+                eprintln!("raft {label} seed {seed} failed");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+    (first, second)
+}
+
+/// The seeds of a long sweep: `STRATA_RAFT_SEED_START` (default 0) on, `STRATA_RAFT_SEEDS` of
+/// them (default `count`).
+pub fn long_sweep_seeds(count: u64) -> std::ops::Range<u64> {
+    let start =
+        std::env::var("STRATA_RAFT_SEED_START").map_or(0, |value| value.parse().expect("a seed"));
+    let count =
+        std::env::var("STRATA_RAFT_SEEDS").map_or(count, |value| value.parse().expect("a count"));
+    start..start + count
+}
+
 pub struct Network {
     pub rng: Rng,
     /// Every replica, members or not.
