@@ -1,7 +1,9 @@
 //! Shared helpers for the benchmarks in `src/bin/`.
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use strata_rt::uring::UringOptions;
 use strata_rt::NodeId;
 
@@ -43,4 +45,28 @@ impl DataRng {
 /// Keeps a value alive (and its computation) past the optimiser.
 pub fn consume<T>(value: T) -> T {
     std::hint::black_box(value)
+}
+
+/// The disk's raw rate, the anchor of the durability benchmarks: append `size` bytes to a file,
+/// then fdatasync, in a loop for `seconds`; returns syncs per second.
+pub fn raw_syncs_per_second(dir: &std::path::Path, size: usize, seconds: f64) -> f64 {
+    let path = dir.join(format!("raw-{size}"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open raw file");
+    let buffer = vec![0x5a; size];
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        file.write_all_at(&buffer, count * size as u64).expect("raw write");
+        file.sync_data().expect("raw fdatasync");
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let _ = fs::remove_file(&path);
+    rate
 }

@@ -11,12 +11,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use strata_bench::scratch_dir;
+use strata_bench::{raw_syncs_per_second, scratch_dir};
 use strata_multiraft::{Host, HostConfig, StateMachine};
 use strata_rt::transport::PeerConfig;
 use strata_rt::uring::{block_on, UringOptions};
@@ -54,25 +53,6 @@ struct Row {
 fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("its address")
-}
-
-fn raw_syncs_per_second(dir: &std::path::Path, seconds: f64) -> f64 {
-    let path = dir.join("raw");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .expect("open raw file");
-    let buffer = [0x5a; COMMAND_BYTES];
-    let started = Instant::now();
-    let mut count = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        file.write_all_at(&buffer, count * COMMAND_BYTES as u64).expect("raw write");
-        file.sync_data().expect("raw fdatasync");
-        count += 1;
-    }
-    count as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Proposes from `proposers` tasks for `seconds`; returns the row.
@@ -154,7 +134,7 @@ async fn node(rt: Runtime, seconds: f64, done: Arc<AtomicBool>, rows: Arc<Mutex<
 fn main() {
     let seconds: f64 = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(3.0);
     let dir = scratch_dir("raft");
-    let raw = raw_syncs_per_second(&dir, seconds.min(2.0));
+    let raw = raw_syncs_per_second(&dir, COMMAND_BYTES, seconds.min(2.0));
     let addresses: Vec<SocketAddr> = (0..NODES).map(|_| free_port()).collect();
     let done = Arc::new(AtomicBool::new(false));
     let rows: Arc<Mutex<Vec<Row>>> = Arc::default();

@@ -6,36 +6,11 @@
 //! on the io_uring backend; set `STRATA_BENCH_DIR` to pick the file system.
 
 use std::cell::Cell;
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
-use std::time::Instant;
-use strata_bench::{scratch_dir, uring_options};
+use strata_bench::{raw_syncs_per_second, scratch_dir, uring_options};
 use strata_rt::uring::block_on;
 use strata_rt::Runtime;
 use strata_wal::{Options, Wal};
-
-/// Raw rate: write `size` bytes at the end of a preallocated file, then fdatasync, in a loop.
-fn raw_syncs_per_second(dir: &std::path::Path, size: usize, seconds: f64) -> f64 {
-    let path = dir.join(format!("raw-{size}"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open raw file");
-    let buffer = vec![0x5a; size];
-    let started = Instant::now();
-    let mut count = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        file.write_all_at(&buffer, count * size as u64).expect("raw write");
-        file.sync_data().expect("raw fdatasync");
-        count += 1;
-    }
-    let rate = count as f64 / started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&path);
-    rate
-}
 
 fn wal_appends_per_second(dir: &std::path::Path, writers: usize, size: usize, seconds: f64) -> f64 {
     let case_dir = dir.join(format!("wal-{writers}-{size}"));
