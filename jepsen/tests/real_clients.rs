@@ -2,7 +2,8 @@
 //! the multi-Raft host and its WAL): redis-py over RESP2 and RESP3 (`clients/redis_py.py`:
 //! pipelines, transactions with WATCH, pub/sub, blocking pops, expiry, every type) and
 //! redis-cli (`clients/redis_cli.sh`, with `-r` and `--pipe`).
-//! Then a restart: what was acknowledged is still there. A kill -9 keeps the page cache, so this
+//! Then `/health` and `/metrics` (the WAL synced, the shards led), and a restart: what was
+//! acknowledged is still there. A kill -9 keeps the page cache, so this
 //! shows recovery across a process restart, not durability on power loss: the simulation tests
 //! (crashes that lose unsynced writes) cover that. Needs `python3` with `redis` and `redis-cli`;
 //! `./check` installs them.
@@ -10,7 +11,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -18,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 struct Node {
     child: Child,
     port: u16,
+    /// Where `/health` and `/metrics` are served.
+    http: SocketAddr,
     /// Kept open: the node may still write to it.
     _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
@@ -41,15 +45,31 @@ fn start(data_dir: &Path) -> Node {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let address = line.trim().strip_prefix("redis")?.split_whitespace().next()?.to_string();
-            address.rsplit(':').next()?.parse().ok()
-        })
-        .expect("the node printed no redis endpoint");
-    Node { child, port, _stdout: lines }
+    // The endpoints it prints: `  redis    ADDRESS   (...)`, `  health   http://ADDRESS/health`.
+    let mut endpoint = |name: &str| -> SocketAddr {
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let address = line.trim().strip_prefix(name)?.split_whitespace().next()?;
+                let address = address.trim_start_matches("http://").trim_end_matches("/health");
+                address.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("the node printed no {name} endpoint"))
+    };
+    let port = endpoint("redis").port();
+    let http = endpoint("health");
+    Node { child, port, http, _stdout: lines }
+}
+
+/// The status line and body of `GET path` on the node's HTTP endpoint.
+fn http_get(address: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: node\r\n\r\n").as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
 
 fn run(program: &str, script: &str, port: u16) {
@@ -91,6 +111,16 @@ fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
         assert_eq!(redis_cli(node.port, &["SET", &format!("kept:{index}"), "v"]), "OK");
     }
     assert_eq!(redis_cli(node.port, &["INCRBY", "kept:counter", "7"]), "7");
+    let (status, _) = http_get(node.http, "/health");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (_, metrics) = http_get(node.http, "/metrics");
+    let syncs = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("strata_raft_wal_syncs_total "))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no WAL sync counter in /metrics:\n{metrics}"));
+    assert!(syncs > 0, "writes were acknowledged without a WAL sync");
+    assert!(metrics.contains("strata_raft_is_leader{shard=\"1\"} 1"), "{metrics}");
     drop(node); // kill -9: no graceful shutdown
     let node = start(&dir);
     for index in 0..50 {
