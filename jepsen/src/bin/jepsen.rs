@@ -86,6 +86,10 @@ struct RunArguments {
     /// `--shards` passed to every node.
     #[arg(long)]
     shards: Option<u32>,
+    /// Another flag for every node, repeatable: `--node-arg=--planted-bug --node-arg=stale-reads`
+    /// runs a deliberately broken build, which the harness must catch.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    node_arguments: Vec<String>,
     /// Seconds of workload under faults.
     #[arg(long, default_value_t = 30)]
     time: u64,
@@ -211,7 +215,12 @@ fn run_cluster(arguments: &RunArguments) -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
-            (Target::Strata { binary, shards: arguments.shards }, usize::from(arguments.nodes))
+            let target = Target::Strata {
+                binary,
+                shards: arguments.shards,
+                node_arguments: arguments.node_arguments.clone(),
+            };
+            (target, usize::from(arguments.nodes))
         }
         TargetName::RedisServer => {
             if faults.contains(&FaultKind::Partition) {

@@ -56,6 +56,8 @@ pub enum Target {
         binary: PathBuf,
         /// `--shards` for every node, if set.
         shards: Option<u32>,
+        /// More flags for every node (such as `--planted-bug stale-reads`).
+        node_arguments: Vec<String>,
     },
     /// One `redis-server` (the harness's own sanity check: it must find what Redis loses).
     RedisServer {
@@ -185,7 +187,7 @@ impl Cluster {
                     state: NodeState::Down,
                 });
             }
-            Target::Strata { binary, shards } => {
+            Target::Strata { binary, shards, node_arguments } => {
                 let ports = free_ports(nodes_count * 3)?;
                 for index in 0..nodes_count {
                     addresses.push(NodeAddresses {
@@ -227,6 +229,7 @@ impl Cluster {
                         arguments.push("--shards".into());
                         arguments.push(shards.to_string().into());
                     }
+                    arguments.extend(node_arguments.iter().map(OsString::from));
                     processes.push(NodeProcess {
                         program: binary.clone(),
                         arguments,

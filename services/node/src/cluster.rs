@@ -1,7 +1,7 @@
 //! The key-value service's view of the cluster: shard `s` is Raft group `s + 1` on the
 //! multi-Raft host, whose state machine is the shard's key-value machine (one LSM store each).
 
-use crate::config::Config;
+use crate::config::{Config, PlantedBug};
 use crate::http::{self, Pages};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -33,6 +33,7 @@ impl StateMachine for Shard {
 pub struct RaftCluster {
     host: Host<Shard>,
     shards: u32,
+    planted_bug: Option<PlantedBug>,
 }
 
 fn group_of(shard: u32) -> GroupId {
@@ -56,7 +57,10 @@ impl RaftCluster {
             .await
             .map_err(|error| format!("open the Raft log: {error}"))?;
         tracing::info!(node = config.id.0, shards = config.shards, "opened");
-        Ok(RaftCluster { host, shards: config.shards })
+        if let Some(bug) = config.planted_bug {
+            tracing::warn!(?bug, "running with a PLANTED BUG: this node is broken on purpose");
+        }
+        Ok(RaftCluster { host, shards: config.shards, planted_bug: config.planted_bug })
     }
 
     /// Why the host stopped, if it failed.
@@ -136,6 +140,9 @@ impl Cluster for RaftCluster {
     }
 
     async fn read_barrier(&self, shard: u32) -> Result<(), ClusterError> {
+        if self.planted_bug == Some(PlantedBug::StaleReads) {
+            return Ok(());
+        }
         self.host.read_barrier(group_of(shard)).await.map_err(cluster_error)
     }
 

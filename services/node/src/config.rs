@@ -53,6 +53,18 @@ pub struct Flags {
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Breaks the node on purpose, to show that the Jepsen harness catches the bug. Never for
+    /// real data; hidden from --help.
+    #[arg(long, value_enum, hide = true)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// A deliberate bug, for testing the tests: a harness that passes a broken build proves nothing.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Reads skip the read barrier and serve whatever the local replica has applied: a follower
+    /// behind, or a node cut off from the majority, answers with old values.
+    StaleReads,
 }
 
 fn parse_peer(text: &str) -> Result<(u32, SocketAddr), String> {
@@ -93,6 +105,7 @@ pub struct Config {
     pub connections_max: usize,
     pub requirepass: Option<String>,
     pub log_level: String,
+    pub planted_bug: Option<PlantedBug>,
 }
 
 impl Config {
@@ -138,6 +151,7 @@ impl Config {
             connections_max: flags.connections_max.or(file.connections_max).unwrap_or(10_000),
             requirepass: flags.requirepass.or(file.requirepass),
             log_level: flags.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            planted_bug: flags.planted_bug,
         };
         config.check()?;
         Ok(config)
@@ -205,6 +219,15 @@ mod tests {
         assert_eq!(config.id, NodeId(1));
         assert_eq!(config.shards, 2);
         assert_eq!(config.voters(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    }
+
+    #[test]
+    fn the_planted_bug_is_off_unless_asked_for_and_hidden_from_help() {
+        assert_eq!(load(&[], "").unwrap().planted_bug, None);
+        let broken = load(&["--planted-bug", "stale-reads"], "").unwrap();
+        assert_eq!(broken.planted_bug, Some(PlantedBug::StaleReads));
+        let help = <Flags as clap::CommandFactory>::command().render_long_help().to_string();
+        assert!(!help.contains("planted"), "{help}");
     }
 
     #[test]
