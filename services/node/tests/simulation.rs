@@ -45,6 +45,7 @@ fn config(node: u32) -> Config {
         connections_max: 64,
         requirepass: None,
         log_level: "warn".into(),
+        planted_bug: None,
     }
 }
 
