@@ -628,6 +628,28 @@ impl<M: StateMachine> Inner<M> {
         Ok(())
     }
 
+    /// Appends a membership change on the group's leader: its (index, term).
+    pub(crate) fn propose_conf_change(
+        &self,
+        group: GroupId,
+        change: strata_raft::ConfChange,
+    ) -> Result<(u64, u64), HostError> {
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.get_mut(&group).ok_or(HostError::UnknownGroup { group })?;
+        let index = group.node.propose_conf_change(change).map_err(|error| match error {
+            strata_raft::Error::NotLeader { leader } => HostError::NotLeader { leader },
+            other => HostError::ChangeRefused { reason: other.to_string() },
+        })?;
+        let term = group.node.term();
+        drop(groups);
+        self.signal.notify();
+        Ok((index, term))
+    }
+
+    pub(crate) fn term_at(&self, group: GroupId, index: u64) -> Option<u64> {
+        self.groups.borrow().get(&group)?.node.term_at(index)
+    }
+
     pub(crate) fn queue_read(
         &self,
         group: GroupId,

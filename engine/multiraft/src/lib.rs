@@ -41,6 +41,7 @@ pub use storage::GroupId;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
+use strata_raft::{ConfChange, Membership};
 use strata_rt::{Duration, NodeId, Runtime};
 use strata_wal::WalError;
 
@@ -69,7 +70,9 @@ pub trait StateMachine: 'static {
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     pub node: NodeId,
-    /// The voters of every group, this node included.
+    /// Every group's bootstrap voters (the same on every node, before any membership change).
+    /// A node that joins later is not among them: it learns its groups' configuration from
+    /// the log its leader sends once a change added it.
     pub voters: Vec<NodeId>,
     /// WAL directory, relative to the runtime's data directory.
     pub wal_dir: String,
@@ -124,6 +127,14 @@ pub enum HostError {
         reason: String,
     },
     Stopped,
+    /// Only the group's leader takes this request; `leader` is the last one heard of.
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    /// The leader refused a membership change (another is under way, or it makes no sense).
+    ChangeRefused {
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for HostError {
@@ -135,6 +146,13 @@ impl std::fmt::Display for HostError {
             HostError::Latched { cause } => write!(formatter, "storage failed: {cause}"),
             HostError::Corruption { reason } => write!(formatter, "corrupt log: {reason}"),
             HostError::Stopped => write!(formatter, "the host stopped"),
+            HostError::NotLeader { leader: Some(leader) } => {
+                write!(formatter, "not the leader; {leader} is")
+            }
+            HostError::NotLeader { leader: None } => write!(formatter, "no leader known"),
+            HostError::ChangeRefused { reason } => {
+                write!(formatter, "membership change refused: {reason}")
+            }
         }
     }
 }
@@ -196,7 +214,6 @@ impl<M: StateMachine> Host<M> {
         config: HostConfig,
         machines: BTreeMap<GroupId, Rc<M>>,
     ) -> Result<Host<M>, HostError> {
-        assert!(config.voters.contains(&config.node), "the node is one of the voters");
         Ok(Host { inner: host::open_inner(rt, config, machines).await? })
     }
 
@@ -251,23 +268,67 @@ impl<M: StateMachine> Host<M> {
         let completion = inner.queue_read(group)?;
         let wait = async {
             let index = completion.await.ok_or(HostError::Stopped)??;
-            let applied = {
-                let groups = inner.groups.borrow();
-                let applier = &groups.get(&group).expect("groups are not removed").applier;
-                if applier.applied_index() >= index {
-                    None
-                } else {
-                    let (completer, completion) = strata_rt::sync::completion();
-                    applier.wait_applied(index, completer);
-                    Some(completion)
-                }
-            };
-            if let Some(applied) = applied {
-                applied.await.ok_or(HostError::Stopped)?;
-            }
-            Ok(())
+            self.wait_applied(group, index).await
         };
         inner.rt.timeout(deadline, wait).await.unwrap_or(Err(HostError::Timeout))
+    }
+
+    /// Changes the membership of `group` by joint consensus (on its leader only) and resolves
+    /// once the new configuration is in force (committed, and the joint phase left): to add a
+    /// node, add it as a learner, then promote it once it caught up; a replacement is
+    /// `[AddVoter(new), Remove(old)]`. One change at a time per group. `Timeout` means the
+    /// outcome is unknown: read [`Host::membership`] on the leader.
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: ConfChange,
+    ) -> Result<Membership, HostError> {
+        self.check_running()?;
+        let inner = &self.inner;
+        let (index, term) = inner.propose_conf_change(group, change)?;
+        let wait = async {
+            self.wait_applied(group, index).await?;
+            if self.inner.term_at(group, index) != Some(term) {
+                // Overwritten by a new leader: the change was never committed.
+                let leader = self.status(group).and_then(|status| status.leader);
+                return Err(HostError::NotLeader { leader });
+            }
+            // The leader leaves the joint configuration by itself once the change committed.
+            loop {
+                let membership = self.membership(group).ok_or(HostError::Stopped)?;
+                if !membership.is_joint() {
+                    return Ok(membership);
+                }
+                self.check_running()?;
+                inner.rt.sleep(inner.config.tick).await;
+            }
+        };
+        inner
+            .rt
+            .timeout(inner.config.request_timeout, wait)
+            .await
+            .unwrap_or(Err(HostError::Timeout))
+    }
+
+    /// The configuration of `group` as this replica knows it (its log's latest, committed or
+    /// not).
+    pub fn membership(&self, group: GroupId) -> Option<Membership> {
+        self.inner.groups.borrow().get(&group).map(|group| group.node.membership().clone())
+    }
+
+    /// Resolves once the local replica of `group` applied `index`.
+    async fn wait_applied(&self, group: GroupId, index: u64) -> Result<(), HostError> {
+        let applied = {
+            let groups = self.inner.groups.borrow();
+            let applier = &groups.get(&group).ok_or(HostError::UnknownGroup { group })?.applier;
+            if applier.applied_index() >= index {
+                return Ok(());
+            }
+            let (completer, completion) = strata_rt::sync::completion();
+            applier.wait_applied(index, completer);
+            completion
+        };
+        applied.await.ok_or(HostError::Stopped)
     }
 
     fn check_running(&self) -> Result<(), HostError> {

@@ -1,26 +1,69 @@
-//! Three nodes host three groups each, on the simulator's full fault model (lossy, reordering,
+//! Nodes host three groups each, on the simulator's full fault model (lossy, reordering,
 //! partitioned network; crashes that lose unsynced writes; torn writes; I/O errors; pauses and
 //! clock drift). Every node runs clients that increment per-group counters through its local
-//! host and read them through read barriers.
+//! host and read them through read barriers. Two scenarios:
+//!
+//! - static: three nodes, all voters of every group;
+//! - membership: five nodes, three bootstrap voters; each group's leader walks the group through
+//!   [`CHANGES`] over and over (add through a learner, add a voter directly, remove, replace,
+//!   five voters and three) while the clients write and the faults go on.
 //!
 //! Checks: every replica applies the same command at each (group, index); acknowledged
 //! increments get distinct outputs; a read sees at least every increment acknowledged before it
-//! started; after the faults stop every node's proposals commit again. A node whose WAL failed
-//! reopens it, as a restarted process would.
+//! started; after the faults stop proposals commit again (static: from every node; membership:
+//! in every group, and every group completes another membership change), and the members of each
+//! group's configuration agree on it. A node whose WAL failed reopens it, as a restarted process
+//! would.
 //!
 //! `STRATA_MULTIRAFT_SEEDS=N STRATA_MULTIRAFT_FIRST_SEED=F cargo nextest run -p strata-multiraft`
-//! sweeps seeds F..F+N (default 0..300).
+//! sweeps seeds F..F+N of both scenarios (default 0..300 static, 0..100 membership).
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use strata_multiraft::{GroupId, Host, HostConfig, HostError, StateMachine};
+use strata_raft::{ConfChange, ConfChangeStep, Membership, Role};
 use strata_rt::{Duration, NodeId, Runtime};
 use strata_sim::{FaultConfig, NodeOptions, Sim};
 
-const NODES: u32 = 3;
+/// Every group's bootstrap voters: nodes 0, 1 and 2.
+const BOOTSTRAP_VOTERS: u32 = 3;
 const GROUPS: [GroupId; 3] = [1, 2, 3];
+
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    nodes: u32,
+    /// Whether group leaders walk their groups through [`CHANGES`].
+    membership: bool,
+}
+
+const STATIC: Scenario = Scenario { nodes: 3, membership: false };
+const MEMBERSHIP: Scenario = Scenario { nodes: 5, membership: true };
+
+/// The membership cycle, from the bootstrap voters {0, 1, 2} back to them.
+const CHANGES: [&[ConfChangeStep]; 7] = {
+    use ConfChangeStep::{AddLearner, AddVoter, Remove};
+    [
+        &[AddLearner(NodeId(3))],                  // {0,1,2} learner 3
+        &[AddVoter(NodeId(3))],                    // {0,1,2,3}: promoted
+        &[AddVoter(NodeId(4))],                    // {0,1,2,3,4}: added directly
+        &[Remove(NodeId(0))],                      // {1,2,3,4}
+        &[AddVoter(NodeId(0)), Remove(NodeId(1))], // {0,2,3,4}: 1 replaced by 0
+        &[Remove(NodeId(4))],                      // {0,2,3}
+        &[AddVoter(NodeId(1)), Remove(NodeId(3))], // {0,1,2}: 3 replaced by 1
+    ]
+};
+
+/// The configuration after the first `done` changes of the cycle.
+fn stage(done: usize) -> Membership {
+    let mut membership = Membership::with_voters((0..BOOTSTRAP_VOTERS).map(NodeId));
+    for steps in &CHANGES[..done] {
+        let change = ConfChange { steps: steps.to_vec() };
+        membership = membership.apply(&change).unwrap().leave_joint();
+    }
+    membership
+}
 
 #[derive(Default)]
 struct Record {
@@ -32,6 +75,15 @@ struct Record {
     reads: u64,
     /// Per node, proposals acknowledged after the faults stopped.
     final_writes: BTreeMap<u32, u64>,
+    /// Per group, the same.
+    final_writes_by_group: BTreeMap<GroupId, u64>,
+    /// Per group, membership changes completed (in force), and those after the faults stopped.
+    changes: BTreeMap<GroupId, u64>,
+    final_changes: BTreeMap<GroupId, u64>,
+    /// Set when the membership scenario stops changing configurations, to compare them.
+    changes_stopped: bool,
+    /// Per (node, group), what the node last reported: role, term, configuration.
+    views: BTreeMap<(u32, GroupId), (Role, u64, Membership)>,
 }
 
 struct Counter {
@@ -69,7 +121,7 @@ impl StateMachine for Counter {
 }
 
 fn config(node: NodeId) -> HostConfig {
-    let voters = (0..NODES).map(NodeId).collect();
+    let voters = (0..BOOTSTRAP_VOTERS).map(NodeId).collect();
     let mut config = HostConfig::new(node, voters);
     config.request_timeout = Duration::from_secs(2);
     config.wal.segment_bytes = 1 << 20;
@@ -79,9 +131,14 @@ fn config(node: NodeId) -> HostConfig {
 
 /// One process: serve until the host latches (a failed sync or a corrupt log), then reopen
 /// from the files, as a restarted process would.
-async fn boot(rt: Runtime, record: Rc<RefCell<Record>>, faults_over: Rc<Cell<bool>>) {
+async fn boot(
+    rt: Runtime,
+    scenario: Scenario,
+    record: Rc<RefCell<Record>>,
+    faults_over: Rc<Cell<bool>>,
+) {
     loop {
-        match serve(&rt, &record, &faults_over).await {
+        match serve(&rt, scenario, &record, &faults_over).await {
             Ok(()) | Err(HostError::Latched { .. }) => {}
             Err(error) => panic!("node {}: open failed: {error}", rt.node_id()),
         }
@@ -91,6 +148,7 @@ async fn boot(rt: Runtime, record: Rc<RefCell<Record>>, faults_over: Rc<Cell<boo
 
 async fn serve(
     rt: &Runtime,
+    scenario: Scenario,
     record: &Rc<RefCell<Record>>,
     faults_over: &Rc<Cell<bool>>,
 ) -> Result<(), HostError> {
@@ -102,7 +160,7 @@ async fn serve(
         })
         .collect();
     let host = Host::open(rt, config(rt.node_id()), machines).await?;
-    let clients: Vec<_> = (0..2u64)
+    let mut clients: Vec<_> = (0..2u64)
         .map(|client| {
             rt.spawn(run_client(
                 rt.clone(),
@@ -113,6 +171,11 @@ async fn serve(
             ))
         })
         .collect();
+    if scenario.membership {
+        let (host, record, faults_over) = (host.clone(), record.clone(), faults_over.clone());
+        clients.push(rt.spawn(report_views(rt.clone(), host.clone(), record.clone())));
+        clients.push(rt.spawn(change_memberships(rt.clone(), host, record, faults_over)));
+    }
     while host.failure().is_none() {
         rt.sleep(Duration::from_millis(20)).await;
     }
@@ -142,11 +205,83 @@ async fn run_client(
                 record.acknowledged.entry(group).or_default().push(output);
                 if faults_over.get() {
                     *record.final_writes.entry(rt.node_id().0).or_default() += 1;
+                    *record.final_writes_by_group.entry(group).or_default() += 1;
                 }
             }
         }
         rt.sleep(Duration::from_millis(rng.range_inclusive(1, 20))).await;
     }
+}
+
+/// On every group this node leads, makes the next change of the cycle (until told to stop).
+async fn change_memberships(
+    rt: Runtime,
+    host: Host<Counter>,
+    record: Rc<RefCell<Record>>,
+    faults_over: Rc<Cell<bool>>,
+) {
+    let mut rng = rt.rng();
+    while !record.borrow().changes_stopped {
+        rt.sleep(Duration::from_millis(rng.range_inclusive(50, 150))).await;
+        for group in GROUPS {
+            let membership = host.membership(group).unwrap();
+            if host.status(group).unwrap().role != Role::Leader || membership.is_joint() {
+                continue;
+            }
+            let Some(done) = (0..CHANGES.len()).find(|&done| stage(done) == membership) else {
+                let message =
+                    format!("group {group}: configuration {membership:?} is off the cycle");
+                record.borrow_mut().violations.push(message);
+                continue;
+            };
+            let change = ConfChange { steps: CHANGES[done].to_vec() };
+            // Another leader may have gone on with the cycle by the time this one returns.
+            let Ok(now) = host.change_membership(group, change).await else { continue };
+            let mut record = record.borrow_mut();
+            if !(0..CHANGES.len()).any(|done| stage(done) == now) {
+                record.violations.push(format!("group {group}: changed to {now:?}, off the cycle"));
+            }
+            *record.changes.entry(group).or_default() += 1;
+            if faults_over.get() {
+                *record.final_changes.entry(group).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Reports what this node knows of every group, every 50 ms.
+async fn report_views(rt: Runtime, host: Host<Counter>, record: Rc<RefCell<Record>>) {
+    loop {
+        for group in GROUPS {
+            let status = host.status(group).unwrap();
+            let view = (status.role, status.term, host.membership(group).unwrap());
+            record.borrow_mut().views.insert((rt.node_id().0, group), view);
+        }
+        rt.sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The members of each group's newest configuration (as its leader of the highest term knows
+/// it) all know that configuration.
+fn check_members_agree(record: &Record) -> Result<(), String> {
+    for group in GROUPS {
+        let views: Vec<_> = record.views.iter().filter(|((_, g), _)| *g == group).collect();
+        let Some((_, (_, _, newest))) = views
+            .iter()
+            .filter(|(_, (role, _, _))| *role == Role::Leader)
+            .max_by_key(|(_, (_, term, _))| *term)
+        else {
+            return Err(format!("group {group}: no leader reported"));
+        };
+        for ((node, _), (_, _, membership)) in &views {
+            if newest.contains(NodeId(*node)) && membership != newest {
+                return Err(format!(
+                    "group {group}: node {node} knows {membership:?}, the leader {newest:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn read(host: &Host<Counter>, group: GroupId, record: &RefCell<Record>) {
@@ -167,15 +302,19 @@ async fn read(host: &Host<Counter>, group: GroupId, record: &RefCell<Record>) {
     }
 }
 
-fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
+fn at_least<K: Ord>(counts: &BTreeMap<K, u64>, key: K, floor: u64) -> bool {
+    counts.get(&key).copied().unwrap_or(0) >= floor
+}
+
+fn run(seed: u64, scenario: Scenario) -> (u64, Rc<RefCell<Record>>) {
     let mut draw = strata_rt::Rng::with_seed(seed ^ 0x0303_a1f7);
     let mut sim = Sim::new(seed, FaultConfig::swarm(&mut draw));
     let record: Rc<RefCell<Record>> = Rc::default();
     let faults_over = Rc::new(Cell::new(false));
-    for _ in 0..NODES {
+    for _ in 0..scenario.nodes {
         let (record, faults_over) = (record.clone(), faults_over.clone());
         sim.add_node(NodeOptions::SERVER, move |rt| {
-            Box::pin(boot(rt, record.clone(), faults_over.clone()))
+            Box::pin(boot(rt, scenario, record.clone(), faults_over.clone()))
         });
     }
     let fault_duration = Duration::from_secs(20);
@@ -185,8 +324,25 @@ fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
     faults_over.set(true);
     let live = sim.run_until(Duration::from_secs(20), || {
         let record = record.borrow();
-        (0..NODES).all(|node| record.final_writes.get(&node).copied().unwrap_or(0) >= 3)
+        if scenario.membership {
+            GROUPS.iter().all(|&group| {
+                at_least(&record.final_writes_by_group, group, 3)
+                    && at_least(&record.final_changes, group, 1)
+            })
+        } else {
+            (0..scenario.nodes).all(|node| at_least(&record.final_writes, node, 3))
+        }
     });
+    if scenario.membership && live {
+        // Let changes under way finish and every member catch up (no fault holds one back any
+        // more), then compare what they report.
+        record.borrow_mut().changes_stopped = true;
+        sim.run_for(Duration::from_secs(3));
+        let agreement = check_members_agree(&record.borrow());
+        if let Err(disagreement) = agreement {
+            record.borrow_mut().violations.push(disagreement);
+        }
+    }
     let record_check = record.borrow();
     if !record_check.violations.is_empty() {
         eprintln!("seed {seed}: faults {}\n{:?}", sim.config().describe(), sim.stats());
@@ -194,8 +350,8 @@ fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
     assert!(record_check.violations.is_empty(), "seed {seed}: {:?}", record_check.violations);
     assert!(
         live,
-        "seed {seed}: liveness: {:?} writes per node after healing",
-        record_check.final_writes
+        "seed {seed}: liveness: writes after healing per node {:?}, per group {:?}; changes {:?}",
+        record_check.final_writes, record_check.final_writes_by_group, record_check.final_changes
     );
     for (group, outputs) in &record_check.acknowledged {
         let mut sorted = outputs.clone();
@@ -204,9 +360,10 @@ fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
         assert_eq!(sorted.len(), outputs.len(), "seed {seed}: group {group}: an output twice");
     }
     eprintln!(
-        "seed {seed}: {} acknowledged, {} reads, trace {:016x}, {:?}",
+        "seed {seed}: {} acknowledged, {} reads, {:?} membership changes, trace {:016x}, {:?}",
         record_check.acknowledged.values().map(Vec::len).sum::<usize>(),
         record_check.reads,
+        record_check.changes,
         sim.trace_hash(),
         sim.stats()
     );
@@ -214,19 +371,39 @@ fn run(seed: u64) -> (u64, Rc<RefCell<Record>>) {
     (sim.trace_hash(), record)
 }
 
+/// Seeds `F..F+N` from the environment, `default_count` of them from 0 if unset.
+fn seeds(default_count: u64) -> std::ops::Range<u64> {
+    let variable = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
+    let count: u64 = variable("STRATA_MULTIRAFT_SEEDS").unwrap_or(default_count);
+    let first: u64 = variable("STRATA_MULTIRAFT_FIRST_SEED").unwrap_or(0);
+    first..first + count
+}
+
 #[test]
 fn groups_stay_consistent_and_live_under_faults() {
-    let variable = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
-    let seeds: u64 = variable("STRATA_MULTIRAFT_SEEDS").unwrap_or(300);
-    let first: u64 = variable("STRATA_MULTIRAFT_FIRST_SEED").unwrap_or(0);
+    let seeds = seeds(300);
     let mut acknowledged = 0;
-    for seed in first..first + seeds {
-        let (_, record) = run(seed);
+    for seed in seeds.clone() {
+        let (_, record) = run(seed, STATIC);
         let record = record.borrow();
         acknowledged += record.acknowledged.values().map(Vec::len).sum::<usize>();
         assert!(record.reads > 0, "seed {seed}: no read completed");
     }
-    assert!(acknowledged > 100 * seeds as usize, "only {acknowledged} writes acknowledged");
+    assert!(acknowledged > 100 * seeds.count(), "only {acknowledged} writes acknowledged");
+}
+
+#[test]
+fn membership_changes_under_load_and_faults_stay_consistent_and_live() {
+    let seeds = seeds(100);
+    let mut changes = 0;
+    for seed in seeds.clone() {
+        let (_, record) = run(seed, MEMBERSHIP);
+        let record = record.borrow();
+        changes += record.changes.values().sum::<u64>();
+        assert!(record.reads > 0, "seed {seed}: no read completed");
+    }
+    // Each group goes round the cycle about once per seed even under faults.
+    assert!(changes > 10 * seeds.count() as u64, "only {changes} membership changes");
 }
 
 /// A sync failed, the host latched and reopened the WAL in the same process: the page cache
@@ -235,7 +412,7 @@ fn groups_stay_consistent_and_live_under_faults() {
 /// open, every record no later record proves durable.
 #[test]
 fn seed_14_reopen_after_a_failed_sync_makes_the_tail_durable() {
-    run(14);
+    run(14, STATIC);
 }
 
 /// A sync of the directory failed while the WAL created its first segment; the host reopened
@@ -244,10 +421,11 @@ fn seed_14_reopen_after_a_failed_sync_makes_the_tail_durable() {
 /// its directory and rewrites unwitnessed segment headers at every open.
 #[test]
 fn seed_134_reopen_makes_a_segment_name_durable() {
-    run(134);
+    run(134, STATIC);
 }
 
 #[test]
 fn a_seed_replays_exactly() {
-    assert_eq!(run(42).0, run(42).0);
+    assert_eq!(run(42, STATIC).0, run(42, STATIC).0);
+    assert_eq!(run(42, MEMBERSHIP).0, run(42, MEMBERSHIP).0);
 }
