@@ -3,6 +3,7 @@
 //! every shard) and which shard its keys live on: `slot = crc16(hashtag(key)) % 16384` as in Redis
 //! Cluster, and slots map to shards in contiguous ranges.
 
+use crate::commands::parse_integer;
 use crate::resp::Reply;
 
 pub const SLOTS: u32 = 16384;
@@ -38,6 +39,9 @@ pub struct CommandSpec {
     /// Position of the last key; negative counts from the end (-1: the last argument).
     pub last_key: i32,
     pub step: i32,
+    /// Position of the argument that says how many keys follow it (`ZUNION numkeys key...`,
+    /// `BLMPOP timeout numkeys key...`); 0: none. Redis calls these movable keys.
+    pub key_count_position: i32,
     pub group: &'static str,
     pub summary: &'static str,
 }
@@ -57,8 +61,17 @@ const fn spec(
         first_key: keys.0,
         last_key: keys.1,
         step: keys.2,
+        key_count_position: 0,
         group,
         summary,
+    }
+}
+
+impl CommandSpec {
+    /// This spec with keys counted by the argument at `position` (besides its fixed keys).
+    const fn keys_counted_at(mut self, position: i32) -> CommandSpec {
+        self.key_count_position = position;
+        self
     }
 }
 
@@ -297,14 +310,63 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("zadd", -4, W, ONE, "sorted-set", "Adds members to a sorted set, or updates scores."),
     spec("zcard", 2, R, ONE, "sorted-set", "Returns the number of members in a sorted set."),
     spec("zcount", 4, R, ONE, "sorted-set", "Returns the count of members with scores in a range."),
+    spec(
+        "zdiff",
+        -3,
+        R,
+        NONE,
+        "sorted-set",
+        "Returns the difference between multiple sorted sets.",
+    )
+    .keys_counted_at(1),
+    spec("zdiffstore", -4, W, ONE, "sorted-set", "Stores the difference of sorted sets in a key.")
+        .keys_counted_at(2),
     spec("zincrby", 4, W, ONE, "sorted-set", "Increments the score of a member in a sorted set."),
+    spec("zinter", -3, R, NONE, "sorted-set", "Returns the intersect of multiple sorted sets.")
+        .keys_counted_at(1),
+    spec(
+        "zintercard",
+        -3,
+        R,
+        NONE,
+        "sorted-set",
+        "Returns the number of members of the intersect of multiple sorted sets.",
+    )
+    .keys_counted_at(1),
+    spec("zinterstore", -4, W, ONE, "sorted-set", "Stores the intersect of sorted sets in a key.")
+        .keys_counted_at(2),
+    spec(
+        "zlexcount",
+        4,
+        R,
+        ONE,
+        "sorted-set",
+        "Returns the number of members within a lexicographical range.",
+    ),
     spec("zmscore", -3, R, ONE, "sorted-set", "Returns the score of one or more members."),
     spec("zpopmax", -2, W, ONE, "sorted-set", "Removes and returns the highest-scoring members."),
     spec("zpopmin", -2, W, ONE, "sorted-set", "Removes and returns the lowest-scoring members."),
     spec("zrange", -4, R, ONE, "sorted-set", "Returns members in a sorted set within a range."),
+    spec(
+        "zrangebylex",
+        -4,
+        R,
+        ONE,
+        "sorted-set",
+        "Returns members within a lexicographical range.",
+    ),
     spec("zrangebyscore", -4, R, ONE, "sorted-set", "Returns members within a range of scores."),
+    spec("zrangestore", -5, W, TWO, "sorted-set", "Stores a range of members in a key."),
     spec("zrank", -3, R, ONE, "sorted-set", "Returns the index of a member ordered by score."),
     spec("zrem", -3, W, ONE, "sorted-set", "Removes one or more members from a sorted set."),
+    spec(
+        "zremrangebylex",
+        4,
+        W,
+        ONE,
+        "sorted-set",
+        "Removes members within a lexicographical range.",
+    ),
     spec("zremrangebyrank", 4, W, ONE, "sorted-set", "Removes members within a range of indexes."),
     spec("zremrangebyscore", 4, W, ONE, "sorted-set", "Removes members within a range of scores."),
     spec(
@@ -314,6 +376,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         ONE,
         "sorted-set",
         "Returns members within a range of indexes, reversed.",
+    ),
+    spec(
+        "zrevrangebylex",
+        -4,
+        R,
+        ONE,
+        "sorted-set",
+        "Returns members within a lexicographical range, reversed.",
     ),
     spec("zrevrangebyscore", -4, R, ONE, "sorted-set", "Returns members within scores, reversed."),
     spec(
@@ -326,6 +396,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec("zscan", -3, R, ONE, "sorted-set", "Iterates over members and scores of a sorted set."),
     spec("zscore", 3, R, ONE, "sorted-set", "Returns the score of a member in a sorted set."),
+    spec("zunion", -3, R, NONE, "sorted-set", "Returns the union of multiple sorted sets.")
+        .keys_counted_at(1),
+    spec(
+        "zunionstore",
+        -4,
+        W,
+        ONE,
+        "sorted-set",
+        "Stores the union of multiple sorted sets in a key.",
+    )
+    .keys_counted_at(2),
 ];
 
 /// The spec of `name` (any case).
@@ -376,7 +457,26 @@ impl CommandSpec {
         if self.name == "publish" {
             return arguments.get(1).map(Vec::as_slice).into_iter().collect();
         }
-        self.key_positions(arguments.len()).into_iter().map(|at| arguments[at].as_slice()).collect()
+        let fixed = self.key_positions(arguments.len()).into_iter().map(|at| &arguments[at]);
+        fixed.chain(self.counted_keys(arguments)).map(Vec::as_slice).collect()
+    }
+
+    /// The keys after the key count argument, if any. None when the count is not a positive
+    /// integer the arguments can hold: the command then answers its own error (as Redis finds
+    /// no keys in such a request either).
+    fn counted_keys<'a>(&self, arguments: &'a [Vec<u8>]) -> &'a [Vec<u8>] {
+        if self.key_count_position <= 0 {
+            return &[];
+        }
+        let position = self.key_count_position as usize;
+        let count = arguments.get(position).and_then(|count| parse_integer(count));
+        let first = position + 1;
+        match count.and_then(|count| usize::try_from(count).ok()) {
+            Some(count) if count >= 1 && count <= arguments.len() - first => {
+                &arguments[first..first + count]
+            }
+            _ => &[],
+        }
     }
 
     fn flag_names(&self) -> Vec<Reply> {
@@ -390,11 +490,15 @@ impl CommandSpec {
             (NO_AUTH, "no_auth"),
             (CONNECTION, "fast"),
         ];
-        names
+        let mut flags: Vec<Reply> = names
             .iter()
             .filter(|(flag, _)| self.has(*flag))
             .map(|(_, name)| Reply::Simple((*name).into()))
-            .collect()
+            .collect();
+        if self.key_count_position > 0 {
+            flags.push(Reply::Simple("movablekeys".into()));
+        }
+        flags
     }
 
     /// The COMMAND INFO entry.
@@ -512,5 +616,33 @@ mod tests {
         let get = lookup(b"get").unwrap();
         assert_eq!(get.key_positions(2), vec![1]);
         assert!(lookup(b"nosuch").is_none());
+    }
+
+    fn arguments(text: &str) -> Vec<Vec<u8>> {
+        text.split(' ').map(|part| part.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn counted_keys_follow_their_count() {
+        let keys = |text: &str| {
+            let request = arguments(text);
+            let spec = lookup(&request[0]).unwrap();
+            spec.keys(&request).iter().map(|key| key.to_vec()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys("ZRANGESTORE out in 0 -1"), arguments("out in"));
+        assert_eq!(keys("ZUNIONSTORE out 2 a b WEIGHTS 1 2"), arguments("out a b"));
+        assert_eq!(keys("ZINTER 1 a b"), arguments("a"));
+        assert_eq!(keys("ZDIFF 3 a b c"), arguments("a b c"));
+        // A count the arguments cannot hold, or not a positive integer: no counted keys.
+        assert_eq!(keys("ZUNIONSTORE out 3 a b"), arguments("out"));
+        for bad in ["ZINTERCARD 0 a", "ZINTERCARD -1 a", "ZINTERCARD x a", "ZINTERCARD 01 a"] {
+            assert!(keys(bad).is_empty(), "{bad}");
+        }
+        let info = lookup(b"zunion").unwrap().info_reply();
+        let Reply::Array(fields) = info else { panic!("COMMAND INFO is an array") };
+        assert_eq!(
+            fields[2],
+            Reply::Set(vec![Reply::Simple("readonly".into()), Reply::Simple("movablekeys".into())])
+        );
     }
 }

@@ -44,7 +44,7 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let other = format!("k{}", rng.below(12));
     let value = format!("v{}", rng.below(1000));
     let number = rng.below(20).to_string();
-    let text: Vec<String> = match rng.below(30) {
+    let text: Vec<String> = match rng.below(33) {
         0 => vec!["SET".into(), key, value],
         1 => vec!["SET".into(), key, value, "PX".into(), (rng.below(500) + 1).to_string()],
         2 => vec!["GET".into(), key],
@@ -74,6 +74,9 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         26 => vec!["GETEX".into(), key, "PX".into(), "100".into()],
         27 => vec!["SINTERSTORE".into(), key.clone(), other, key],
         28 => vec!["LTRIM".into(), key, "1".into(), "-2".into()],
+        29 => vec!["ZUNIONSTORE".into(), key.clone(), "2".into(), key, other],
+        30 => vec!["ZRANGESTORE".into(), key, other, "(v3".into(), "+".into(), "BYLEX".into()],
+        31 => vec!["ZREMRANGEBYLEX".into(), key, "-".into(), format!("[{value}")],
         _ => vec!["BLPOP".into(), key, other, "0".into()],
     };
     args(&text)

@@ -8,6 +8,8 @@ mod lists;
 mod sets;
 mod strings;
 mod zsets;
+mod zsets_algebra;
+mod zsets_range;
 
 use crate::command;
 use crate::layout::{self, Metadata};
@@ -42,10 +44,8 @@ pub async fn execute(context: &mut Context<'_>, arguments: &[Vec<u8>]) -> Outcom
     if !spec.arity_ok(arguments.len()) {
         return error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
     }
-    for position in spec.key_positions(arguments.len()) {
-        if arguments[position].len() > KEY_BYTES_MAX {
-            return error("ERR key too long");
-        }
+    if spec.keys(arguments).iter().any(|key| key.len() > KEY_BYTES_MAX) {
+        return error("ERR key too long");
     }
     if spec.has(command::WRITE) && !context.is_write() {
         return error(&format!("ERR '{}' is a write command", spec.name));

@@ -3,19 +3,25 @@
 
 use super::store_collection;
 use super::{check_element, elements, error, integer, load_or_new, scan_elements};
-use crate::layout::{self, TYPE_SET};
+use crate::layout::{self, Metadata, TYPE_SET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
 use std::collections::BTreeSet;
 
+/// The members of the set described by `metadata`, in order.
+pub(super) async fn set_members(
+    context: &Context<'_>,
+    key: &[u8],
+    metadata: &Metadata,
+) -> Outcome<Vec<Vec<u8>>> {
+    let records = elements(context, key, metadata, b"").await?;
+    Ok(records.into_iter().map(|(member, _)| member).collect())
+}
+
 /// The members of the set at `key` (empty if absent; WRONGTYPE for another type).
 async fn members(context: &mut Context<'_>, key: &[u8]) -> Outcome<BTreeSet<Vec<u8>>> {
     match context.meta_of(key, TYPE_SET).await? {
-        Some(metadata) => Ok(elements(context, key, &metadata, b"")
-            .await?
-            .into_iter()
-            .map(|(member, _)| member)
-            .collect()),
+        Some(metadata) => Ok(set_members(context, key, &metadata).await?.into_iter().collect()),
         None => Ok(BTreeSet::new()),
     }
 }

@@ -1,10 +1,13 @@
-//! Sorted sets: ZADD ZCARD ZSCORE ZMSCORE ZINCRBY ZREM ZRANGE ZRANGEBYSCORE ZREVRANGE
-//! ZREVRANGEBYSCORE ZRANK ZREVRANK ZCOUNT ZPOPMIN ZPOPMAX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZSCAN.
+//! Sorted sets: ZADD ZCARD ZSCORE ZMSCORE ZINCRBY ZREM ZRANGE (BYSCORE, BYLEX, REV, LIMIT)
+//! ZRANGESTORE ZRANGEBYSCORE ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX ZREVRANGE ZRANK ZREVRANK
+//! ZCOUNT ZLEXCOUNT ZPOPMIN ZPOPMAX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREMRANGEBYLEX ZSCAN.
 //! Two elements per member: `'m' member -> score (f64 bits LE)` and
 //! `'o' [sortable score] member -> empty`, so members sort by (score, member) as in Redis.
+//! Ranges (by rank, score or lex) are parsed and selected in `zsets_range`.
 
-use super::{check_element, elements, error, float, integer, load_or_new, parse_float};
-use super::{resolve_range, scan_elements, store_collection, upper, SYNTAX};
+use super::zsets_range::{Range, RangeKind, RangeRequest};
+use super::{check_element, elements, error, float, integer, load_or_new};
+use super::{scan_elements, store_collection, upper, zsets_algebra, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_ZSET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
@@ -56,6 +59,23 @@ fn remove(context: &mut Context<'_>, key: &[u8], metadata: &Metadata, member: &[
     context.delete_raw(order_key(key, metadata, score, member));
 }
 
+/// Every member of the sorted set described by `metadata`, with its score, by (score, member).
+pub(super) async fn scored(
+    context: &Context<'_>,
+    key: &[u8],
+    metadata: &Metadata,
+) -> Outcome<Vec<(Vec<u8>, f64)>> {
+    let records = elements(context, key, metadata, &[TAG_ORDER]).await?;
+    Ok(records
+        .into_iter()
+        .filter(|(sub, _)| sub.len() >= 8)
+        .map(|(sub, _)| {
+            let score = layout::score_from_sortable(sub[..8].try_into().expect("8 bytes"));
+            (sub[8..].to_vec(), score)
+        })
+        .collect())
+}
+
 /// Every member with its score, by (score, member).
 async fn ordered(
     context: &mut Context<'_>,
@@ -64,47 +84,33 @@ async fn ordered(
     let Some(metadata) = context.meta_of(key, TYPE_ZSET).await? else {
         return Ok((None, Vec::new()));
     };
-    let records = elements(context, key, &metadata, &[TAG_ORDER]).await?;
-    let members = records
-        .into_iter()
-        .filter(|(sub, _)| sub.len() >= 8)
-        .map(|(sub, _)| {
-            let score = layout::score_from_sortable(sub[..8].try_into().expect("8 bytes"));
-            (sub[8..].to_vec(), score)
-        })
-        .collect();
+    let members = scored(context, key, &metadata).await?;
     Ok((Some(metadata), members))
 }
 
-/// A score bound: `(1.5` exclusive, `1.5` inclusive, `-inf`, `+inf`.
-fn bound(argument: &[u8]) -> Outcome<(f64, bool)> {
-    let (text, exclusive) = match argument.strip_prefix(b"(") {
-        Some(rest) => (rest, true),
-        None => (argument, false),
-    };
-    match parse_float(text) {
-        Some(value) => Ok((value, exclusive)),
-        None => error("ERR min or max is not a float"),
+/// Replaces whatever is at `key` with a sorted set of `members` (distinct), or deletes it when
+/// there are none (ZRANGESTORE, ZUNIONSTORE...).
+pub(super) async fn store_zset(
+    context: &mut Context<'_>,
+    key: &[u8],
+    members: &[(Vec<u8>, f64)],
+) -> Outcome<()> {
+    if let Some(old) = context.meta(key).await? {
+        context.delete_key(key, &old);
     }
+    if members.is_empty() {
+        return Ok(());
+    }
+    let mut metadata = context.new_meta(TYPE_ZSET);
+    for (member, score) in members {
+        put(context, key, &metadata, member, None, *score);
+    }
+    metadata.count = members.len() as u64;
+    store_collection(context, key, &mut metadata);
+    Ok(())
 }
 
-fn above(score: f64, (min, exclusive): (f64, bool)) -> bool {
-    if exclusive {
-        score > min
-    } else {
-        score >= min
-    }
-}
-
-fn below(score: f64, (max, exclusive): (f64, bool)) -> bool {
-    if exclusive {
-        score < max
-    } else {
-        score <= max
-    }
-}
-
-fn with_scores(items: Vec<(Vec<u8>, f64)>, scores: bool) -> Reply {
+pub(super) fn with_scores(items: Vec<(Vec<u8>, f64)>, scores: bool) -> Reply {
     if scores {
         Reply::Pairs(items.into_iter().map(|(m, s)| (Reply::Bulk(m), Reply::Double(s))).collect())
     } else {
@@ -183,14 +189,27 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                 Reply::Integer(rank as i64)
             })
         }
-        "zcount" => {
-            let (min, max) = (bound(&a[2])?, bound(&a[3])?);
+        "zcount" | "zlexcount" => {
+            let kind = if name == "zcount" { RangeKind::Score } else { RangeKind::Lex };
+            let range = Range::parse(kind, &a[2], &a[3])?;
             let (_, members) = ordered(context, key).await?;
-            let count = members.iter().filter(|(_, s)| above(*s, min) && below(*s, max)).count();
+            let count = members.iter().filter(|(member, s)| range.contains(member, *s)).count();
             Ok(Reply::Integer(count as i64))
         }
-        "zrange" | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" => {
-            zrange(context, name, a).await
+        "zrange" | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex"
+        | "zrevrangebylex" => {
+            let request = RangeRequest::parse(name, &a[2..])?;
+            let (_, members) = ordered(context, key).await?;
+            Ok(with_scores(request.select(members), request.scores))
+        }
+        "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
+        | "zintercard" => zsets_algebra::run(context, name, a).await,
+        "zrangestore" => {
+            let request = RangeRequest::parse(name, &a[3..])?;
+            let (_, members) = ordered(context, &a[2]).await?;
+            let selected = request.select(members);
+            store_zset(context, &a[1], &selected).await?;
+            Ok(Reply::Integer(selected.len() as i64))
         }
         "zpopmin" | "zpopmax" => {
             if a.len() > 3 {
@@ -228,18 +247,15 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             }
             Ok(with_scores(members, true))
         }
-        "zremrangebyrank" | "zremrangebyscore" => {
-            let (metadata, members) = ordered(context, key).await?;
-            let selected: Vec<(Vec<u8>, f64)> = if name == "zremrangebyrank" {
-                let (start, stop) = (integer(&a[2])?, integer(&a[3])?);
-                match resolve_range(start, stop, members.len() as u64) {
-                    Some((start, end)) => members[start as usize..end as usize].to_vec(),
-                    None => Vec::new(),
-                }
-            } else {
-                let (min, max) = (bound(&a[2])?, bound(&a[3])?);
-                members.into_iter().filter(|(_, s)| above(*s, min) && below(*s, max)).collect()
+        "zremrangebyrank" | "zremrangebyscore" | "zremrangebylex" => {
+            let kind = match name {
+                "zremrangebyrank" => RangeKind::Rank,
+                "zremrangebyscore" => RangeKind::Score,
+                _ => RangeKind::Lex,
             };
+            let range = Range::parse(kind, &a[2], &a[3])?;
+            let (metadata, members) = ordered(context, key).await?;
+            let selected = range.select(members, false, None);
             let Some(mut metadata) = metadata else { return Ok(Reply::Integer(0)) };
             for (member, score) in &selected {
                 remove(context, key, &metadata, member, *score);
@@ -334,61 +350,4 @@ async fn zadd(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
         return Ok(incr_result.map_or(Reply::Null, Reply::Double));
     }
     Ok(Reply::Integer(if ch { added + changed } else { added }))
-}
-
-async fn zrange(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcome<Reply> {
-    let key = &a[1];
-    let mut by_score = name.contains("byscore");
-    let mut by_lex = false;
-    let mut reverse = name.starts_with("zrev");
-    let mut scores = false;
-    let mut limit: Option<(i64, i64)> = None;
-    let mut position = 4;
-    while position < a.len() {
-        match upper(&a[position]).as_slice() {
-            b"WITHSCORES" => scores = true,
-            b"BYSCORE" if name == "zrange" => by_score = true,
-            b"BYLEX" if name == "zrange" => by_lex = true,
-            b"REV" if name == "zrange" => reverse = true,
-            b"LIMIT" if position + 2 < a.len() && name != "zrevrange" => {
-                limit = Some((integer(&a[position + 1])?, integer(&a[position + 2])?));
-                position += 2;
-            }
-            _ => return error(SYNTAX),
-        }
-        position += 1;
-    }
-    if by_lex {
-        return error("ERR BYLEX is not supported");
-    }
-    if limit.is_some() && !by_score {
-        return error(
-            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
-        );
-    }
-    let (_, mut members) = ordered(context, key).await?;
-    if reverse {
-        members.reverse();
-    }
-    let selected: Vec<(Vec<u8>, f64)> = if by_score {
-        // ZREVRANGEBYSCORE and ZRANGE ... BYSCORE REV take max first.
-        let (first, second) = (bound(&a[2])?, bound(&a[3])?);
-        let (min, max) = if reverse { (second, first) } else { (first, second) };
-        let matching = members.into_iter().filter(|(_, s)| above(*s, min) && below(*s, max));
-        match limit {
-            Some((offset, count)) if offset >= 0 => {
-                let count = if count < 0 { usize::MAX } else { count as usize };
-                matching.skip(offset as usize).take(count).collect()
-            }
-            Some(_) => Vec::new(),
-            None => matching.collect(),
-        }
-    } else {
-        let (start, stop) = (integer(&a[2])?, integer(&a[3])?);
-        match resolve_range(start, stop, members.len() as u64) {
-            Some((start, end)) => members[start as usize..end as usize].to_vec(),
-            None => Vec::new(),
-        }
-    };
-    Ok(with_scores(selected, scores))
 }

@@ -1,0 +1,200 @@
+//! Redis commands through the server (over [`LocalCluster`], four shards, in simulation) against
+//! a golden transcript, `commands.golden`: each `> command` line is followed by the reply as a
+//! client decodes it, one line when RESP2 and RESP3 agree, else a `resp2:` and a `resp3:` line.
+//! The transcript runs twice from an empty keyspace, once per protocol. Replies are written as
+//! `+simple`, `-error`, `:integer`, `"bulk"`, `,double`, `#t`, `nil` (null bulk, and RESP3's
+//! null), `nil-array` (RESP2's null array), `[array]`, `~[set]`, `%{map}`. The expected replies
+//! were checked against redis-server 7. On a mismatch the test prints the whole transcript as
+//! this build answers it, to compare and paste. Randomized replies (HRANDFIELD...) and blocked
+//! clients woken by another connection are checked by the tests after it.
+#![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use strata_kv::resp::{decode_reply, encode_request, format_double};
+use strata_kv::{serve, LocalCluster, Reply, ServerConfig};
+use strata_rt::{Duration, NodeId, Runtime, Stream};
+use strata_sim::{node_ip, FaultConfig, NodeOptions, Sim};
+
+const NODE: NodeId = NodeId(0);
+const SHARDS: u32 = 4;
+const GOLDEN: &str = include_str!("commands.golden");
+
+/// Runs `body` against a fresh server on one simulated node.
+fn with_server<F: std::future::Future<Output = ()> + 'static>(
+    seed: u64,
+    body: impl FnOnce(Runtime, SocketAddr) -> F + 'static,
+) {
+    let mut sim = Sim::new(seed, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    let done = Rc::new(Cell::new(false));
+    let finished = done.clone();
+    let _task = rt.clone().spawn(async move {
+        let cluster = Rc::new(LocalCluster::open(&rt, "kv", SHARDS).await.unwrap());
+        let address = SocketAddr::new(node_ip(NODE), 6379);
+        let listener = rt.net().listen(address).unwrap();
+        let config = ServerConfig { listen: address, expire_interval_ms: 0, ..Default::default() };
+        let _server = rt.spawn(serve(rt.clone(), cluster, listener, config));
+        body(rt, address).await;
+        finished.set(true);
+    });
+    assert!(sim.run_until(Duration::from_secs(600), || done.get()), "the test body finished");
+}
+
+/// One client connection.
+struct Client {
+    stream: Stream,
+    buffered: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(rt: &Runtime, address: SocketAddr, protocol: u8) -> Client {
+        let stream = rt.net().connect(address).await.unwrap();
+        let mut client = Client { stream, buffered: Vec::new() };
+        if protocol == 3 {
+            assert!(matches!(client.call("HELLO 3").await, Reply::Map(_)));
+        }
+        client
+    }
+
+    async fn call(&mut self, text: &str) -> Reply {
+        self.send(text).await;
+        self.receive().await
+    }
+
+    async fn send(&mut self, text: &str) {
+        let arguments: Vec<Vec<u8>> =
+            text.split(' ').map(|part| part.as_bytes().to_vec()).collect();
+        self.stream.write_all(encode_request(&arguments)).await.unwrap();
+    }
+
+    async fn receive(&mut self) -> Reply {
+        loop {
+            if let Some((reply, used)) = decode_reply(&self.buffered).unwrap() {
+                self.buffered.drain(..used);
+                return reply;
+            }
+            let (result, chunk) = self.stream.read(vec![0; 64 << 10]).await;
+            let read = result.unwrap();
+            assert!(read > 0, "the server closed the connection");
+            self.buffered.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// A reply as the transcript writes it.
+fn render(reply: &Reply) -> String {
+    let list = |items: &[Reply]| items.iter().map(render).collect::<Vec<_>>().join(", ");
+    match reply {
+        Reply::Simple(text) => format!("+{text}"),
+        Reply::Error(text) => format!("-{text}"),
+        Reply::Integer(value) => format!(":{value}"),
+        Reply::Bulk(bytes) => format!("\"{}\"", bytes.escape_ascii()),
+        Reply::Null => "nil".into(),
+        Reply::NullArray => "nil-array".into(),
+        Reply::Double(value) => format!(",{}", format_double(*value)),
+        Reply::Boolean(value) => if *value { "#t" } else { "#f" }.into(),
+        Reply::Array(items) => format!("[{}]", list(items)),
+        Reply::Set(items) => format!("~[{}]", list(items)),
+        Reply::Push(items) => format!(">[{}]", list(items)),
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(key, value)| format!("{}: {}", render(key), render(value)))
+                .collect();
+            format!("%{{{}}}", pairs.join(", "))
+        }
+        Reply::Verbatim { format, text } => {
+            format!("={}:\"{}\"", String::from_utf8_lossy(format), text.escape_ascii())
+        }
+    }
+}
+
+/// A command of the transcript and its expected replies in RESP2 and RESP3.
+struct Case {
+    command: String,
+    resp2: String,
+    resp3: String,
+}
+
+fn parse_golden(text: &str) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    for line in text.lines().filter(|line| !line.is_empty() && !line.starts_with('#')) {
+        if let Some(command) = line.strip_prefix("> ") {
+            cases.push(Case {
+                command: command.into(),
+                resp2: String::new(),
+                resp3: String::new(),
+            });
+            continue;
+        }
+        let case = cases.last_mut().expect("a reply follows a command");
+        if let Some(reply) = line.strip_prefix("resp2: ") {
+            case.resp2 = reply.into();
+        } else if let Some(reply) = line.strip_prefix("resp3: ") {
+            case.resp3 = reply.into();
+        } else {
+            (case.resp2, case.resp3) = (line.into(), line.into());
+        }
+    }
+    cases
+}
+
+fn write_golden(cases: &[Case]) -> String {
+    let mut text = String::new();
+    for case in cases {
+        text.push_str(&format!("> {}\n", case.command));
+        if case.resp2 == case.resp3 {
+            text.push_str(&format!("{}\n", case.resp2));
+        } else {
+            text.push_str(&format!("resp2: {}\nresp3: {}\n", case.resp2, case.resp3));
+        }
+    }
+    text
+}
+
+#[test]
+fn commands_answer_as_the_golden_transcript() {
+    let expected = parse_golden(GOLDEN);
+    assert!(expected.len() > 50, "{} cases: the transcript parses", expected.len());
+    let commands: Vec<String> = expected.iter().map(|case| case.command.clone()).collect();
+    let actual: Rc<std::cell::RefCell<Vec<Case>>> = Rc::default();
+    let output = actual.clone();
+    with_server(1, move |rt, address| async move {
+        let mut replies = [Vec::new(), Vec::new()];
+        for (protocol, replies) in [2, 3].into_iter().zip(&mut replies) {
+            let mut client = Client::connect(&rt, address, protocol).await;
+            assert_eq!(client.call("FLUSHALL").await, Reply::ok());
+            for command in &commands {
+                replies.push(render(&client.call(command).await));
+            }
+        }
+        let [resp2, resp3] = replies;
+        for ((command, resp2), resp3) in commands.into_iter().zip(resp2).zip(resp3) {
+            output.borrow_mut().push(Case { command, resp2, resp3 });
+        }
+    });
+    let actual = actual.take();
+    let mismatches: Vec<String> = expected
+        .iter()
+        .zip(&actual)
+        .filter(|(expected, actual)| {
+            expected.resp2 != actual.resp2 || expected.resp3 != actual.resp3
+        })
+        .map(|(expected, actual)| {
+            format!(
+                "> {}\n  expected resp2 {}\n  expected resp3 {}\n  got resp2 {}\n  got resp3 {}",
+                expected.command, expected.resp2, expected.resp3, actual.resp2, actual.resp3
+            )
+        })
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}\n\nthe transcript as answered:\n{}",
+        mismatches.len(),
+        mismatches.join("\n"),
+        write_golden(&actual)
+    );
+}
