@@ -2,14 +2,15 @@
 //! multi-Raft host, whose state machine is the shard's key-value machine (one LSM store each).
 
 use crate::config::{Config, PlantedBug};
-use crate::http::{self, Pages};
+use crate::http::{self, MemberChange, Pages};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use strata_kv::machine::{Machine, Shared};
 use strata_kv::resp::Reply;
 use strata_kv::server::{Cluster, ClusterError};
 use strata_multiraft::{GroupId, Host, HostConfig, HostError, StateMachine};
-use strata_rt::Runtime;
+use strata_raft::{ConfChange, ConfChangeStep, Membership};
+use strata_rt::{NodeId, Runtime};
 
 /// One shard's machine as the host drives it.
 pub struct Shard(Rc<Machine>);
@@ -158,7 +159,90 @@ impl Cluster for RaftCluster {
     }
 }
 
+/// `1,2,3`.
+fn show_ids(ids: &std::collections::BTreeSet<NodeId>) -> String {
+    let ids: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+    ids.join(",")
+}
+
+fn show_membership(membership: &Membership) -> String {
+    let mut out = format!("voters {}", show_ids(&membership.voters));
+    if membership.is_joint() {
+        out += &format!(" (joint with {})", show_ids(&membership.voters_outgoing));
+    }
+    if !membership.learners.is_empty() {
+        out += &format!(" learners {}", show_ids(&membership.learners));
+    }
+    out
+}
+
+/// Whether `change` already holds in `membership` (so asking again is done at once).
+fn already_made(change: MemberChange, membership: &Membership) -> bool {
+    !membership.is_joint()
+        && match change {
+            MemberChange::AddLearner(id) => membership.is_learner(id),
+            MemberChange::AddVoter(id) => membership.is_voter(id),
+            MemberChange::Remove(id) => !membership.contains(id),
+        }
+}
+
+impl RaftCluster {
+    /// Makes `change` on one shard, if this node leads it; a line saying how it went.
+    async fn change_shard(&self, shard: u32, change: MemberChange) -> Result<String, String> {
+        let group = group_of(shard);
+        let membership = self.host.membership(group).expect("every shard has a group");
+        if already_made(change, &membership) {
+            return Ok(format!("shard {shard}: {} (already)", show_membership(&membership)));
+        }
+        let step = match change {
+            MemberChange::AddLearner(id) => ConfChangeStep::AddLearner(id),
+            MemberChange::AddVoter(id) => ConfChangeStep::AddVoter(id),
+            MemberChange::Remove(id) => ConfChangeStep::Remove(id),
+        };
+        let conf_change = ConfChange { steps: vec![step] };
+        match self.host.change_membership(group, conf_change).await {
+            Ok(membership) => Ok(format!("shard {shard}: {}", show_membership(&membership))),
+            Err(HostError::NotLeader { leader: Some(leader) }) => {
+                Err(format!("shard {shard}: node {} leads it; ask there", leader.0))
+            }
+            Err(error) => Err(format!("shard {shard}: {error}")),
+        }
+    }
+}
+
 impl Pages for RaftCluster {
+    fn members(&self) -> String {
+        let mut out = String::new();
+        for shard in 0..self.shards {
+            let group = group_of(shard);
+            let (Some(membership), Some(status)) =
+                (self.host.membership(group), self.host.status(group))
+            else {
+                continue;
+            };
+            let leader = status.leader.map_or("none known".into(), |leader| leader.0.to_string());
+            out += &format!("shard {shard}: leader {leader}, {}\n", show_membership(&membership));
+        }
+        out
+    }
+
+    async fn change_members(&self, change: MemberChange) -> Result<String, String> {
+        tracing::info!(?change, "membership change asked for");
+        let mut lines = Vec::new();
+        let mut all_made = true;
+        for shard in 0..self.shards {
+            let outcome = self.change_shard(shard, change).await;
+            all_made &= outcome.is_ok();
+            lines.push(outcome.unwrap_or_else(|error| error));
+        }
+        let text = lines.join("\n") + "\n";
+        if all_made {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
     fn unhealthy(&self) -> Option<String> {
         if let Some(failure) = self.failure() {
             return Some(failure.to_string());

@@ -40,6 +40,11 @@ pub struct Flags {
     /// Another node, as ID=ADDRESS (its --peer-listen); repeat for each.
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<(u32, SocketAddr)>,
+    /// The voters the cluster started with, comma-separated, the same on every node [default:
+    /// this node and every --peer]. A node started later to join (added through
+    /// `POST /members/...`) is not among them; list it as a --peer of the others.
+    #[arg(long, value_delimiter = ',')]
+    pub initial_voters: Option<Vec<u32>>,
     /// Shards (Raft groups) the keyspace is split into; the same on every node [default: 1].
     /// One shard keeps MULTI/EXEC and multi-key commands atomic over every key.
     #[arg(long)]
@@ -85,6 +90,7 @@ struct File {
     peer_listen: Option<SocketAddr>,
     #[serde(default)]
     peers: BTreeMap<String, SocketAddr>,
+    initial_voters: Option<Vec<u32>>,
     shards: Option<u32>,
     connections_max: Option<usize>,
     requirepass: Option<String>,
@@ -101,6 +107,8 @@ pub struct Config {
     pub peer_listen: Option<SocketAddr>,
     /// The other nodes, by id.
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Every shard's voters at the start, if not this node and every peer.
+    pub initial_voters: Option<Vec<NodeId>>,
     pub shards: u32,
     pub connections_max: usize,
     pub requirepass: Option<String>,
@@ -147,6 +155,10 @@ impl Config {
                 .unwrap_or(([127, 0, 0, 1], 9379).into()),
             peer_listen: flags.peer_listen.or(file.peer_listen),
             peers,
+            initial_voters: flags
+                .initial_voters
+                .or(file.initial_voters)
+                .map(|voters| voters.into_iter().map(NodeId).collect()),
             shards: flags.shards.or(file.shards).unwrap_or(1),
             connections_max: flags.connections_max.or(file.connections_max).unwrap_or(10_000),
             requirepass: flags.requirepass.or(file.requirepass),
@@ -167,6 +179,15 @@ impl Config {
         if self.peers.len() + 1 > NODES_MAX {
             return Err(format!("at most {NODES_MAX} nodes"));
         }
+        if let Some(voters) = &self.initial_voters {
+            let known = |voter| voter == self.id || self.peers.contains_key(&voter);
+            if voters.is_empty() {
+                return Err("--initial-voters needs at least one node".into());
+            }
+            if let Some(unknown) = voters.iter().find(|&&voter| !known(voter)) {
+                return Err(format!("--initial-voters names {}, which is no --peer", unknown.0));
+            }
+        }
         if self.shards == 0 || self.shards > SHARDS_MAX {
             return Err(format!("--shards must be 1..={SHARDS_MAX}"));
         }
@@ -179,11 +200,15 @@ impl Config {
         Ok(())
     }
 
-    /// Every node of the cluster, this one included: the voters of every shard.
+    /// Every shard's voters at the start (bootstrap): `initial_voters`, else every node this
+    /// one knows, itself included. Membership changes go on from there through Raft.
     pub fn voters(&self) -> Vec<NodeId> {
-        let mut voters: Vec<NodeId> = self.peers.keys().copied().collect();
-        voters.push(self.id);
+        let mut voters: Vec<NodeId> = match &self.initial_voters {
+            Some(voters) => voters.clone(),
+            None => self.peers.keys().copied().chain([self.id]).collect(),
+        };
         voters.sort_unstable();
+        voters.dedup();
         voters
     }
 }
@@ -219,6 +244,22 @@ mod tests {
         assert_eq!(config.id, NodeId(1));
         assert_eq!(config.shards, 2);
         assert_eq!(config.voters(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    }
+
+    #[test]
+    fn a_joining_node_is_not_among_the_initial_voters() {
+        let peers = ["--peer-listen", "127.0.0.1:7004", "--peer", "1=127.0.0.1:7001"];
+        let mut arguments = vec!["--id", "4", "--initial-voters", "1"];
+        arguments.extend_from_slice(&peers);
+        assert_eq!(load(&arguments, "").unwrap().voters(), vec![NodeId(1)]);
+        let file = "initial-voters = [1, 4]\n";
+        assert_eq!(
+            load(&["--id", "4", "--config", "x.toml"], file).unwrap_err(),
+            "--initial-voters names 1, which is no --peer"
+        );
+        let mut unknown = vec!["--id", "4", "--initial-voters", "1,2"];
+        unknown.extend_from_slice(&peers);
+        assert!(load(&unknown, "").unwrap_err().contains("names 2"));
     }
 
     #[test]

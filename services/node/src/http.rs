@@ -1,11 +1,15 @@
-//! The operator's HTTP endpoint: `GET /health` and `GET /metrics` (Prometheus text format).
+//! The operator's HTTP endpoint: `GET /health`, `GET /metrics` (Prometheus text format),
+//! `GET /members` (every shard's configuration) and membership changes:
+//! `POST /members/add-learner/ID`, `POST /members/add-voter/ID` (promotes a learner, or adds a
+//! voter directly) and `POST /members/remove/ID`, made on every shard this node leads.
 //!
-//! Two fixed, read-only pages do not need a general HTTP stack: requests are read up to the end
-//! of their headers (bounded), answered, and the connection is closed. Anything else gets a 404,
-//! a malformed or oversized request a 400.
+//! A few fixed pages without bodies do not need a general HTTP stack: requests are read up to the
+//! end of their headers (bounded), answered, and the connection is closed. Anything else gets a
+//! 404, a malformed or oversized request a 400.
 
+use std::future::Future;
 use std::rc::Rc;
-use strata_rt::{Duration, Runtime};
+use strata_rt::{Duration, NodeId, Runtime};
 use strata_rt::{Listener, Stream};
 
 /// The request line and headers of one request, at most.
@@ -15,12 +19,36 @@ const CONNECTIONS_MAX: usize = 64;
 /// A client that sends no complete request in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A membership change an operator asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    AddLearner(NodeId),
+    /// Promotes a learner, or adds a voter directly.
+    AddVoter(NodeId),
+    Remove(NodeId),
+}
+
 /// What the pages show, computed when asked.
 pub trait Pages: 'static {
     /// `None` when healthy, or why not.
     fn unhealthy(&self) -> Option<String>;
     /// The Prometheus text exposition.
     fn metrics(&self) -> String;
+    /// Every shard's configuration, one line each.
+    fn members(&self) -> String;
+    /// Makes `change` on every shard; `Err` (with every shard's outcome) unless all took it.
+    fn change_members(&self, change: MemberChange) -> impl Future<Output = Result<String, String>>;
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Metrics,
+    Members,
+    Change(MemberChange),
+    NotFound,
+    BadRequest,
 }
 
 /// Serves until the task is dropped.
@@ -39,7 +67,7 @@ pub async fn serve<P: Pages>(rt: Runtime, listener: Listener, pages: Rc<P>) {
         drop(rt.spawn(async move {
             let request = rt_task.timeout(REQUEST_TIMEOUT, read_request(&stream)).await;
             if let Ok(Some(request)) = request {
-                let response = respond(&request, &*pages);
+                let response = respond(route(&request), &*pages).await;
                 let _ = stream.write_all(response).await;
             }
             let _ = stream.shutdown().await;
@@ -64,25 +92,62 @@ async fn read_request(stream: &Stream) -> Option<Vec<u8>> {
     }
 }
 
-fn respond(request: &[u8], pages: &impl Pages) -> Vec<u8> {
+fn route(request: &[u8]) -> Route {
     let line = request.split(|&byte| byte == b'\r').next().unwrap_or_default();
-    let mut words = line.split(|&byte| byte == b' ');
-    let (method, target) = (words.next(), words.next());
-    let path = target.map(|target| target.split(|&byte| byte == b'?').next().unwrap_or_default());
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split(' ');
+    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
+    else {
+        return Route::BadRequest;
+    };
+    if !version.starts_with("HTTP/") {
+        return Route::BadRequest;
+    }
+    let path = target.split('?').next().unwrap_or_default();
     match (method, path) {
-        (Some(b"GET"), Some(b"/health")) => match pages.unhealthy() {
-            None => response("200 OK", "text/plain", "ok\n"),
-            Some(reason) => {
-                response("503 Service Unavailable", "text/plain", &format!("{reason}\n"))
-            }
+        ("GET", "/health") => Route::Health,
+        ("GET", "/metrics") => Route::Metrics,
+        ("GET", "/members") => Route::Members,
+        ("POST", path) => match member_change(path) {
+            Some(change) => Route::Change(change),
+            None => Route::NotFound,
         },
-        (Some(b"GET"), Some(b"/metrics")) => {
-            response("200 OK", "text/plain; version=0.0.4", &pages.metrics())
-        }
-        (Some(_), Some(_)) if words.next().is_some_and(|version| version.starts_with(b"HTTP/")) => {
-            response("404 Not Found", "text/plain", "try /health or /metrics\n")
-        }
-        _ => response("400 Bad Request", "text/plain", "bad request\n"),
+        _ => Route::NotFound,
+    }
+}
+
+/// `/members/add-learner/4` and the like.
+fn member_change(path: &str) -> Option<MemberChange> {
+    let rest = path.strip_prefix("/members/")?;
+    let (action, id) = rest.split_once('/')?;
+    let id = NodeId(id.parse().ok()?);
+    match action {
+        "add-learner" => Some(MemberChange::AddLearner(id)),
+        "add-voter" => Some(MemberChange::AddVoter(id)),
+        "remove" => Some(MemberChange::Remove(id)),
+        _ => None,
+    }
+}
+
+async fn respond(route: Route, pages: &impl Pages) -> Vec<u8> {
+    let text = "text/plain";
+    match route {
+        Route::Health => match pages.unhealthy() {
+            None => response("200 OK", text, "ok\n"),
+            Some(reason) => response("503 Service Unavailable", text, &format!("{reason}\n")),
+        },
+        Route::Metrics => response("200 OK", "text/plain; version=0.0.4", &pages.metrics()),
+        Route::Members => response("200 OK", text, &pages.members()),
+        Route::Change(change) => match pages.change_members(change).await {
+            Ok(outcome) => response("200 OK", text, &outcome),
+            Err(outcome) => response("409 Conflict", text, &outcome),
+        },
+        Route::NotFound => response(
+            "404 Not Found",
+            text,
+            "try GET /health, /metrics or /members, or POST /members/{add-learner,add-voter,remove}/ID\n",
+        ),
+        Route::BadRequest => response("400 Bad Request", text, "bad request\n"),
     }
 }
 
@@ -123,10 +188,27 @@ mod tests {
             metric(&mut out, "strata_up", "gauge", "Whether the node runs.", &[(String::new(), 1)]);
             out
         }
+
+        fn members(&self) -> String {
+            "shard 0: voters 1\n".into()
+        }
+
+        async fn change_members(&self, change: MemberChange) -> Result<String, String> {
+            match change {
+                MemberChange::AddLearner(id) => Ok(format!("added {id}\n")),
+                _ => Err("refused\n".into()),
+            }
+        }
     }
 
+    /// The fixed pages never wait: one poll answers.
     fn answer(request: &str, pages: &Fixed) -> String {
-        String::from_utf8(respond(request.as_bytes(), pages)).unwrap()
+        let future = std::pin::pin!(respond(route(request.as_bytes()), pages));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.poll(&mut context) {
+            std::task::Poll::Ready(response) => String::from_utf8(response).unwrap(),
+            std::task::Poll::Pending => panic!("a fixed page waited"),
+        }
     }
 
     #[test]
@@ -140,5 +222,19 @@ mod tests {
         assert!(answer("GET /nope HTTP/1.1\r\n\r\n", &healthy).starts_with("HTTP/1.1 404"));
         assert!(answer("garbage\r\n\r\n", &healthy).starts_with("HTTP/1.1 400"));
         assert!(answer("", &healthy).starts_with("HTTP/1.1 400"));
+    }
+
+    #[test]
+    fn membership_changes_are_posted_to_their_path() {
+        let pages = Fixed(None);
+        assert!(answer("GET /members HTTP/1.1\r\n\r\n", &pages).ends_with("voters 1\n"));
+        let added = answer("POST /members/add-learner/4 HTTP/1.1\r\n\r\n", &pages);
+        assert!(added.starts_with("HTTP/1.1 200") && added.ends_with("added n4\n"), "{added}");
+        let refused = answer("POST /members/remove/4 HTTP/1.1\r\n\r\n", &pages);
+        assert!(refused.starts_with("HTTP/1.1 409"), "{refused}");
+        assert_eq!(route(b"POST /members/add-voter/x HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"GET /members/remove/4 HTTP/1.1\r\n\r\n"), Route::NotFound);
+        let promote = route(b"POST /members/add-voter/7 HTTP/1.1\r\n\r\n");
+        assert_eq!(promote, Route::Change(MemberChange::AddVoter(NodeId(7))));
     }
 }

@@ -41,6 +41,7 @@ fn config(node: u32) -> Config {
             .filter(|&peer| peer != node)
             .map(|peer| (NodeId(peer), address(peer, 7000)))
             .collect(),
+        initial_voters: None,
         shards: 2,
         connections_max: 64,
         requirepass: None,
