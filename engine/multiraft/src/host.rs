@@ -26,6 +26,9 @@ const ENVELOPE_ITEMS_PER_SEND: usize = 4096;
 const INBOX_MESSAGES_MAX: usize = 16_384;
 /// Forwarded proposal ids a leader remembers per group, to drop duplicated deliveries.
 const FORWARDS_REMEMBERED: usize = 65_536;
+/// Missed ticks made up at once after the driver was held up (a pause, a slow round). Past an
+/// election timeout more ticks change nothing, so this only bounds the work.
+const TICKS_CAUGHT_UP_MAX: u64 = 1024;
 
 /// A wake-up flag for one task.
 #[derive(Default)]
@@ -124,7 +127,10 @@ pub(crate) struct Inner<M: StateMachine> {
     pub(crate) groups: RefCell<BTreeMap<GroupId, Group<M>>>,
     inbox: RefCell<VecDeque<(NodeId, Vec<u8>)>>,
     pub(crate) signal: Signal,
-    tick_pending: Cell<bool>,
+    /// When the last tick was due: ticks follow the clock, not the tick task's wake-ups, so
+    /// that a driver held up (paused, or stuck in a long round) makes up the ticks it missed
+    /// before it serves anything, and a lease never outlasts its real time.
+    last_tick: Cell<Instant>,
     next_context: Cell<u64>,
     pub(crate) rng: RefCell<Rng>,
     pub(crate) failed: RefCell<Option<HostError>>,
@@ -186,7 +192,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
         groups: RefCell::new(groups),
         inbox: RefCell::default(),
         signal: Signal::default(),
-        tick_pending: Cell::new(false),
+        last_tick: Cell::new(rt.now()),
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
         // simulation: a stale read).
@@ -236,6 +242,7 @@ fn restore_group(
     let mut raft = Config::new(config.node, config.voters.clone(), seed);
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
+    raft.lease_reads = config.lease_reads;
     RawNode::new(raft, hard_state, state.entries, durable_index)
         .map_err(|error| HostError::Corruption { reason: format!("group {group}: {error}") })
 }
@@ -261,7 +268,6 @@ async fn tick<M: StateMachine>(weak: Weak<Inner<M>>) {
         if inner.stopped.get() {
             return;
         }
-        inner.tick_pending.set(true);
         inner.signal.notify();
     }
 }
@@ -398,6 +404,15 @@ impl<M: StateMachine> Inner<M> {
         context
     }
 
+    /// Tick periods that ended since the last tick, at most [`TICKS_CAUGHT_UP_MAX`].
+    fn ticks_due(&self, now: Instant) -> u64 {
+        let period = u64::try_from(self.config.tick.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let last = self.last_tick.get().as_nanos();
+        let due = now.as_nanos().saturating_sub(last) / period;
+        self.last_tick.set(Instant::from_nanos(last + due * period));
+        due.min(TICKS_CAUGHT_UP_MAX)
+    }
+
     /// Steps peer messages, ticks, queued proposals and reads into the groups.
     fn take_inputs(&self) {
         let now = self.rt.now();
@@ -414,10 +429,12 @@ impl<M: StateMachine> Inner<M> {
                 self.step_item(group_id, group, from, item, now, &mut outgoing);
             }
         }
-        let tick = self.tick_pending.replace(false);
+        let ticks = self.ticks_due(now);
         for (&group_id, group) in groups.iter_mut() {
-            if tick {
+            for _ in 0..ticks {
                 group.node.tick();
+            }
+            if ticks > 0 {
                 expire_requests(group, now, self.config.request_timeout);
             }
             self.take_proposals(group_id, group, &mut outgoing);

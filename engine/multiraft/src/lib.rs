@@ -26,11 +26,19 @@
 //! a bad envelope is dropped and counted. The WAL checksums every record; a record that does not
 //! continue its group's log is reported as corruption at open, never skipped.
 //!
+//! # Membership and leases
+//!
+//! [`Host::change_membership`] changes a group's voters and learners by joint consensus, on the
+//! group's leader. With [`HostConfig::lease_reads`], read barriers on a leader are answered from
+//! its lease; ticks follow the clock, so a host held up makes up its missed ticks (and loses its
+//! lease) before it serves anything.
+//!
 //! # Not yet
 //!
 //! Log compaction and snapshots (the WAL and the in-memory logs grow until strata-raft's
-//! snapshots are wired in), heartbeat coalescing across groups, leases, membership changes and
-//! groups added or removed at run time.
+//! snapshots are wired in), and groups added or removed at run time. Heartbeats of all groups
+//! to one peer leave in the same envelope (ticks are shared), but each group still sends its
+//! own heartbeat item.
 
 pub mod envelope;
 mod host;
@@ -80,6 +88,11 @@ pub struct HostConfig {
     pub tick: Duration,
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
+    /// Leader leases (`strata_raft::Config::lease_reads`): a read barrier on the leader needs no
+    /// round of heartbeats while the lease holds. Safe while every node's clock runs within
+    /// `strata_raft::Config::clock_drift_ppm_max` of true time; a paused or slow host makes up
+    /// its missed ticks before it serves a read. The same on every node.
+    pub lease_reads: bool,
     /// A request that has not completed after this resolves as a timeout (outcome unknown).
     pub request_timeout: Duration,
     /// Proposals and reads queued per group while no leader is known.
@@ -99,6 +112,7 @@ impl HostConfig {
             tick: Duration::from_millis(10),
             election_ticks: 15,
             heartbeat_ticks: 3,
+            lease_reads: false,
             request_timeout: Duration::from_secs(5),
             proposals_queued_max: 65_536,
             reads_queued_max: 65_536,
