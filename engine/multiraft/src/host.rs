@@ -417,8 +417,19 @@ impl<M: StateMachine> Inner<M> {
     fn take_inputs(&self) {
         let now = self.rt.now();
         let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
-        let inbox = std::mem::take(&mut *self.inbox.borrow_mut());
         let mut groups = self.groups.borrow_mut();
+        // Ticks first: a host held up must let its lease lapse before a peer's ReadIndex
+        // request, stepped below, could be answered from it.
+        let ticks = self.ticks_due(now);
+        if ticks > 0 {
+            for group in groups.values_mut() {
+                for _ in 0..ticks {
+                    group.node.tick();
+                }
+                expire_requests(group, now, self.config.request_timeout);
+            }
+        }
+        let inbox = std::mem::take(&mut *self.inbox.borrow_mut());
         for (from, bytes) in inbox {
             let Ok(items) = envelope::decode(&bytes) else {
                 self.stats.borrow_mut().envelopes_refused += 1;
@@ -429,14 +440,7 @@ impl<M: StateMachine> Inner<M> {
                 self.step_item(group_id, group, from, item, now, &mut outgoing);
             }
         }
-        let ticks = self.ticks_due(now);
         for (&group_id, group) in groups.iter_mut() {
-            for _ in 0..ticks {
-                group.node.tick();
-            }
-            if ticks > 0 {
-                expire_requests(group, now, self.config.request_timeout);
-            }
             self.take_proposals(group_id, group, &mut outgoing);
             self.take_reads(group_id, group, now, &mut outgoing);
         }
