@@ -11,8 +11,14 @@ mod common;
 use std::process::Command;
 
 /// Runs `jepsen run` on 3 nodes with seed 1; returns its exit code and output. The output
-/// directory is removed unless the run failed to run at all.
-fn jepsen_run(name: &str, seconds: u64, faults: &str, extra: &[&str]) -> (Option<i32>, String) {
+/// directory is removed if the run ended with `expected_code`, kept as evidence otherwise.
+fn jepsen_run(
+    name: &str,
+    seconds: u64,
+    faults: &str,
+    extra: &[&str],
+    expected_code: i32,
+) -> (Option<i32>, String) {
     let binary = common::node_binary()
         .expect("no node binary: set STRATA_NODE_BINARY or build it (cargo build --bin node)");
     let out = common::scratch(name);
@@ -32,7 +38,7 @@ fn jepsen_run(name: &str, seconds: u64, faults: &str, extra: &[&str]) -> (Option
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    if matches!(output.status.code(), Some(0 | 1)) {
+    if output.status.code() == Some(expected_code) {
         let _ = std::fs::remove_dir_all(&out);
     }
     (output.status.code(), text)
@@ -41,7 +47,7 @@ fn jepsen_run(name: &str, seconds: u64, faults: &str, extra: &[&str]) -> (Option
 #[test]
 fn a_short_run_under_every_fault_finds_no_anomaly() {
     let (code, text) =
-        jepsen_run("node-cluster", 20, "kill,pause,partition", &["--workload", "all"]);
+        jepsen_run("node-cluster", 20, "kill,pause,partition", &["--workload", "all"], 0);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("verdict: VALID"), "{text}");
 }
@@ -59,7 +65,7 @@ fn a_build_serving_stale_reads_is_caught() {
         "--timeout-ms=500",
         "--rate=200",
     ];
-    let (code, text) = jepsen_run("node-cluster-planted", 12, "partition", &planted);
+    let (code, text) = jepsen_run("node-cluster-planted", 12, "partition", &planted, 1);
     assert_eq!(code, Some(1), "the planted bug went unnoticed:\n{text}");
     assert!(text.contains("verdict: ANOMALY"), "{text}");
 }

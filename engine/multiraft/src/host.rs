@@ -26,8 +26,9 @@ const ENVELOPE_ITEMS_PER_SEND: usize = 4096;
 const INBOX_MESSAGES_MAX: usize = 16_384;
 /// Forwarded proposal ids a leader remembers per group, to drop duplicated deliveries.
 const FORWARDS_REMEMBERED: usize = 65_536;
-/// Missed ticks made up at once after the driver was held up (a pause, a slow round). Past an
-/// election timeout more ticks change nothing, so this only bounds the work.
+/// Missed ticks made up at once after the driver was held up (a pause, a slow round), at least:
+/// the bound used is also above twice the election timeout, past which more ticks change
+/// nothing (every lease and election timer has run out), so it only bounds the work.
 const TICKS_CAUGHT_UP_MAX: u64 = 1024;
 
 /// A wake-up flag for one task.
@@ -410,7 +411,8 @@ impl<M: StateMachine> Inner<M> {
         let last = self.last_tick.get().as_nanos();
         let due = now.as_nanos().saturating_sub(last) / period;
         self.last_tick.set(Instant::from_nanos(last + due * period));
-        due.min(TICKS_CAUGHT_UP_MAX)
+        let election_ticks = u64::from(self.config.election_ticks);
+        due.min(TICKS_CAUGHT_UP_MAX.max(2 * election_ticks + 2))
     }
 
     /// Steps peer messages, ticks, queued proposals and reads into the groups.
@@ -665,6 +667,13 @@ impl<M: StateMachine> Inner<M> {
         drop(groups);
         self.signal.notify();
         Ok((index, term))
+    }
+
+    /// The group's latest configuration and the index of the entry that made it.
+    pub(crate) fn membership(&self, group: GroupId) -> Option<(strata_raft::Membership, u64)> {
+        let groups = self.groups.borrow();
+        let node = &groups.get(&group)?.node;
+        Some((node.membership().clone(), node.membership_index()))
     }
 
     pub(crate) fn term_at(&self, group: GroupId, index: u64) -> Option<u64> {

@@ -307,11 +307,13 @@ impl<M: StateMachine> Host<M> {
                 let leader = self.status(group).and_then(|status| status.leader);
                 return Err(HostError::NotLeader { leader });
             }
-            // The leader leaves the joint configuration by itself once the change committed.
+            // The leader leaves the joint configuration by itself once the change committed;
+            // done when a simple configuration is applied here (so committed).
             loop {
-                let membership = self.membership(group).ok_or(HostError::Stopped)?;
-                if !membership.is_joint() {
-                    return Ok(membership);
+                if let Some(membership) = self.membership_applied(group) {
+                    if !membership.is_joint() {
+                        return Ok(membership);
+                    }
                 }
                 self.check_running()?;
                 inner.rt.sleep(inner.config.tick).await;
@@ -327,7 +329,14 @@ impl<M: StateMachine> Host<M> {
     /// The configuration of `group` as this replica knows it (its log's latest, committed or
     /// not).
     pub fn membership(&self, group: GroupId) -> Option<Membership> {
-        self.inner.groups.borrow().get(&group).map(|group| group.node.membership().clone())
+        self.inner.membership(group).map(|(membership, _)| membership)
+    }
+
+    /// The configuration of `group` if this replica applied it (so it is committed).
+    pub fn membership_applied(&self, group: GroupId) -> Option<Membership> {
+        let (membership, index) = self.inner.membership(group)?;
+        let applied = self.status(group)?.applied_index;
+        (applied >= index).then_some(membership)
     }
 
     /// Resolves once the local replica of `group` applied `index`.

@@ -91,7 +91,7 @@ fn identity(config: &Config) -> String {
 /// Refuses to start with another node id, other voters or another shard count than the data
 /// directory was created with: more shards would remap keys (earlier writes would read as
 /// absent), and a node restarted without its peers would be a one-node cluster on its own
-/// (split brain). Membership changes, when they come, go through Raft instead.
+/// (split brain). Membership changes go through Raft instead (`POST /members/...`).
 async fn check_identity(rt: &Runtime, config: &Config) -> Result<(), String> {
     let expected = identity(config);
     let disk = rt.disk();
@@ -108,7 +108,8 @@ async fn check_identity(rt: &Runtime, config: &Config) -> Result<(), String> {
             if found != expected {
                 return Err(format!(
                     "this data directory was created for another cluster shape:\n{found}the \
-                     settings given are:\n{expected}start with the same --id, peers and --shards, \
+                     settings given are:\n{expected}start with the same --id, voters (--initial-voters, \
+                     else every --peer) and --shards, \
                      or use another --data-dir"
                 ));
             }
@@ -190,8 +191,16 @@ impl RaftCluster {
     /// Makes `change` on one shard, if this node leads it; a line saying how it went.
     async fn change_shard(&self, shard: u32, change: MemberChange) -> Result<String, String> {
         let group = group_of(shard);
-        let membership = self.host.membership(group).expect("every shard has a group");
-        if already_made(change, &membership) {
+        let status = self.host.status(group).expect("every shard has a group");
+        if status.role != strata_raft::Role::Leader {
+            return Err(match status.leader {
+                Some(leader) => format!("shard {shard}: node {} leads it; ask there", leader.0),
+                None => format!("shard {shard}: no leader known; try again"),
+            });
+        }
+        // Only a committed configuration answers "already" (one still being made may yet fail).
+        let applied = self.host.membership_applied(group);
+        if let Some(membership) = applied.filter(|membership| already_made(change, membership)) {
             return Ok(format!("shard {shard}: {} (already)", show_membership(&membership)));
         }
         let step = match change {

@@ -179,14 +179,10 @@ impl Config {
         if self.peers.len() + 1 > NODES_MAX {
             return Err(format!("at most {NODES_MAX} nodes"));
         }
-        if let Some(voters) = &self.initial_voters {
-            let known = |voter| voter == self.id || self.peers.contains_key(&voter);
-            if voters.is_empty() {
-                return Err("--initial-voters needs at least one node".into());
-            }
-            if let Some(unknown) = voters.iter().find(|&&voter| !known(voter)) {
-                return Err(format!("--initial-voters names {}, which is no --peer", unknown.0));
-            }
+        // Initial voters need not be peers any more: one removed for good may be dropped from
+        // the --peer list, while the initial voters stay what the cluster started with.
+        if self.initial_voters.as_ref().is_some_and(Vec::is_empty) {
+            return Err("--initial-voters needs at least one node".into());
         }
         if self.shards == 0 || self.shards > SHARDS_MAX {
             return Err(format!("--shards must be 1..={SHARDS_MAX}"));
@@ -252,14 +248,10 @@ mod tests {
         let mut arguments = vec!["--id", "4", "--initial-voters", "1"];
         arguments.extend_from_slice(&peers);
         assert_eq!(load(&arguments, "").unwrap().voters(), vec![NodeId(1)]);
-        let file = "initial-voters = [1, 4]\n";
-        assert_eq!(
-            load(&["--id", "4", "--config", "x.toml"], file).unwrap_err(),
-            "--initial-voters names 1, which is no --peer"
-        );
-        let mut unknown = vec!["--id", "4", "--initial-voters", "1,2"];
-        unknown.extend_from_slice(&peers);
-        assert!(load(&unknown, "").unwrap_err().contains("names 2"));
+        let removed_for_good = ["--id", "4", "--initial-voters", "1,2", "--config", "x.toml"];
+        let config = load(&removed_for_good, "peer-listen = \"127.0.0.1:7004\"\n").unwrap();
+        assert_eq!(config.voters(), vec![NodeId(1), NodeId(2)]);
+        assert!(load(&["--initial-voters", ""], "").is_err());
     }
 
     #[test]
