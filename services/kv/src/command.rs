@@ -96,6 +96,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Pops an element, pushes it to another list, blocking.",
     ),
     spec(
+        "blmpop",
+        -5,
+        W | BLOCKING,
+        NONE,
+        "list",
+        "Pops the first elements from one of multiple lists, blocking.",
+    )
+    .keys_counted_at(2),
+    spec(
         "blpop",
         -3,
         W | BLOCKING,
@@ -110,6 +119,31 @@ pub const COMMANDS: &[CommandSpec] = &[
         (1, -2, 1),
         "list",
         "Removes and returns the last element, blocking.",
+    ),
+    spec(
+        "bzmpop",
+        -5,
+        W | BLOCKING,
+        NONE,
+        "sorted-set",
+        "Removes and returns members by score from one of multiple sorted sets, blocking.",
+    )
+    .keys_counted_at(2),
+    spec(
+        "bzpopmax",
+        -3,
+        W | BLOCKING,
+        (1, -2, 1),
+        "sorted-set",
+        "Removes and returns the member with the highest score, blocking.",
+    ),
+    spec(
+        "bzpopmin",
+        -3,
+        W | BLOCKING,
+        (1, -2, 1),
+        "sorted-set",
+        "Removes and returns the member with the lowest score, blocking.",
     ),
     spec("client", -2, C, NONE, "connection", "Connection management."),
     spec("command", -1, C, NONE, "server", "Details about commands."),
@@ -194,6 +228,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("linsert", 5, W, ONE, "list", "Inserts an element before or after another element."),
     spec("llen", 2, R, ONE, "list", "Returns the length of a list."),
     spec("lmove", 5, W, TWO, "list", "Pops an element from a list, pushes it to another list."),
+    spec("lmpop", -4, W, NONE, "list", "Pops the first elements from one of multiple lists.")
+        .keys_counted_at(1),
     spec("lpop", -2, W, ONE, "list", "Returns the first elements in a list after removing it."),
     spec("lpos", -3, R, ONE, "list", "Returns the index of matching elements in a list."),
     spec("lpush", -3, W, ONE, "list", "Prepends one or more elements to a list."),
@@ -343,6 +379,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         "sorted-set",
         "Returns the number of members within a lexicographical range.",
     ),
+    spec(
+        "zmpop",
+        -4,
+        W,
+        NONE,
+        "sorted-set",
+        "Removes and returns members by score from one of multiple sorted sets.",
+    )
+    .keys_counted_at(1),
     spec("zmscore", -3, R, ONE, "sorted-set", "Returns the score of one or more members."),
     spec("zpopmax", -2, W, ONE, "sorted-set", "Removes and returns the highest-scoring members."),
     spec("zpopmin", -2, W, ONE, "sorted-set", "Removes and returns the lowest-scoring members."),
@@ -633,6 +678,10 @@ mod tests {
         assert_eq!(keys("ZUNIONSTORE out 2 a b WEIGHTS 1 2"), arguments("out a b"));
         assert_eq!(keys("ZINTER 1 a b"), arguments("a"));
         assert_eq!(keys("ZDIFF 3 a b c"), arguments("a b c"));
+        assert_eq!(keys("LMPOP 2 a b LEFT COUNT 2"), arguments("a b"));
+        assert_eq!(keys("BLMPOP 0.5 1 a RIGHT"), arguments("a"));
+        assert_eq!(keys("BZMPOP 0 2 a b MIN"), arguments("a b"));
+        assert_eq!(keys("BZPOPMIN a b 0"), arguments("a b"));
         // A count the arguments cannot hold, or not a positive integer: no counted keys.
         assert_eq!(keys("ZUNIONSTORE out 3 a b"), arguments("out"));
         for bad in ["ZINTERCARD 0 a", "ZINTERCARD -1 a", "ZINTERCARD x a", "ZINTERCARD 01 a"] {

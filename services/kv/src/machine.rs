@@ -135,7 +135,7 @@ pub struct Waiter {
 }
 
 impl Waiter {
-    /// Resolves once a key was pushed to since registration (at once if it already was).
+    /// Resolves once a key gained elements since registration (at once if it already did).
     pub async fn woken(&mut self) {
         let _ = self.receiver.receive().await;
     }
@@ -270,7 +270,7 @@ impl Shared {
                 Effect::Publish { channel, message } => {
                     published = Some(self.publish(&channel, &message));
                 }
-                Effect::Pushed { key } => self.wake(&key),
+                Effect::Ready { key } => self.wake(&key),
             }
         }
         published

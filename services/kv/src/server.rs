@@ -10,8 +10,9 @@
 //!   versions of the WATCHed keys read at WATCH time; across shards EXEC answers `EXECABORT`.
 //! - PUBLISH is replicated through the channel's shard, so every node's subscribers get it when
 //!   their replica applies it; its reply counts the receivers on the node that answered.
-//! - Blocking pops register a waiter on the node's `Shared` before trying a normal replicated
-//!   pop; when an apply pushes to one of their keys they try again, until their timeout.
+//! - Blocking pops (of lists and sorted sets) register a waiter on the node's `Shared` before
+//!   trying a normal replicated pop; when an apply gives one of their keys elements they try
+//!   again, until their timeout.
 //! - Pipelining: the requests already in the query buffer (at most `BATCH_COMMANDS_MAX`) run as
 //!   a batch, with replies and effects in request order. Consecutive plain writes to one shard
 //!   are proposed before any is awaited, in request order (the host's log keeps that order; on
@@ -870,19 +871,26 @@ impl<C: Cluster> Connection<C> {
         }
     }
 
-    /// BLPOP/BRPOP/BLMOVE/...: try a replicated pop; if nothing, wait for a push to one of the
-    /// keys (or the timeout) and try again.
+    /// BLPOP/BRPOP/BLMOVE/BLMPOP/BZPOPMIN/BZPOPMAX/BZMPOP: try a replicated pop; if nothing,
+    /// wait until one of the keys gains elements (or the timeout) and try again.
     async fn blocking(&self, spec: &CommandSpec, shard: u32, arguments: Vec<Vec<u8>>) -> Reply {
-        let timeout_argument = arguments.last().expect("arity >= 3");
-        let Some(timeout) =
-            crate::commands::parse_float(timeout_argument).filter(|timeout| timeout.is_finite())
-        else {
+        // BLMPOP and BZMPOP name their timeout first (their keys are counted), the others last.
+        let timeout_position = if spec.key_count_position > 0 { 1 } else { arguments.len() - 1 };
+        let Some(timeout) = crate::commands::parse_float(&arguments[timeout_position]) else {
             return Reply::error("ERR timeout is not a float or out of range");
         };
+        // Redis 7.2 keeps timeouts in i64 milliseconds.
+        if timeout * 1000.0 > i64::MAX as f64 {
+            return Reply::error("ERR timeout is out of range");
+        }
         if timeout < 0.0 {
             return Reply::error("ERR timeout is negative");
         }
-        let deadline = (timeout > 0.0).then(|| self.rt.now() + Duration::from_secs_f64(timeout));
+        // A deadline past what the clock can hold (centuries) is no deadline: wait until woken.
+        let deadline = Duration::try_from_secs_f64(timeout)
+            .ok()
+            .filter(|_| timeout > 0.0)
+            .and_then(|timeout| self.rt.now().checked_add(timeout));
         let keys: Vec<Vec<u8>> = spec.keys(&arguments).into_iter().map(<[u8]>::to_vec).collect();
         let timed_out = if spec.name == "blmove" { Reply::Null } else { Reply::NullArray };
         loop {

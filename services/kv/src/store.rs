@@ -50,8 +50,9 @@ pub enum Effect {
         channel: Vec<u8>,
         message: Vec<u8>,
     },
-    /// Elements were pushed to a list: wake clients blocked on it.
-    Pushed {
+    /// A list or sorted set gained elements (pushed, added, stored, copied): wake the clients
+    /// blocked on its key, so they retry their pop.
+    Ready {
         key: Vec<u8>,
     },
 }

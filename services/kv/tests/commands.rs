@@ -198,3 +198,58 @@ fn commands_answer_as_the_golden_transcript() {
         write_golden(&actual)
     );
 }
+
+/// A client blocked on a sorted set or list is woken when another client gives the key elements,
+/// by whichever command does it (ZADD, ZINCRBY, ZUNIONSTORE, COPY, RPUSH), and gets them; a
+/// timeout too long for the clock waits (it used to panic the node).
+#[test]
+fn blocked_pops_wake_when_another_client_adds() {
+    with_server(2, |rt, address| async move {
+        let mut writer = Client::connect(&rt, address, 2).await;
+        assert_eq!(writer.call("ZADD {t}source 1 a 2 b").await, Reply::Integer(2));
+        let cases = [
+            ("BZPOPMIN {t}z 0", "ZADD {t}z 3 c", r#"[["{t}z", "c", ,3]]"#),
+            ("BZPOPMAX {t}x {t}z 1e12", "ZINCRBY {t}z 1.5 d", r#"[["{t}z", "d", ,1.5]]"#),
+            (
+                "BZMPOP 0 2 {t}x {t}z MAX COUNT 5",
+                "ZUNIONSTORE {t}z 1 {t}source",
+                r#"[["{t}z", [["b", ,2], ["a", ,1]]]]"#,
+            ),
+            ("BZPOPMIN {t}copy 100", "COPY {t}source {t}copy", r#"[["{t}copy", "a", ,1]]"#),
+            ("BLMPOP 0 2 {t}x {t}l RIGHT COUNT 5", "RPUSH {t}l a b", r#"[["{t}l", ["b", "a"]]]"#),
+        ];
+        for (blocking, write, expected) in cases {
+            let mut waiting = Client::connect(&rt, address, 3).await;
+            waiting.send(blocking).await;
+            // Long enough for the pop to have found nothing and blocked.
+            rt.sleep(Duration::from_millis(200)).await;
+            assert!(!writer.call(write).await.is_error(), "{write}");
+            let woken = rt.now();
+            let reply = waiting.receive().await;
+            assert_eq!(render(&Reply::Array(vec![reply])), expected, "{blocking} woken by {write}");
+            let waited = rt.now().saturating_duration_since(woken);
+            assert!(
+                waited < Duration::from_secs(1),
+                "{blocking} answered {waited:?} after {write}"
+            );
+        }
+    });
+}
+
+/// A blocked pop with a timeout gives up after it: a null array in RESP2, a null in RESP3.
+#[test]
+fn blocked_pops_time_out() {
+    with_server(3, |rt, address| async move {
+        for (protocol, expected) in [(2, Reply::NullArray), (3, Reply::Null)] {
+            let mut client = Client::connect(&rt, address, protocol).await;
+            for command in ["BZPOPMIN {t}z 0.5", "BZMPOP 0.5 1 {t}z MIN", "BLMPOP 0.5 1 {t}l LEFT"]
+            {
+                let started = rt.now();
+                assert_eq!(client.call(command).await, expected, "{command}");
+                let waited = rt.now().saturating_duration_since(started);
+                assert!(waited >= Duration::from_millis(500), "{command} waited {waited:?}");
+                assert!(waited < Duration::from_secs(2), "{command} waited {waited:?}");
+            }
+        }
+    });
+}

@@ -44,7 +44,7 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let other = format!("k{}", rng.below(12));
     let value = format!("v{}", rng.below(1000));
     let number = rng.below(20).to_string();
-    let text: Vec<String> = match rng.below(33) {
+    let text: Vec<String> = match rng.below(36) {
         0 => vec!["SET".into(), key, value],
         1 => vec!["SET".into(), key, value, "PX".into(), (rng.below(500) + 1).to_string()],
         2 => vec!["GET".into(), key],
@@ -77,6 +77,9 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         29 => vec!["ZUNIONSTORE".into(), key.clone(), "2".into(), key, other],
         30 => vec!["ZRANGESTORE".into(), key, other, "(v3".into(), "+".into(), "BYLEX".into()],
         31 => vec!["ZREMRANGEBYLEX".into(), key, "-".into(), format!("[{value}")],
+        32 => vec!["LMPOP".into(), "2".into(), key, other, "RIGHT".into(), "COUNT".into(), number],
+        33 => vec!["ZMPOP".into(), "2".into(), key, other, "MAX".into()],
+        34 => vec!["BZPOPMIN".into(), key, other, "0".into()],
         _ => vec!["BLPOP".into(), key, other, "0".into()],
     };
     args(&text)

@@ -4,9 +4,9 @@
 
 use super::{error, integer, upper, KEYS_MAX, NOT_INTEGER, SYNTAX};
 use crate::glob;
-use crate::layout::{self, Metadata, TYPE_STRING};
+use crate::layout::{self, Metadata, TYPE_LIST, TYPE_STRING, TYPE_ZSET};
 use crate::resp::Reply;
-use crate::store::{Context, Outcome};
+use crate::store::{Context, Effect, Outcome};
 
 /// Most keys one SCAN call examines in a shard.
 pub const SCAN_COUNT_MAX: usize = 100_000;
@@ -246,6 +246,10 @@ async fn copy_value(
         copy.deadline_ms = metadata.deadline_ms;
     }
     context.set_meta(target, &mut copy);
+    if matches!(metadata.kind, TYPE_LIST | TYPE_ZSET) {
+        // A client may be blocked on the target, waiting for elements.
+        context.effects.push(Effect::Ready { key: target.to_vec() });
+    }
     Ok(())
 }
 

@@ -1,9 +1,10 @@
-//! Lists: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LINSERT LREM LTRIM LPOS
-//! LMOVE RPOPLPUSH, and the non-blocking halves of BLPOP BRPOP BLMOVE (the server waits and
-//! retries). Element `i` (0-based) is at `sub = (head + i)` as u64 BE; pushes on the left move
-//! `head` down, so both ends are O(1). LINSERT and LREM rewrite the list under a new generation.
+//! Lists: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LMPOP LLEN LRANGE LINDEX LSET LINSERT LREM LTRIM
+//! LPOS LMOVE RPOPLPUSH, and the non-blocking halves of BLPOP BRPOP BLMPOP BLMOVE (the server
+//! waits and retries). Element `i` (0-based) is at `sub = (head + i)` as u64 BE; pushes on the
+//! left move `head` down, so both ends are O(1). LINSERT and LREM rewrite the list under a new
+//! generation.
 
-use super::{elements, error, integer, load_or_new, resolve_range};
+use super::{elements, error, integer, load_or_new, resolve_range, MultiplePop};
 use super::{store_collection, upper, ELEMENTS_READ_MAX, STRING_BYTES_MAX, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_LIST};
 use crate::resp::Reply;
@@ -62,7 +63,7 @@ async fn push(
         metadata.count += 1;
     }
     store_collection(context, key, &mut metadata);
-    context.effects.push(Effect::Pushed { key: key.to_vec() });
+    context.effects.push(Effect::Ready { key: key.to_vec() });
     Ok(metadata.count as i64)
 }
 
@@ -164,6 +165,17 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                     if let Some(item) = items.pop() {
                         return Ok(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Bulk(item)]));
                     }
+                }
+            }
+            Ok(Reply::NullArray)
+        }
+        "lmpop" | "blmpop" => {
+            // BLMPOP's timeout comes first: the server waits, this is one try.
+            let position = if name == "lmpop" { 1 } else { 2 };
+            let request = MultiplePop::parse(a, position, [b"LEFT", b"RIGHT"])?;
+            for key in request.keys {
+                if let Some(items) = pop(context, key, request.first_end, request.count).await? {
+                    return Ok(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::bulks(items)]));
                 }
             }
             Ok(Reply::NullArray)

@@ -236,6 +236,51 @@ pub fn scan_elements(
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
 }
 
+/// What LMPOP and ZMPOP (and the non-blocking halves of BLMPOP and BZMPOP) pop.
+pub struct MultiplePop<'a> {
+    pub keys: &'a [Vec<u8>],
+    /// Whether the first of the two ends was named (LEFT, MIN).
+    pub first_end: bool,
+    pub count: u64,
+}
+
+impl MultiplePop<'_> {
+    /// Parses `numkeys key... end [COUNT count]` from the key count at `position`; `ends` are
+    /// the two words naming an end. Errors as Redis words them.
+    pub fn parse<'a>(
+        a: &'a [Vec<u8>],
+        position: usize,
+        ends: [&[u8]; 2],
+    ) -> Outcome<MultiplePop<'a>> {
+        let keys_given = a.len() - position - 1;
+        let count = parse_integer(&a[position]).filter(|&count| count >= 1);
+        let Some(count) = count.and_then(|count| usize::try_from(count).ok()) else {
+            return error("ERR numkeys should be greater than 0");
+        };
+        if count >= keys_given {
+            return error(SYNTAX);
+        }
+        let end_at = position + 1 + count;
+        let first_end = match upper(&a[end_at]) {
+            end if end == ends[0] => true,
+            end if end == ends[1] => false,
+            _ => return error(SYNTAX),
+        };
+        let mut pop = MultiplePop { keys: &a[position + 1..end_at], first_end, count: 1 };
+        match &a[end_at + 1..] {
+            [] => {}
+            [option, value] if upper(option) == b"COUNT" => {
+                let Some(count) = parse_integer(value).filter(|&count| count >= 1) else {
+                    return error("ERR count should be greater than 0");
+                };
+                pop.count = count as u64;
+            }
+            _ => return error(SYNTAX),
+        }
+        Ok(pop)
+    }
+}
+
 /// Resolves Redis's `start`/`stop` range over `len` elements (negative from the end) into
 /// `start..end`, or `None` when empty.
 pub fn resolve_range(start: i64, stop: i64, len: u64) -> Option<(u64, u64)> {

@@ -1,16 +1,17 @@
 //! Sorted sets: ZADD ZCARD ZSCORE ZMSCORE ZINCRBY ZREM ZRANGE (BYSCORE, BYLEX, REV, LIMIT)
 //! ZRANGESTORE ZRANGEBYSCORE ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX ZREVRANGE ZRANK ZREVRANK
-//! ZCOUNT ZLEXCOUNT ZPOPMIN ZPOPMAX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREMRANGEBYLEX ZSCAN.
+//! ZCOUNT ZLEXCOUNT ZPOPMIN ZPOPMAX ZMPOP ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREMRANGEBYLEX ZSCAN,
+//! and the non-blocking halves of BZPOPMIN BZPOPMAX BZMPOP (the server waits and retries).
 //! Two elements per member: `'m' member -> score (f64 bits LE)` and
 //! `'o' [sortable score] member -> empty`, so members sort by (score, member) as in Redis.
 //! Ranges (by rank, score or lex) are parsed and selected in `zsets_range`.
 
 use super::zsets_range::{Range, RangeKind, RangeRequest};
-use super::{check_element, elements, error, float, integer, load_or_new};
+use super::{check_element, elements, error, float, integer, load_or_new, MultiplePop};
 use super::{scan_elements, store_collection, upper, zsets_algebra, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_ZSET};
 use crate::resp::Reply;
-use crate::store::{Context, Outcome};
+use crate::store::{Context, Effect, Outcome};
 
 const TAG_MEMBER: u8 = b'm';
 const TAG_ORDER: u8 = b'o';
@@ -88,6 +89,31 @@ async fn ordered(
     Ok((Some(metadata), members))
 }
 
+/// Removes up to `count` of the lowest-scoring (`highest`: highest-scoring) members, in the
+/// order popped; `None` if the key is absent (a sorted set is never stored empty).
+async fn pop(
+    context: &mut Context<'_>,
+    key: &[u8],
+    highest: bool,
+    count: usize,
+) -> Outcome<Option<Vec<(Vec<u8>, f64)>>> {
+    let (metadata, mut members) = ordered(context, key).await?;
+    let Some(mut metadata) = metadata else { return Ok(None) };
+    if highest {
+        members.reverse();
+    }
+    members.truncate(count);
+    if members.is_empty() {
+        return Ok(Some(members));
+    }
+    for (member, score) in &members {
+        remove(context, key, &metadata, member, *score);
+    }
+    metadata.count -= members.len() as u64;
+    store_collection(context, key, &mut metadata);
+    Ok(Some(members))
+}
+
 /// Replaces whatever is at `key` with a sorted set of `members` (distinct), or deletes it when
 /// there are none (ZRANGESTORE, ZUNIONSTORE...).
 pub(super) async fn store_zset(
@@ -107,6 +133,7 @@ pub(super) async fn store_zset(
     }
     metadata.count = members.len() as u64;
     store_collection(context, key, &mut metadata);
+    context.effects.push(Effect::Ready { key: key.to_vec() });
     Ok(())
 }
 
@@ -133,6 +160,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             }
             if old.is_none() {
                 metadata.count += 1;
+                context.effects.push(Effect::Ready { key: key.to_vec() });
             }
             put(context, key, &metadata, &a[3], old, score);
             store_collection(context, key, &mut metadata);
@@ -225,17 +253,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                 }
                 None => 1,
             };
-            let (metadata, mut members) = ordered(context, key).await?;
-            let Some(mut metadata) = metadata else { return Ok(Reply::Array(Vec::new())) };
-            if name == "zpopmax" {
-                members.reverse();
-            }
-            members.truncate(count);
-            for (member, score) in &members {
-                remove(context, key, &metadata, member, *score);
-            }
-            metadata.count -= members.len() as u64;
-            store_collection(context, key, &mut metadata);
+            let members = pop(context, key, name == "zpopmax", count).await?.unwrap_or_default();
             if a.len() == 2 {
                 // Without a count: a flat [member, score] in both protocols.
                 let mut flat = Vec::new();
@@ -246,6 +264,37 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                 return Ok(Reply::Array(flat));
             }
             Ok(with_scores(members, true))
+        }
+        "bzpopmin" | "bzpopmax" => {
+            // The timeout comes last: the server waits, this is one try.
+            for key in &a[1..a.len() - 1] {
+                let popped = pop(context, key, name == "bzpopmax", 1).await?;
+                if let Some((member, score)) = popped.and_then(|popped| popped.into_iter().next()) {
+                    let reply =
+                        vec![Reply::Bulk(key.clone()), Reply::Bulk(member), Reply::Double(score)];
+                    return Ok(Reply::Array(reply));
+                }
+            }
+            Ok(Reply::NullArray)
+        }
+        "zmpop" | "bzmpop" => {
+            // BZMPOP's timeout comes first: the server waits, this is one try.
+            let position = if name == "zmpop" { 1 } else { 2 };
+            let request = MultiplePop::parse(a, position, [b"MIN", b"MAX"])?;
+            let count = usize::try_from(request.count).unwrap_or(usize::MAX);
+            for key in request.keys {
+                if let Some(popped) = pop(context, key, !request.first_end, count).await? {
+                    // [key, [[member, score]...]]: nested in RESP2 too, unlike ZPOPMIN's.
+                    let pairs = popped
+                        .into_iter()
+                        .map(|(member, score)| {
+                            Reply::Array(vec![Reply::Bulk(member), Reply::Double(score)])
+                        })
+                        .collect();
+                    return Ok(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(pairs)]));
+                }
+            }
+            Ok(Reply::NullArray)
         }
         "zremrangebyrank" | "zremrangebyscore" | "zremrangebylex" => {
             let kind = match name {
@@ -345,6 +394,9 @@ async fn zadd(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
     }
     if added + changed > 0 {
         store_collection(context, key, &mut metadata);
+    }
+    if added > 0 {
+        context.effects.push(Effect::Ready { key: key.to_vec() });
     }
     if incr {
         return Ok(incr_result.map_or(Reply::Null, Reply::Double));
