@@ -214,6 +214,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("hlen", 2, R, ONE, "hash", "Returns the number of fields in a hash."),
     spec("hmget", -3, R, ONE, "hash", "Returns the values of all fields in a hash."),
     spec("hmset", -4, W, ONE, "hash", "Sets the values of multiple fields."),
+    spec("hrandfield", -2, R, ONE, "hash", "Returns one or more random fields from a hash."),
     spec("hscan", -3, R, ONE, "hash", "Iterates over fields and values of a hash."),
     spec("hset", -4, W, ONE, "hash", "Creates or modifies the value of a field in a hash."),
     spec("hsetnx", 4, W, ONE, "hash", "Sets the value of a field only when it does not exist."),
@@ -308,6 +309,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec("setrange", 4, W, ONE, "string", "Overwrites a part of a string value from an offset."),
     spec("sinter", -2, R, ALL, "set", "Returns the intersect of multiple sets."),
+    spec(
+        "sintercard",
+        -3,
+        R,
+        NONE,
+        "set",
+        "Returns the number of members of the intersect of multiple sets.",
+    )
+    .keys_counted_at(1),
     spec("sinterstore", -3, W, ALL, "set", "Stores the intersect of multiple sets in a key."),
     spec("sismember", 3, R, ONE, "set", "Determines whether a member belongs to a set."),
     spec("smembers", 2, R, ONE, "set", "Returns all members of a set."),

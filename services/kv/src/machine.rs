@@ -283,6 +283,9 @@ pub struct Machine {
     shard: u32,
     shared: Rc<Shared>,
     applying: Cell<bool>,
+    /// Reads served: part of a read's random seed, so that two SRANDMEMBERs in one millisecond
+    /// with no write between them still draw differently.
+    reads_count: Cell<u64>,
     failure: RefCell<Option<MachineError>>,
 }
 
@@ -322,7 +325,14 @@ impl Machine {
     ) -> Result<Machine, MachineError> {
         assert!(options.external_log, "the Raft log is the durable copy of a machine's writes");
         let db = Db::open(rt, dir, options).await.map_err(MachineError::Storage)?;
-        Ok(Machine { db, shard, shared, applying: Cell::new(false), failure: RefCell::new(None) })
+        Ok(Machine {
+            db,
+            shard,
+            shared,
+            applying: Cell::new(false),
+            reads_count: Cell::new(0),
+            failure: RefCell::new(None),
+        })
     }
 
     pub fn shard(&self) -> u32 {
@@ -451,7 +461,11 @@ impl Machine {
         if spec.has(crate::command::WRITE) {
             return Reply::error(format!("ERR '{}' is not a read-only command", spec.name));
         }
-        let seed = now_ms ^ u64::from(self.shard) << 48 ^ self.applied_index();
+        self.reads_count.set(self.reads_count.get() + 1);
+        let seed = now_ms
+            ^ u64::from(self.shard) << 48
+            ^ self.applied_index()
+            ^ self.reads_count.get().rotate_left(32);
         let mut context = Context::for_read(&self.db, now_ms, seed);
         match commands::execute(&mut context, arguments).await {
             Ok(reply) | Err(Fail::Reply(reply)) => reply,

@@ -65,9 +65,18 @@ impl Client {
     }
 
     async fn send(&mut self, text: &str) {
-        let arguments: Vec<Vec<u8>> =
-            text.split(' ').map(|part| part.as_bytes().to_vec()).collect();
-        self.stream.write_all(encode_request(&arguments)).await.unwrap();
+        self.pipeline(&[text]).await;
+    }
+
+    /// Sends the requests in one write: the server runs them as one batch.
+    async fn pipeline(&mut self, texts: &[&str]) {
+        let mut bytes = Vec::new();
+        for text in texts {
+            let arguments: Vec<Vec<u8>> =
+                text.split(' ').map(|part| part.as_bytes().to_vec()).collect();
+            bytes.extend(encode_request(&arguments));
+        }
+        self.stream.write_all(bytes).await.unwrap();
     }
 
     async fn receive(&mut self) -> Reply {
@@ -249,6 +258,75 @@ fn blocked_pops_time_out() {
                 let waited = rt.now().saturating_duration_since(started);
                 assert!(waited >= Duration::from_millis(500), "{command} waited {waited:?}");
                 assert!(waited < Duration::from_secs(2), "{command} waited {waited:?}");
+            }
+        }
+    });
+}
+
+fn bulks(reply: Reply) -> Vec<Vec<u8>> {
+    let Reply::Array(items) = reply else { panic!("an array: {reply:?}") };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Reply::Bulk(bytes) => bytes,
+            other => panic!("a bulk string: {other:?}"),
+        })
+        .collect()
+}
+
+/// HRANDFIELD and SRANDMEMBER over many elements: a positive count gives distinct elements (all
+/// of them when it exceeds their number), a negative one exactly that many draws, repeats
+/// allowed; WITHVALUES pairs each field with its own value; and picks vary from call to call,
+/// even within one millisecond.
+#[test]
+fn random_picks_are_elements_and_vary() {
+    with_server(4, |rt, address| async move {
+        let mut client = Client::connect(&rt, address, 3).await;
+        let pairs: Vec<String> = (0..20).map(|index| format!("f{index} v{index}")).collect();
+        assert_eq!(
+            client.call(&format!("HSET {{t}}h {}", pairs.join(" "))).await,
+            Reply::Integer(20)
+        );
+        let members: Vec<String> = (0..20).map(|index| format!("f{index}")).collect();
+        assert_eq!(
+            client.call(&format!("SADD {{t}}s {}", members.join(" "))).await,
+            Reply::Integer(20)
+        );
+        let is_member = |item: &Vec<u8>| members.iter().any(|member| member.as_bytes() == item);
+        for (single, counted) in
+            [("HRANDFIELD {t}h", "HRANDFIELD {t}h"), ("SRANDMEMBER {t}s", "SRANDMEMBER {t}s")]
+        {
+            // Pipelined: one batch, read at one clock reading.
+            client.pipeline(&[single; 40]).await;
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..40 {
+                let Reply::Bulk(item) = client.receive().await else { panic!("{single}: a bulk") };
+                assert!(is_member(&item));
+                seen.insert(item);
+            }
+            assert!(seen.len() >= 5, "{single}: {} distinct picks in 40", seen.len());
+            for (count, expected) in [(5, 5), (50, 20), (-50, 50), (0, 0)] {
+                let picked = bulks(client.call(&format!("{counted} {count}")).await);
+                assert_eq!(picked.len(), expected, "{counted} {count}");
+                assert!(picked.iter().all(is_member), "{counted} {count}");
+                let distinct: std::collections::BTreeSet<_> = picked.iter().collect();
+                if count > 0 {
+                    assert_eq!(distinct.len(), picked.len(), "{counted} {count}: repeats");
+                } else if count < 0 {
+                    assert!(distinct.len() < picked.len(), "{counted} {count}: no repeat in 50");
+                }
+            }
+        }
+        for count in [3i64, -30] {
+            let Reply::Array(pairs) =
+                client.call(&format!("HRANDFIELD {{t}}h {count} WITHVALUES")).await
+            else {
+                panic!("an array");
+            };
+            assert_eq!(pairs.len() as i64, count.abs());
+            for pair in pairs {
+                let [field, value] = &bulks(pair)[..] else { panic!("a [field, value] pair") };
+                assert_eq!(value[1..], field[1..], "{field:?} paired with {value:?}");
             }
         }
     });

@@ -1,8 +1,9 @@
 //! Hashes: HSET HMSET HSETNX HGET HMGET HDEL HGETALL HKEYS HVALS HLEN HEXISTS HSTRLEN HINCRBY
-//! HINCRBYFLOAT HSCAN. One element per field: `sub = field`, value = the field's value.
+//! HINCRBYFLOAT HRANDFIELD HSCAN. One element per field: `sub = field`, value = the field's value.
 
 use super::{check_element, elements, error, float, format_human, integer, load_or_new};
 use super::{parse_float, parse_integer, scan_elements, store_collection, STRING_BYTES_MAX};
+use super::{random_count, random_picks, upper, SYNTAX};
 use crate::layout::{self, TYPE_HASH};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
@@ -141,6 +142,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             store_collection(context, key, &mut metadata);
             Ok(reply)
         }
+        "hrandfield" => hrandfield(context, a).await,
         "hscan" => {
             let fields = match context.meta_of(key, TYPE_HASH).await? {
                 Some(metadata) => elements(context, key, &metadata, b"").await?,
@@ -150,4 +152,38 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         _ => error(&format!("ERR unhandled hash command '{name}'")),
     }
+}
+
+/// HRANDFIELD key [count [WITHVALUES]]: one random field (or nil); with a count, distinct fields
+/// (a negative count: that many draws, repeats allowed), with their values if asked.
+async fn hrandfield(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let key = &a[1];
+    let Some(count) = a.get(2) else {
+        let Some(metadata) = context.meta_of(key, TYPE_HASH).await? else {
+            return Ok(Reply::Null);
+        };
+        let fields = elements(context, key, &metadata, b"").await?;
+        let mut picked = random_picks(context, fields, 1);
+        return Ok(Reply::optional(picked.pop().map(|(field, _)| field)));
+    };
+    let count = random_count(count)?;
+    let values = match a.get(3) {
+        Some(option) if a.len() == 4 && upper(option) == b"WITHVALUES" => true,
+        Some(_) => return error(SYNTAX),
+        None => false,
+    };
+    // Redis replies 2 items per field in RESP2 and counts them in a long.
+    if values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return error("ERR value is out of range");
+    }
+    let fields = match context.meta_of(key, TYPE_HASH).await? {
+        Some(metadata) => elements(context, key, &metadata, b"").await?,
+        None => Vec::new(),
+    };
+    let picked = random_picks(context, fields, count);
+    Ok(if values {
+        Reply::Pairs(picked.into_iter().map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v))).collect())
+    } else {
+        Reply::bulks(picked.into_iter().map(|(field, _)| field))
+    })
 }

@@ -236,6 +236,40 @@ pub fn scan_elements(
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
 }
 
+/// Picks `count` random items as SRANDMEMBER and HRANDFIELD do: for a positive count distinct
+/// items (all of them, in random order, when there are fewer), for a negative one `-count` draws
+/// that may repeat (at most `ELEMENTS_READ_MAX`). The randomness is the context's: seeded by the
+/// log index when applying (SPOP), so every replica picks alike.
+pub fn random_picks<T: Clone>(context: &mut Context<'_>, mut items: Vec<T>, count: i64) -> Vec<T> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    if count < 0 {
+        let draws = count.unsigned_abs().min(ELEMENTS_READ_MAX as u64);
+        let len = items.len() as u64;
+        return (0..draws).map(|_| items[(context.random() % len) as usize].clone()).collect();
+    }
+    let take = usize::try_from(count).unwrap_or(usize::MAX).min(items.len());
+    let mut chosen = Vec::with_capacity(take);
+    for _ in 0..take {
+        let pick = (context.random() % items.len() as u64) as usize;
+        chosen.push(items.swap_remove(pick));
+    }
+    chosen
+}
+
+/// The count of SRANDMEMBER and HRANDFIELD: any integer but `i64::MIN`, whose draws could not be
+/// counted, with Redis's words.
+pub fn random_count(argument: &[u8]) -> Outcome<i64> {
+    match integer(argument)? {
+        i64::MIN => error(
+            "ERR value is out of range, value must between -9223372036854775807 and \
+             9223372036854775807",
+        ),
+        count => Ok(count),
+    }
+}
+
 /// What LMPOP and ZMPOP (and the non-blocking halves of BLMPOP and BZMPOP) pop.
 pub struct MultiplePop<'a> {
     pub keys: &'a [Vec<u8>],

@@ -1,8 +1,9 @@
 //! Sets: SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD SPOP SRANDMEMBER SMOVE SINTER SUNION SDIFF
-//! (and their STORE forms) SSCAN. One element per member: `sub = member`, empty value.
+//! (and their STORE forms) SINTERCARD SSCAN. One element per member: `sub = member`, empty value.
 
 use super::store_collection;
 use super::{check_element, elements, error, integer, load_or_new, scan_elements};
+use super::{parse_integer, random_count, random_picks, upper};
 use crate::layout::{self, Metadata, TYPE_SET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
@@ -104,37 +105,29 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             context.meta_of(key, TYPE_SET).await?.map_or(0, |metadata| metadata.count as i64),
         )),
         "spop" | "srandmember" => {
-            let count = match a.get(2) {
-                Some(count) => Some(integer(count)?),
-                None => None,
-            };
             if a.len() > 3 {
                 return error(super::SYNTAX);
             }
-            if name == "spop" && count.is_some_and(|count| count < 0) {
-                return error("ERR value is out of range, must be positive");
-            }
-            let Some(mut metadata) = context.meta_of(key, TYPE_SET).await? else {
-                return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Null });
+            let count = match a.get(2) {
+                Some(count) if name == "spop" => {
+                    let count = integer(count)?;
+                    if count < 0 {
+                        return error("ERR value is out of range, must be positive");
+                    }
+                    Some(count)
+                }
+                Some(count) => Some(random_count(count)?),
+                None => None,
             };
-            let all: Vec<Vec<u8>> =
-                elements(context, key, &metadata, b"").await?.into_iter().map(|(m, _)| m).collect();
-            let mut chosen: Vec<Vec<u8>> = Vec::new();
-            let wanted = count.unwrap_or(1);
-            if wanted < 0 {
-                // SRANDMEMBER with a negative count: repeats allowed.
-                for _ in 0..wanted.unsigned_abs().min(super::ELEMENTS_READ_MAX as u64) {
-                    let pick = (context.random() % all.len() as u64) as usize;
-                    chosen.push(all[pick].clone());
-                }
-            } else {
-                let mut pool = all;
-                let take = (wanted as usize).min(pool.len());
-                for _ in 0..take {
-                    let pick = (context.random() % pool.len() as u64) as usize;
-                    chosen.push(pool.swap_remove(pick));
-                }
-            }
+            let Some(mut metadata) = context.meta_of(key, TYPE_SET).await? else {
+                return Ok(match count {
+                    None => Reply::Null,
+                    Some(_) if name == "spop" => Reply::Set(Vec::new()),
+                    Some(_) => Reply::Array(Vec::new()),
+                });
+            };
+            let all = set_members(context, key, &metadata).await?;
+            let mut chosen = random_picks(context, all, count.unwrap_or(1));
             if name == "spop" {
                 for member in &chosen {
                     context.delete_raw(layout::sub_key(key, metadata.generation, member));
@@ -210,6 +203,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                 Ok(Reply::Set(result.into_iter().map(Reply::Bulk).collect()))
             }
         }
+        "sintercard" => sintercard(context, a).await,
         "sscan" => {
             let members = match context.meta_of(key, TYPE_SET).await? {
                 Some(metadata) => elements(context, key, &metadata, b"").await?,
@@ -219,4 +213,46 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         _ => error(&format!("ERR unhandled set command '{name}'")),
     }
+}
+
+/// SINTERCARD numkeys key... [LIMIT limit]: the size of the intersection, counted up to the
+/// limit (0: no limit).
+async fn sintercard(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
+    let count = parse_integer(&a[1]).filter(|&count| count >= 1);
+    let Some(count) = count.and_then(|count| usize::try_from(count).ok()) else {
+        return error("ERR numkeys should be greater than 0");
+    };
+    if count > a.len() - 2 {
+        return error("ERR Number of keys can't be greater than number of args");
+    }
+    let mut limit = 0;
+    let mut options = a[2 + count..].iter();
+    while let Some(option) = options.next() {
+        let value = options.next();
+        match (upper(option).as_slice(), value) {
+            (b"LIMIT", Some(value)) => {
+                let parsed = parse_integer(value).and_then(|limit| u64::try_from(limit).ok());
+                let Some(parsed) = parsed else { return error("ERR LIMIT can't be negative") };
+                limit = parsed;
+            }
+            _ => return error(super::SYNTAX),
+        }
+    }
+    // Every key's type is checked, even after an empty set, as Redis does.
+    let mut sets = Vec::with_capacity(count);
+    for key in &a[2..2 + count] {
+        sets.push(members(context, key).await?);
+    }
+    sets.sort_by_key(BTreeSet::len);
+    let (smallest, others) = sets.split_first().expect("at least one key");
+    let mut found = 0;
+    for member in smallest {
+        if others.iter().all(|set| set.contains(member)) {
+            found += 1;
+            if found == limit {
+                break;
+            }
+        }
+    }
+    Ok(Reply::Integer(found as i64))
 }
