@@ -243,6 +243,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("mset", -3, W, (1, -1, 2), "string", "Atomically creates or modifies the string values."),
     spec("msetnx", -3, W, (1, -1, 2), "string", "Sets keys only when none of the keys exist."),
     spec("multi", 1, C | NO_MULTI, NONE, "transactions", "Starts a transaction."),
+    spec(
+        "object",
+        -2,
+        R,
+        (2, 2, 1),
+        "generic",
+        "Inspects the internal representation of a key's value.",
+    ),
     spec("persist", 2, W, ONE, "generic", "Removes the expiration time of a key."),
     spec("pexpire", -3, W, ONE, "generic", "Sets the expiration time of a key in milliseconds."),
     spec("pexpireat", -3, W, ONE, "generic", "Sets the expiration time to a Unix ms timestamp."),
@@ -338,6 +346,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec("sunion", -2, R, ALL, "set", "Returns the union of multiple sets."),
     spec("sunionstore", -3, W, ALL, "set", "Stores the union of multiple sets in a key."),
+    spec("swapdb", 3, C, NONE, "server", "Swaps two databases (only database 0 exists)."),
     spec("time", 1, C, NONE, "server", "Returns the server time."),
     spec("touch", -2, R, ALL, "generic", "Returns the number of existing keys."),
     spec("ttl", 2, R, ONE, "generic", "Returns the expiration time in seconds of a key."),
@@ -352,6 +361,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Stops listening to channels.",
     ),
     spec("unwatch", 1, C, NONE, "transactions", "Forgets about watched keys of a transaction."),
+    spec("wait", 3, C, NONE, "generic", "Waits until the writes before it reach replicas."),
     spec("watch", -2, C | NO_MULTI, ALL, "transactions", "Monitors changes to keys."),
     spec("zadd", -4, W, ONE, "sorted-set", "Adds members to a sorted set, or updates scores."),
     spec("zcard", 2, R, ONE, "sorted-set", "Returns the number of members in a sorted set."),
@@ -692,6 +702,8 @@ mod tests {
         assert_eq!(keys("BLMPOP 0.5 1 a RIGHT"), arguments("a"));
         assert_eq!(keys("BZMPOP 0 2 a b MIN"), arguments("a b"));
         assert_eq!(keys("BZPOPMIN a b 0"), arguments("a b"));
+        assert_eq!(keys("OBJECT ENCODING k"), arguments("k"));
+        assert!(keys("OBJECT HELP").is_empty());
         // A count the arguments cannot hold, or not a positive integer: no counted keys.
         assert_eq!(keys("ZUNIONSTORE out 3 a b"), arguments("out"));
         for bad in ["ZINTERCARD 0 a", "ZINTERCARD -1 a", "ZINTERCARD x a", "ZINTERCARD 01 a"] {

@@ -1019,6 +1019,8 @@ impl<C: Cluster> Connection<C> {
                 return self.unsubscribe(spec.name == "punsubscribe", a)
             }
             "pubsub" => self.pubsub(a),
+            "wait" => wait(a),
+            "swapdb" => swapdb(a),
             _ => Reply::error(format!("ERR '{}' is not supported", spec.name)),
         };
         vec![reply]
@@ -1427,6 +1429,39 @@ const CLIENT_NAME_ERROR: &str =
 
 fn valid_client_name(name: &[u8]) -> bool {
     name.iter().all(|&byte| (b'!'..=b'~').contains(&byte))
+}
+
+/// WAIT numreplicas timeout: answers at once with `numreplicas`. A write is acknowledged only once
+/// a majority of its shard's voters hold it in their synced logs, so what WAIT waits for (the
+/// writes before it surviving the loss of the node that took them) has happened before their
+/// replies were sent. The server does not know how many voters a shard has (the `Cluster` does
+/// not say), so it cannot count replicas as Redis does; it answers the number asked for, which
+/// lets the usual `WAIT n t >= n` check go on, rather than 0, which would report every write as
+/// unreplicated. On a single node that overstates: there, durability is the node's own fsync.
+fn wait(a: &[Vec<u8>]) -> Reply {
+    let Some(replicas) = crate::commands::parse_integer(&a[1]) else {
+        return Reply::error(crate::commands::NOT_INTEGER);
+    };
+    let Some(timeout_ms) = crate::commands::parse_integer(&a[2]) else {
+        return Reply::error("ERR timeout is not an integer or out of range");
+    };
+    if timeout_ms < 0 {
+        return Reply::error("ERR timeout is negative");
+    }
+    Reply::Integer(replicas.max(0))
+}
+
+/// SWAPDB index index: only database 0 exists, so only swapping it with itself succeeds.
+fn swapdb(a: &[Vec<u8>]) -> Reply {
+    let index = |text: &[u8]| {
+        crate::commands::parse_integer(text).and_then(|index| i32::try_from(index).ok())
+    };
+    let Some(first) = index(&a[1]) else { return Reply::error("ERR invalid first DB index") };
+    let Some(second) = index(&a[2]) else { return Reply::error("ERR invalid second DB index") };
+    if first != 0 || second != 0 {
+        return Reply::error("ERR DB index is out of range");
+    }
+    Reply::ok()
 }
 
 fn command_command(a: &[Vec<u8>]) -> Reply {

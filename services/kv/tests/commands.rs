@@ -331,3 +331,72 @@ fn random_picks_are_elements_and_vary() {
         }
     });
 }
+
+/// OBJECT ENCODING at Redis 7.2's default thresholds (checked against redis-server where 7.0
+/// and 7.2 agree): 512 hash fields, 64-byte values, 128 sorted-set members, 512 integers in an
+/// intset, 128 set members in a listpack, 8 KiB of list.
+#[test]
+fn object_encodings_change_at_redis_thresholds() {
+    with_server(5, |rt, address| async move {
+        let mut client = Client::connect(&rt, address, 2).await;
+        let words = |count: usize, word: &dyn Fn(usize) -> String| -> String {
+            (0..count).map(word).collect::<Vec<_>>().join(" ")
+        };
+        let (short, long) = ("x".repeat(64), "x".repeat(65));
+        // (command creating a key, its encoding, command growing it, the encoding then)
+        let cases: Vec<(String, &str, String, &str)> = vec![
+            (
+                format!("HSET {{t}}h {}", words(512, &|index| format!("f{index} v"))),
+                "listpack",
+                "HSET {t}h f512 v".into(),
+                "hashtable",
+            ),
+            (
+                format!("HSET {{t}}hv f {short}"),
+                "listpack",
+                format!("HSET {{t}}hv g {long}"),
+                "hashtable",
+            ),
+            (
+                format!("ZADD {{t}}z {}", words(128, &|index| format!("{index} m{index}"))),
+                "listpack",
+                "ZADD {t}z 128 m128".into(),
+                "skiplist",
+            ),
+            (
+                format!("ZADD {{t}}zv 1 {short}"),
+                "listpack",
+                format!("ZADD {{t}}zv 2 {long}"),
+                "skiplist",
+            ),
+            (
+                format!("SADD {{t}}i {}", words(512, &|index| index.to_string())),
+                "intset",
+                "SADD {t}i 512".into(),
+                "hashtable",
+            ),
+            (
+                format!("SADD {{t}}w {}", words(128, &|index| format!("w{index}"))),
+                "listpack",
+                "SADD {t}w w128".into(),
+                "hashtable",
+            ),
+            ("SADD {t}iw 1 2".into(), "intset", "SADD {t}iw word".into(), "listpack"),
+            (
+                format!("RPUSH {{t}}l {}", "x".repeat(4000)),
+                "listpack",
+                format!("RPUSH {{t}}l {}", "x".repeat(4200)),
+                "quicklist",
+            ),
+            ("SET {t}s 7".into(), "int", format!("SET {{t}}s {}", "x".repeat(45)), "raw"),
+        ];
+        for (create, before, grow, after) in cases {
+            let key = create.split(' ').nth(1).expect("a key").to_string();
+            let encoding = format!("OBJECT ENCODING {key}");
+            assert!(!client.call(&create).await.is_error(), "{key}");
+            assert_eq!(client.call(&encoding).await, Reply::bulk(before), "{key} before growing");
+            assert!(!client.call(&grow).await.is_error(), "{key}");
+            assert_eq!(client.call(&encoding).await, Reply::bulk(after), "{key} after growing");
+        }
+    });
+}

@@ -5,6 +5,7 @@
 mod hashes;
 mod keys;
 mod lists;
+mod object;
 mod sets;
 mod strings;
 mod zsets;
@@ -60,6 +61,7 @@ pub async fn execute(context: &mut Context<'_>, arguments: &[Vec<u8>]) -> Outcom
         | "renamenx" | "scan" | "touch" | "ttl" | "type" | "unlink" | "dbsize" => {
             keys::run(context, spec.name, a).await
         }
+        "object" => object::run(context, a).await,
         "publish" => {
             context.effects.push(crate::store::Effect::Publish {
                 channel: a[1].clone(),

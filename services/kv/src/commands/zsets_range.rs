@@ -174,7 +174,8 @@ impl RangeRequest {
         let reverse = reverse.unwrap_or(false);
         if limit.is_some() && kind == RangeKind::Rank {
             return error(
-                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or \
+                 BYLEX",
             );
         }
         if scores && kind == RangeKind::Lex {
