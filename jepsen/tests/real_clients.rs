@@ -1,7 +1,7 @@
 //! Real clients against the `node` binary (single node, two shards: every write goes through
 //! the multi-Raft host and its WAL): redis-py over RESP2 and RESP3 (`clients/redis_py.py`:
-//! pipelines, transactions with WATCH, pub/sub, blocking pops, expiry, every type) and
-//! redis-cli (`clients/redis_cli.sh`, with `-r` and `--pipe`).
+//! pipelines, transactions with WATCH, pub/sub, blocking pops of lists and sorted sets, expiry,
+//! every type) and redis-cli (`clients/redis_cli.sh`, with `-r` and `--pipe`).
 //! Then `/health` and `/metrics` (the WAL synced, the shards led), and a restart: what was
 //! acknowledged is still there. A kill -9 keeps the page cache, so this
 //! shows recovery across a process restart, not durability on power loss: the simulation tests

@@ -57,6 +57,21 @@ expect "1" hset hash field value
 expect "$(printf 'field\nvalue')" hgetall hash
 expect "2" sadd set x y
 expect "2" scard set
+# Newer commands: lex ranges, ZUNIONSTORE, LMPOP, BZPOPMIN (and its timeout), HRANDFIELD, OBJECT,
+# WAIT. Keys of one command share a {hash tag}: the node has two shards.
+expect "4" zadd "{c}lex" 0 a 0 b 0 c 0 d
+expect "$(printf 'b\nc')" zrangebylex "{c}lex" "[b" "(d"
+expect "2" zlexcount "{c}lex" - "[b"
+expect "2" zadd "{c}other" 1 a 5 e
+expect "5" zunionstore "{c}union" 2 "{c}lex" "{c}other" WEIGHTS 1 2
+expect "$(printf 'b\n0\nc\n0\nd\n0\na\n2\ne\n10')" zrange "{c}union" 0 -1 WITHSCORES
+expect "$(printf '{c}union\ne\n10')" bzpopmax "{c}union" "{c}lex" 1
+expect "" bzpopmin "{c}empty" 0.1
+expect "3" rpush "{c}list" a b c
+expect "$(printf '{c}list\nc\nb')" lmpop 2 "{c}none" "{c}list" RIGHT COUNT 2
+expect "$(printf 'field\nvalue')" hrandfield hash 1 WITHVALUES
+expect "listpack" object encoding hash
+expect "0" wait 0 0
 expect "OK" flushdb
 expect "0" dbsize
 echo "redis-cli: ok"

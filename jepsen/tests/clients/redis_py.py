@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Drives a Strata KV server with redis-py: RESP2 and RESP3, pipelines, transactions with WATCH,
-pub/sub, blocking pops, expiry, every data type. Usage: redis_py.py <port>. Exits non-zero on the
+pub/sub, blocking pops (lists and sorted sets), expiry, every data type. Usage: redis_py.py <port>. Exits non-zero on the
 first failed check (an AssertionError with the check's line)."""
 
 import sys
@@ -107,6 +107,10 @@ def check(port, protocol):
     assert r.hexists(k("h"), "a") is True
     assert r.hdel(k("h"), "a", "x") == 1
     assert dict(r.hscan_iter(k("h"))) == {"b": "2.5"}
+    assert r.hrandfield(k("h")) == "b"
+    assert r.hrandfield(k("h"), 3) == ["b"]
+    assert pairs(r.hrandfield(k("h"), -2, withvalues=True)) == [("b", "2.5"), ("b", "2.5")]
+    assert r.object("encoding", k("h")) == "listpack"
     try:
         r.lpush(k("h"), "x")
         raise AssertionError("LPUSH on a hash must fail")
@@ -137,6 +141,10 @@ def check(port, protocol):
     assert r.scard(k("set3")) == 4
     assert r.srem(k("set3"), "a") == 1
     assert set(r.sscan_iter(k("set3"))) == {"b", "c", "d"}
+    assert r.sintercard(2, [k("set"), k("set2")]) == 2
+    assert r.sintercard(2, [k("set"), k("set2")], limit=1) == 1
+    assert r.smismember(k("set"), ["a", "zz"]) == [1, 0]
+    assert set(r.srandmember(k("set"), -5)) <= {"a", "b", "c"}
 
     # sorted sets
     assert r.zadd(k("z"), {"a": 1, "b": 2, "c": 3}) == 3
@@ -150,6 +158,39 @@ def check(port, protocol):
     assert pairs(r.zpopmin(k("z"))) == [("b", 2.0)]
     assert r.zrem(k("z"), "a") == 1
     assert r.zcard(k("z")) == 1
+
+    # sorted sets: lexicographical ranges, unions and intersections, pops over several keys
+    assert r.zadd(k("lex"), {"a": 0, "b": 0, "c": 0, "d": 0}) == 4
+    assert r.zrangebylex(k("lex"), "[b", "+") == ["b", "c", "d"]
+    assert r.zrangebylex(k("lex"), "-", "+", start=1, num=2) == ["b", "c"]
+    assert r.zrevrangebylex(k("lex"), "(d", "-") == ["c", "b", "a"]
+    assert r.zlexcount(k("lex"), "[b", "[c") == 2
+    assert r.zrange(k("lex"), "[c", "+", bylex=True) == ["c", "d"]
+    assert r.zrangestore(k("lex2"), k("lex"), "(a", "[c", bylex=True) == 2
+    assert r.zremrangebylex(k("lex"), "-", "(c") == 2
+    assert r.zrange(k("lex"), 0, -1) == ["c", "d"]
+    assert r.zadd(k("za"), {"x": 1, "y": 2}) == 2
+    assert r.zadd(k("zb"), {"y": 10, "w": 20}) == 2
+    assert r.zunionstore(k("zu"), {k("za"): 1, k("zb"): 2}) == 3
+    assert pairs(r.zrange(k("zu"), 0, -1, withscores=True)) == [("x", 1), ("y", 22), ("w", 40)]
+    assert r.zinterstore(k("zi"), [k("za"), k("zb")], aggregate="MAX") == 1
+    assert r.zscore(k("zi"), "y") == 10.0
+    assert pairs(r.zunion([k("za"), k("zb")], withscores=True)) == [("x", 1), ("y", 12), ("w", 20)]
+    assert r.zinter([k("za"), k("zb")]) == ["y"]
+    assert r.zdiff([k("za"), k("zb")]) == ["x"]
+    assert r.zintercard(2, [k("za"), k("zb")]) == 1
+    key, popped = r.zmpop(2, [k("missing"), k("za")], min=True, count=5)
+    assert key == k("za") and [(m, float(s)) for m, s in popped] == [("x", 1), ("y", 2)], popped
+    assert r.zmpop(1, [k("za")], max=True) is None
+    key, popped = r.bzmpop(1, 2, [k("missing"), k("zb")], max=True)
+    assert key == k("zb") and [(m, float(s)) for m, s in popped] == [("w", 20)], popped
+    assert r.object("encoding", k("zb")) == "listpack"
+
+    # lists: LMPOP and BLMPOP
+    assert r.rpush(k("lm"), "a", "b", "c") == 3
+    assert r.lmpop(2, k("missing"), k("lm"), direction="RIGHT", count=2) == [k("lm"), ["c", "b"]]
+    assert r.blmpop(1, 1, k("lm"), direction="LEFT") == [k("lm"), ["a"]]
+    assert r.lmpop(1, k("lm"), direction="LEFT") is None
 
     # pipelines (no transaction)
     pipe = r.pipeline(transaction=False)
@@ -226,6 +267,22 @@ def check(port, protocol):
     assert time.time() - started >= 0.25
     r.rpush(k("bl"), "x")
     assert r.blmove(k("bl"), k("bl2"), 1, "LEFT", "LEFT") == "x"
+    # BZPOPMIN: woken by a ZADD of another client, or timing out.
+    def zadd_later():
+        time.sleep(0.3)
+        redis.Redis(port=port, protocol=protocol).zadd(k("bz"), {"late": 7})
+
+    thread = threading.Thread(target=zadd_later)
+    thread.start()
+    started = time.time()
+    popped = r.bzpopmin([k("bz")], timeout=5)
+    assert tuple(popped) == (k("bz"), "late", 7.0), popped
+    assert time.time() - started < 4
+    thread.join()
+    started = time.time()
+    assert r.bzpopmax([k("bz")], timeout=0.3) is None
+    assert time.time() - started >= 0.25
+    assert r.blmpop(0.2, 1, k("bz"), direction="LEFT") is None
 
     # connection and server commands
     assert r.client_setname("tester") is True
@@ -239,6 +296,14 @@ def check(port, protocol):
     assert len(r.time()) == 2
     assert r.command_count() > 100
     assert r.execute_command("SELECT", 0) in ("OK", True, b"OK")
+    # Every acknowledged write is on a majority already: WAIT answers at once.
+    assert r.wait(1, 100) == 1
+    assert r.swapdb(0, 0) is True
+    try:
+        r.swapdb(0, 1)
+        raise AssertionError("SWAPDB with database 1 must fail")
+    except redis.ResponseError as error:
+        assert "out of range" in str(error)
     r.flushdb()
     assert r.dbsize() == 0
     print(f"redis-py RESP{protocol}: ok")
