@@ -3,7 +3,7 @@
 
 use super::{check_element, elements, error, float, format_human, integer, load_or_new};
 use super::{parse_float, parse_integer, scan_elements, store_collection, STRING_BYTES_MAX};
-use super::{random_count, random_picks, upper, SYNTAX};
+use super::{random_count, random_picks, remove_elements, upper, SYNTAX};
 use crate::layout::{self, TYPE_HASH};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
@@ -71,24 +71,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             }
             Ok(Reply::Array(values))
         }
-        "hdel" => {
-            let Some(mut metadata) = context.meta_of(key, TYPE_HASH).await? else {
-                return Ok(Reply::Integer(0));
-            };
-            let mut removed = 0;
-            for field in &a[2..] {
-                let sub = layout::sub_key(key, metadata.generation, field);
-                if context.get_raw(&sub).await?.is_some() {
-                    context.delete_raw(sub);
-                    metadata.count -= 1;
-                    removed += 1;
-                }
-            }
-            if removed > 0 {
-                store_collection(context, key, &mut metadata);
-            }
-            Ok(Reply::Integer(removed))
-        }
+        "hdel" => Ok(Reply::Integer(remove_elements(context, key, TYPE_HASH, &a[2..]).await?)),
         "hlen" => Ok(Reply::Integer(
             context.meta_of(key, TYPE_HASH).await?.map_or(0, |metadata| metadata.count as i64),
         )),

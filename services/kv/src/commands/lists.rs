@@ -4,7 +4,7 @@
 //! left move `head` down, so both ends are O(1). LINSERT and LREM rewrite the list under a new
 //! generation.
 
-use super::{elements, error, integer, load_or_new, resolve_range, MultiplePop};
+use super::{elements, error, integer, load_or_new, pop_count, resolve_range, MultiplePop};
 use super::{store_collection, upper, ELEMENTS_READ_MAX, STRING_BYTES_MAX, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_LIST};
 use crate::resp::Reply;
@@ -137,19 +137,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             Ok(Reply::Integer(push(context, key, left, &a[2..], name.ends_with('x')).await?))
         }
         "lpop" | "rpop" => {
-            if a.len() > 3 {
-                return error(SYNTAX);
-            }
-            let count = match a.get(2) {
-                Some(count) => {
-                    let count = integer(count)?;
-                    if count < 0 {
-                        return error("ERR value is out of range, must be positive");
-                    }
-                    Some(count as u64)
-                }
-                None => None,
-            };
+            let count = pop_count(a)?;
             let popped = pop(context, key, name == "lpop", count.unwrap_or(1)).await?;
             Ok(match (popped, count) {
                 (None, Some(_)) => Reply::NullArray,

@@ -160,6 +160,42 @@ pub async fn load_or_new(
 }
 
 /// Writes a collection's metadata after its elements changed; deletes the key when empty.
+/// The optional count of LPOP/RPOP/ZPOPMIN/ZPOPMAX (`arguments[2]`), refused if negative.
+pub fn pop_count(arguments: &[Vec<u8>]) -> Outcome<Option<u64>> {
+    if arguments.len() > 3 {
+        return error(SYNTAX);
+    }
+    let Some(count) = arguments.get(2) else { return Ok(None) };
+    let count = integer(count)?;
+    if count < 0 {
+        return error("ERR value is out of range, must be positive");
+    }
+    Ok(Some(count as u64))
+}
+
+/// Removes the `elements` (fields, members) of the hash or set at `key` that exist; how many.
+pub async fn remove_elements(
+    context: &mut Context<'_>,
+    key: &[u8],
+    type_code: u8,
+    elements: &[Vec<u8>],
+) -> Outcome<i64> {
+    let Some(mut metadata) = context.meta_of(key, type_code).await? else { return Ok(0) };
+    let mut removed = 0;
+    for element in elements {
+        let sub = layout::sub_key(key, metadata.generation, element);
+        if context.get_raw(&sub).await?.is_some() {
+            context.delete_raw(sub);
+            metadata.count -= 1;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        store_collection(context, key, &mut metadata);
+    }
+    Ok(removed)
+}
+
 pub fn store_collection(context: &mut Context<'_>, key: &[u8], metadata: &mut Metadata) {
     if metadata.count == 0 {
         context.delete_key(key, metadata);

@@ -3,7 +3,7 @@
 
 use super::store_collection;
 use super::{check_element, elements, error, integer, load_or_new, scan_elements};
-use super::{parse_integer, random_count, random_picks, upper};
+use super::{parse_integer, random_count, random_picks, remove_elements, upper};
 use crate::layout::{self, Metadata, TYPE_SET};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
@@ -65,24 +65,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             }
             Ok(Reply::Integer(added))
         }
-        "srem" => {
-            let Some(mut metadata) = context.meta_of(key, TYPE_SET).await? else {
-                return Ok(Reply::Integer(0));
-            };
-            let mut removed = 0;
-            for member in &a[2..] {
-                let sub = layout::sub_key(key, metadata.generation, member);
-                if context.get_raw(&sub).await?.is_some() {
-                    context.delete_raw(sub);
-                    metadata.count -= 1;
-                    removed += 1;
-                }
-            }
-            if removed > 0 {
-                store_collection(context, key, &mut metadata);
-            }
-            Ok(Reply::Integer(removed))
-        }
+        "srem" => Ok(Reply::Integer(remove_elements(context, key, TYPE_SET, &a[2..]).await?)),
         "smembers" => {
             Ok(Reply::Set(members(context, key).await?.into_iter().map(Reply::Bulk).collect()))
         }

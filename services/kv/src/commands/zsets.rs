@@ -7,7 +7,7 @@
 //! Ranges (by rank, score or lex) are parsed and selected in `zsets_range`.
 
 use super::zsets_range::{Range, RangeKind, RangeRequest};
-use super::{check_element, elements, error, float, integer, load_or_new, MultiplePop};
+use super::{check_element, elements, error, float, load_or_new, pop_count, MultiplePop};
 use super::{scan_elements, store_collection, upper, zsets_algebra, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_ZSET};
 use crate::resp::Reply;
@@ -240,19 +240,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             Ok(Reply::Integer(selected.len() as i64))
         }
         "zpopmin" | "zpopmax" => {
-            if a.len() > 3 {
-                return error(SYNTAX);
-            }
-            let count = match a.get(2) {
-                Some(count) => {
-                    let count = integer(count)?;
-                    if count < 0 {
-                        return error("ERR value is out of range, must be positive");
-                    }
-                    count as usize
-                }
-                None => 1,
-            };
+            let count = pop_count(a)?.map_or(1, |count| count as usize);
             let members = pop(context, key, name == "zpopmax", count).await?.unwrap_or_default();
             if a.len() == 2 {
                 // Without a count: a flat [member, score] in both protocols.
