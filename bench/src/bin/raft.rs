@@ -10,13 +10,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use strata_bench::{raw_syncs_per_second, scratch_dir};
-use strata_multiraft::{Host, HostConfig, StateMachine};
+use strata_multiraft::{Host, HostConfig, NoSnapshot, SnapshotSource, StateMachine};
 use strata_rt::transport::PeerConfig;
 use strata_rt::uring::{block_on, UringOptions};
 use strata_rt::{Duration, NodeId, Runtime};
@@ -31,6 +32,7 @@ struct Counter(Cell<u64>);
 
 impl StateMachine for Counter {
     type Output = u64;
+    type Snapshot = NoSnapshot;
 
     async fn apply(&self, _index: u64, _command: &[u8]) -> u64 {
         self.0.set(self.0.get() + 1);
@@ -39,6 +41,14 @@ impl StateMachine for Counter {
 
     fn durable_index(&self) -> u64 {
         0
+    }
+
+    fn snapshot(&self) -> impl Future<Output = Result<NoSnapshot, String>> + 'static {
+        std::future::ready(Err("in memory".to_owned()))
+    }
+
+    async fn install(&self, _index: u64, _source: &mut SnapshotSource) -> Result<(), String> {
+        Err("in memory".to_owned())
     }
 }
 
@@ -104,9 +114,9 @@ async fn measure(rt: &Runtime, host: &Host<Counter>, proposers: usize, seconds: 
 async fn node(rt: Runtime, seconds: f64, done: Arc<AtomicBool>, rows: Arc<Mutex<Vec<Row>>>) {
     let voters = (0..NODES).map(NodeId).collect();
     let machines = BTreeMap::from([(GROUP, Rc::new(Counter(Cell::new(0))))]);
-    let host = Host::open(&rt, HostConfig::new(rt.node_id(), voters), machines)
-        .await
-        .expect("open the host");
+    let mut config = HostConfig::new(rt.node_id(), voters);
+    config.snapshot_entries = 0; // The counter is in memory: it cannot snapshot.
+    let host = Host::open(&rt, config, machines).await.expect("open the host");
     // Node 0 campaigns first in practice, but any node may lead: the leader measures.
     let leader = loop {
         rt.sleep(Duration::from_millis(20)).await;

@@ -8,6 +8,7 @@
 //! knows; a forwarded request that is lost resolves as a timeout, an unknown outcome.
 
 use crate::envelope::{self, Item};
+use crate::snapshot::{self, FramedReader, SnapshotSource};
 use crate::storage::{self, GroupId};
 use crate::{HostConfig, HostError, HostStats, StateMachine};
 use std::cell::{Cell, RefCell};
@@ -15,8 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
-use strata_raft::{Config, Entry, EntryKind, HardState, Message, RawNode, Ready, Role};
-use strata_rt::sync::{completion, Completer};
+use strata_raft::{
+    Config, Entry, EntryKind, HardState, Message, RawNode, Ready, Role, SnapshotChunk,
+    SnapshotMeta, SnapshotRequest,
+};
+use strata_rt::sync::{completion, Completer, Completion};
 use strata_rt::{Instant, JoinHandle, NodeId, Rng, Runtime};
 use strata_wal::Wal;
 
@@ -59,16 +63,43 @@ impl Signal {
 
 type Reply<M> = Result<<M as StateMachine>::Output, HostError>;
 
-/// The apply side of one group: its own task applies committed entries in order.
+/// What a group's apply task does, in order.
+enum Work {
+    Apply(Entry),
+    /// Read a snapshot staged from a leader through, checking it, then hand it to the driver.
+    Verify(SnapshotMeta),
+    /// Install a verified snapshot into the machine, once the completion says its snapshot
+    /// record is durable in the WAL.
+    Install(SnapshotMeta, Completion<()>),
+}
+
+/// The apply side of one group: its own task applies committed entries in order, takes the
+/// machine's snapshots and installs those received from leaders.
 pub(crate) struct Applier<M: StateMachine> {
+    group: GroupId,
     pub(crate) machine: Rc<M>,
-    queue: RefCell<VecDeque<Entry>>,
+    queue: RefCell<VecDeque<Work>>,
     signal: Signal,
     applied: Cell<u64>,
+    /// The last entry the machine itself applied (or the snapshot it installed): entries after
+    /// it, up to `applied`, were not for it (membership changes, a new leader's empty entry), so
+    /// a snapshot of the machine is a snapshot of the log up to there.
+    machine_index: Cell<u64>,
     /// Local proposals by proposal id.
     pub(crate) proposals: RefCell<BTreeMap<u64, Completer<Reply<M>>>>,
     /// Reads waiting for `applied` to reach an index.
     reads: RefCell<Vec<(u64, Completer<()>)>>,
+    /// The index of the last snapshot taken, asked for or installed.
+    snapshot_index: Cell<u64>,
+    /// A follower needs a snapshot and the one held is gone or older than the log's start.
+    snapshot_wanted: Cell<bool>,
+    /// The task making the last snapshot durable, awaited on close: it writes to the machine's
+    /// storage.
+    snapshot_task: RefCell<Option<JoinHandle<()>>>,
+    /// A snapshot taken (its index and reader), for the driver to compact the log to.
+    taken: RefCell<Option<(u64, M::Snapshot)>>,
+    /// A staged snapshot read through and found whole, for the driver to record.
+    verified: RefCell<Option<SnapshotMeta>>,
 }
 
 impl<M: StateMachine> Applier<M> {
@@ -121,13 +152,30 @@ pub(crate) struct Group<M: StateMachine> {
     forwarded_seen: (BTreeSet<u64>, VecDeque<u64>),
 }
 
+/// A snapshot chunk read for a follower: the request it answers, its bytes, whether it ends the
+/// snapshot.
+struct ChunkRead {
+    group: GroupId,
+    request: SnapshotRequest,
+    data: Vec<u8>,
+    done: bool,
+}
+
 pub(crate) struct Inner<M: StateMachine> {
     pub(crate) rt: Runtime,
     pub(crate) config: HostConfig,
     wal: Wal,
+    /// The WAL's segment count right after the last checkpoint (0 before the first).
+    checkpoint_segments: Cell<usize>,
     pub(crate) groups: RefCell<BTreeMap<GroupId, Group<M>>>,
     inbox: RefCell<VecDeque<(NodeId, Vec<u8>)>>,
     pub(crate) signal: Signal,
+    /// Each group's snapshot for followers (taken out while a chunk is read).
+    snapshot_readers: RefCell<BTreeMap<GroupId, FramedReader<M::Snapshot>>>,
+    /// Chunks leaders' Raft asked for, and the answers read, for the driver.
+    snapshot_requests: RefCell<VecDeque<(GroupId, SnapshotRequest)>>,
+    snapshot_answers: RefCell<Vec<ChunkRead>>,
+    snapshot_signal: Signal,
     /// When the last tick was due: ticks follow the clock, not the tick task's wake-ups, so
     /// that a driver held up (paused, or stuck in a long round) makes up the ticks it missed
     /// before it serves anything, and a lease never outlasts its real time.
@@ -151,19 +199,41 @@ pub(crate) async fn open_inner<M: StateMachine>(
     let mut persisted =
         storage::replay(records.iter().map(|(index, bytes)| (*index, bytes.as_slice())))
             .map_err(|reason| HostError::Corruption { reason })?;
+    drop(records);
+    let storage_error = |what: &str, error: std::io::Error| HostError::Latched {
+        cause: format!("{what} {}: {error}", config.snapshot_dir),
+    };
+    let disk = rt.disk();
+    disk.create_dir_all(&config.snapshot_dir)
+        .await
+        .map_err(|error| storage_error("create", error))?;
     let mut rng = rt.rng();
     let mut groups = BTreeMap::new();
     for (&group, machine) in &machines {
         let state = persisted.remove(&group).unwrap_or_default();
+        if machine.durable_index() < state.snapshot.index {
+            // Recorded, not installed before a crash: install it again from the staged file.
+            install_staged(rt, &config, group, machine.as_ref(), &state.snapshot).await?;
+        }
+        remove_staged(rt, &config.snapshot_dir, group, u64::MAX)
+            .await
+            .map_err(|error| storage_error("clean up", error))?;
         let forwarded_seen = proposals_in_log(&state.entries);
         let node = restore_group(&config, group, state, machine.durable_index(), rng.next_u64())?;
         let applier = Rc::new(Applier {
+            group,
             applied: Cell::new(node.applied_index()),
+            machine_index: Cell::new(node.applied_index()),
             machine: machine.clone(),
             queue: RefCell::default(),
             signal: Signal::default(),
             proposals: RefCell::default(),
             reads: RefCell::default(),
+            snapshot_index: Cell::new(node.first_index() - 1),
+            snapshot_wanted: Cell::new(false),
+            snapshot_task: RefCell::default(),
+            taken: RefCell::default(),
+            verified: RefCell::default(),
         });
         let persisted_hard_state = node.hard_state();
         groups.insert(
@@ -190,9 +260,14 @@ pub(crate) async fn open_inner<M: StateMachine>(
         rt: rt.clone(),
         config,
         wal,
+        checkpoint_segments: Cell::new(0),
         groups: RefCell::new(groups),
         inbox: RefCell::default(),
         signal: Signal::default(),
+        snapshot_readers: RefCell::default(),
+        snapshot_requests: RefCell::default(),
+        snapshot_answers: RefCell::default(),
+        snapshot_signal: Signal::default(),
         last_tick: Cell::new(rt.now()),
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
@@ -220,6 +295,53 @@ fn proposals_in_log(entries: &[Entry]) -> (BTreeSet<u64>, VecDeque<u64>) {
     (order.iter().copied().collect(), order)
 }
 
+/// Installs the snapshot recorded as `group`'s log start from its staged file, on reopen.
+async fn install_staged<M: StateMachine>(
+    rt: &Runtime,
+    config: &HostConfig,
+    group: GroupId,
+    machine: &M,
+    meta: &SnapshotMeta,
+) -> Result<(), HostError> {
+    let path = snapshot::staged_path(&config.snapshot_dir, group, meta);
+    let mut source =
+        SnapshotSource::open(rt, &path, meta).await.map_err(|reason| HostError::Corruption {
+            reason: format!("group {group}: the recorded snapshot's file: {reason}"),
+        })?;
+    // A read error or a damaged frame: reported, and tried again on the next open.
+    machine.install(meta.index, &mut source).await.map_err(|cause| HostError::Latched {
+        cause: format!("group {group}: installing snapshot {} again: {cause}", meta.index),
+    })?;
+    if machine.durable_index() < meta.index {
+        return Err(HostError::Corruption {
+            reason: format!("group {group}: snapshot {} installed, not durable", meta.index),
+        });
+    }
+    Ok(())
+}
+
+/// Removes `group`'s staged snapshots up to index `through` (all with `u64::MAX`).
+async fn remove_staged(
+    rt: &Runtime,
+    dir: &str,
+    group: GroupId,
+    through: u64,
+) -> std::io::Result<()> {
+    let disk = rt.disk();
+    let mut removed = false;
+    for name in disk.list(dir).await? {
+        let staged = snapshot::parse_staged_name(&name);
+        if staged.is_some_and(|(of, index)| of == group && index <= through) {
+            disk.remove(&format!("{dir}/{name}")).await?;
+            removed = true;
+        }
+    }
+    if removed {
+        disk.sync_dir(dir).await?;
+    }
+    Ok(())
+}
+
 fn restore_group(
     config: &HostConfig,
     group: GroupId,
@@ -227,7 +349,7 @@ fn restore_group(
     durable_index: u64,
     seed: u64,
 ) -> Result<RawNode, HostError> {
-    let last_index = state.entries.len() as u64;
+    let last_index = state.last_index();
     if durable_index > last_index {
         return Err(HostError::Corruption {
             reason: format!(
@@ -244,7 +366,8 @@ fn restore_group(
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
-    RawNode::new(raft, hard_state, state.entries, durable_index)
+    raft.snapshot_chunk_bytes_max = config.snapshot_chunk_bytes;
+    RawNode::new_with_snapshot(raft, state.snapshot, hard_state, state.entries, durable_index)
         .map_err(|error| HostError::Corruption { reason: format!("group {group}: {error}") })
 }
 
@@ -252,6 +375,7 @@ fn start_tasks<M: StateMachine>(inner: &Rc<Inner<M>>) {
     let rt = inner.rt.clone();
     let mut tasks = inner.tasks.borrow_mut();
     tasks.push(rt.spawn(drive(Rc::downgrade(inner))));
+    tasks.push(rt.spawn(serve_snapshots(Rc::downgrade(inner))));
     for group in inner.groups.borrow().values() {
         tasks.push(rt.spawn(apply(Rc::downgrade(inner), group.applier.clone())));
     }
@@ -297,23 +421,64 @@ async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
             return;
         }
         loop {
-            let Some(entry) = applier.queue.borrow_mut().pop_front() else { break };
-            if weak.upgrade().is_none_or(|inner| inner.stopped.get()) {
+            let Some(work) = applier.queue.borrow_mut().pop_front() else { break };
+            let Some(inner) = weak.upgrade().filter(|inner| !inner.stopped.get()) else {
+                return;
+            };
+            let result = match work {
+                Work::Apply(entry) => apply_entry(&applier, entry).await,
+                Work::Verify(meta) => inner.verify_staged(&applier, meta).await,
+                Work::Install(meta, recorded) => {
+                    if recorded.await.is_none() {
+                        return; // The host stopped before the record was durable.
+                    }
+                    inner.install(&applier, meta).await
+                }
+            };
+            if let Err(cause) = result {
+                // Whatever failed is not done: an entry's effects may be partly in the
+                // machine's store, which only a restart (replaying from the durable index, or
+                // installing the recorded snapshot again) repairs.
+                inner.fail(HostError::Latched { cause });
                 return;
             }
-            assert_eq!(entry.index, applier.applied.get() + 1, "entries apply in order");
-            if entry.kind == EntryKind::Normal {
-                if let Err(cause) = apply_one(&applier, &entry).await {
-                    // The entry is not applied: its effects may be partly in the machine's
-                    // store, which only a restart (replaying from the durable index) repairs.
-                    if let Some(inner) = weak.upgrade() {
-                        inner.fail(HostError::Latched { cause });
-                    }
-                    return;
-                }
+            drop(inner);
+        }
+        if let Some(inner) = weak.upgrade() {
+            inner.maybe_snapshot(&applier);
+        }
+    }
+}
+
+async fn apply_entry<M: StateMachine>(applier: &Applier<M>, entry: Entry) -> Result<(), String> {
+    assert_eq!(entry.index, applier.applied.get() + 1, "entries apply in order");
+    if entry.kind == EntryKind::Normal {
+        apply_one(applier, &entry).await?;
+    }
+    applier.applied.set(entry.index);
+    applier.release_reads();
+    Ok(())
+}
+
+/// Reads the snapshots leaders' Raft asks for, one chunk at a time, for the driver to send.
+async fn serve_snapshots<M: StateMachine>(weak: Weak<Inner<M>>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.snapshot_signal.wait().await;
+        if inner.stopped.get() {
+            return;
+        }
+        loop {
+            let Some((group, request)) = inner.snapshot_requests.borrow_mut().pop_front() else {
+                break;
+            };
+            if let Err(cause) = inner.read_chunk(group, request).await {
+                inner.fail(HostError::Latched { cause });
+                return;
             }
-            applier.applied.set(entry.index);
-            applier.release_reads();
+            if inner.stopped.get() {
+                return;
+            }
         }
     }
 }
@@ -328,6 +493,7 @@ async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) -> Resu
     if let Some(cause) = applier.machine.failure() {
         return Err(cause);
     }
+    applier.machine_index.set(entry.index);
     if let Some(completer) = applier.proposals.borrow_mut().remove(&id) {
         completer.complete(Ok(output));
     }
@@ -351,6 +517,20 @@ fn remember_forward<M: StateMachine>(group: &mut Group<M>, id: u64) -> bool {
 pub(crate) fn split_proposal(data: &[u8]) -> Option<(u64, &[u8])> {
     let (id, command) = data.split_first_chunk::<8>()?;
     Some((u64::from_le_bytes(*id), command))
+}
+
+/// The snapshot a chunk request is for, if this host still has it.
+fn matching_reader<R: crate::SnapshotReader>(
+    readers: &mut BTreeMap<GroupId, FramedReader<R>>,
+    group: GroupId,
+    meta: &SnapshotMeta,
+) -> Option<FramedReader<R>> {
+    let reader = readers.remove(&group)?;
+    if reader.meta() == meta {
+        return Some(reader);
+    }
+    readers.insert(group, reader);
+    None
 }
 
 async fn drive<M: StateMachine>(weak: Weak<Inner<M>>) {
@@ -390,13 +570,97 @@ impl<M: StateMachine> Inner<M> {
             self.fail(HostError::Stopped);
         }
         self.signal.notify();
+        self.snapshot_signal.notify();
+        let mut tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for group in self.groups.borrow().values() {
             group.applier.signal.notify();
+            tasks.extend(group.applier.snapshot_task.borrow_mut().take());
         }
-        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for task in tasks {
             task.await;
         }
+    }
+
+    /// Asks the machine for a snapshot if enough was applied since the last one, or a follower
+    /// needs one. Called by the apply task between applies, so at exactly its applied index.
+    fn maybe_snapshot(self: &Rc<Self>, applier: &Rc<Applier<M>>) {
+        let index = applier.machine_index.get();
+        let every = self.config.snapshot_entries;
+        let due = every > 0 && index >= applier.snapshot_index.get() + every;
+        let busy = applier.snapshot_task.borrow().as_ref().is_some_and(|task| !task.is_finished());
+        if busy || index == 0 || !(due || applier.snapshot_wanted.get()) {
+            return;
+        }
+        applier.snapshot_wanted.set(false);
+        applier.snapshot_index.set(index);
+        let taking = applier.machine.snapshot();
+        let weak = Rc::downgrade(self);
+        let applier_for_task = applier.clone();
+        let task = self.rt.spawn(async move {
+            let result = taking.await;
+            let Some(inner) = weak.upgrade() else { return };
+            match result {
+                Ok(reader) => {
+                    *applier_for_task.taken.borrow_mut() = Some((index, reader));
+                    inner.stats.borrow_mut().snapshots_taken += 1;
+                    inner.signal.notify();
+                }
+                // A machine that cannot snapshot keeps its log; one whose storage failed stops
+                // the host.
+                Err(cause) if applier_for_task.machine.failure().is_some() => {
+                    inner.fail(HostError::Latched { cause });
+                }
+                Err(_) => {}
+            }
+        });
+        *applier.snapshot_task.borrow_mut() = Some(task);
+    }
+
+    /// Reads a staged snapshot through; if whole, hands it to the driver to record.
+    async fn verify_staged(&self, applier: &Applier<M>, meta: SnapshotMeta) -> Result<(), String> {
+        let path = snapshot::staged_path(&self.config.snapshot_dir, applier.group, &meta);
+        snapshot::verify(&self.rt, &path, &meta).await?;
+        *applier.verified.borrow_mut() = Some(meta);
+        self.signal.notify();
+        Ok(())
+    }
+
+    /// Installs a recorded snapshot into the machine, from its staged file.
+    async fn install(&self, applier: &Applier<M>, meta: SnapshotMeta) -> Result<(), String> {
+        let path = snapshot::staged_path(&self.config.snapshot_dir, applier.group, &meta);
+        let mut source = SnapshotSource::open(&self.rt, &path, &meta).await?;
+        applier.machine.install(meta.index, &mut source).await?;
+        if applier.machine.durable_index() < meta.index {
+            return Err(format!("snapshot {} installed, not durable", meta.index));
+        }
+        applier.applied.set(meta.index);
+        applier.machine_index.set(meta.index);
+        applier.snapshot_index.set(meta.index);
+        applier.release_reads();
+        self.stats.borrow_mut().snapshots_installed += 1;
+        // Leftovers are removed again on reopen if this fails.
+        let _ = remove_staged(&self.rt, &self.config.snapshot_dir, applier.group, meta.index).await;
+        Ok(())
+    }
+
+    /// Reads the chunk `request` asks for, if this host still has its snapshot; otherwise asks
+    /// the group's machine for a new one (Raft asks again for it after an election timeout).
+    async fn read_chunk(&self, group: GroupId, request: SnapshotRequest) -> Result<(), String> {
+        let reader = matching_reader(&mut self.snapshot_readers.borrow_mut(), group, &request.meta);
+        let Some(mut reader) = reader else {
+            if let Some(group) = self.groups.borrow().get(&group) {
+                group.applier.snapshot_wanted.set(true);
+                group.applier.signal.notify();
+            }
+            return Ok(());
+        };
+        let (data, done) = reader.read(request.offset, request.length_max).await?;
+        // Put back unless a newer snapshot replaced it meanwhile.
+        self.snapshot_readers.borrow_mut().entry(group).or_insert(reader);
+        self.snapshot_answers.borrow_mut().push(ChunkRead { group, request, data, done });
+        self.stats.borrow_mut().snapshot_chunks_sent += 1;
+        self.signal.notify();
+        Ok(())
     }
 
     fn next_context(&self) -> u64 {
@@ -443,11 +707,29 @@ impl<M: StateMachine> Inner<M> {
             }
         }
         for (&group_id, group) in groups.iter_mut() {
+            self.compact(group_id, group);
             self.take_proposals(group_id, group, &mut outgoing);
             self.take_reads(group_id, group, now, &mut outgoing);
         }
+        let answers = std::mem::take(&mut *self.snapshot_answers.borrow_mut());
+        for ChunkRead { group, request, data, done } in answers {
+            let Some(group) = groups.get_mut(&group) else { continue };
+            let sent =
+                group.node.snapshot_chunk(request.to, &request.meta, request.offset, data, done);
+            assert!(sent.is_ok(), "chunks are read within Raft's bounds: {sent:?}");
+        }
         drop(groups);
         self.send(outgoing);
+    }
+
+    /// Compacts the group's log to the snapshot its machine took, which then serves followers.
+    fn compact(&self, group_id: GroupId, group: &mut Group<M>) {
+        let Some((index, reader)) = group.applier.taken.borrow_mut().take() else { return };
+        let meta = group.node.compact(index).expect("the machine snapshots applied entries only");
+        if meta.index == index {
+            self.snapshot_readers.borrow_mut().insert(group_id, FramedReader::new(meta, reader));
+        }
+        // Otherwise a snapshot installed meanwhile is newer: the log starts after it already.
     }
 
     fn step_item(
@@ -561,37 +843,63 @@ impl<M: StateMachine> Inner<M> {
     async fn round(self: &Rc<Self>) -> Result<(), HostError> {
         let mut readies: Vec<(GroupId, Ready)> = Vec::new();
         let mut records = Vec::new();
+        let mut staged: Vec<(GroupId, Vec<SnapshotChunk>)> = Vec::new();
+        let mut installs: Vec<Completer<()>> = Vec::new();
         let mut entries_count = 0u64;
+        let checkpoint = self.checkpoint_due();
+        let mut checkpointed = false;
         {
             let mut groups = self.groups.borrow_mut();
             let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
             for (&group_id, group) in groups.iter_mut() {
+                records.extend(self.record_verified_snapshot(group_id, group, &mut installs));
                 if !group.node.has_ready() {
                     continue;
                 }
                 let mut ready = group.node.ready();
                 queue_messages(group_id, std::mem::take(&mut ready.messages), &mut outgoing);
+                self.ask_for_chunks(group_id, std::mem::take(&mut ready.snapshot_requests));
+                if !ready.snapshot_chunks.is_empty() {
+                    staged.push((group_id, std::mem::take(&mut ready.snapshot_chunks)));
+                }
                 // Committed entries were durable here before this round (Raft hands out only
                 // those), and read states need nothing of this round's sync: neither waits for it.
                 self.hand_to_applier(group, std::mem::take(&mut ready.committed_entries));
                 self.answer_reads(group_id, group, &ready, &mut outgoing);
-                if let Some(record) = persist_record(group_id, group, &ready) {
-                    records.push(record);
-                }
+                let bytes_max = self.config.wal.record_bytes_max as usize;
+                records.extend(persist_records(group_id, group, &ready, bytes_max));
                 entries_count += ready.entries.len() as u64;
                 readies.push((group_id, ready));
+            }
+            if let Some(checkpoint) = checkpoint.then(|| self.checkpoint_records(&mut groups)) {
+                checkpointed = checkpoint.is_some();
+                records = checkpoint.unwrap_or(records);
             }
             drop(groups);
             self.send(outgoing);
         }
-        if readies.is_empty() {
+        if readies.is_empty() && records.is_empty() {
             return Ok(());
         }
         if !records.is_empty() {
-            self.wal.append_many(records).await?;
-            let mut stats = self.stats.borrow_mut();
-            stats.wal_syncs += 1;
-            stats.entries_persisted += entries_count;
+            let (first, _) = self.wal.append_many(records).await?;
+            {
+                let mut stats = self.stats.borrow_mut();
+                stats.wal_syncs += 1;
+                stats.entries_persisted += entries_count;
+            }
+            if checkpointed {
+                // Every group's log is whole from the checkpoint on.
+                self.wal.truncate_prefix(first).await?;
+                self.stats.borrow_mut().checkpoints += 1;
+            }
+        }
+        if checkpoint {
+            self.checkpoint_segments.set(self.wal.segment_count());
+        }
+        let received = self.stage_chunks(staged).await?;
+        for recorded in installs {
+            recorded.complete(());
         }
         let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
         let mut groups = self.groups.borrow_mut();
@@ -602,6 +910,11 @@ impl<M: StateMachine> Inner<M> {
             group.node.advance();
             again |= group.node.has_ready();
         }
+        for (group_id, meta) in received {
+            let applier = &groups.get(&group_id).expect("groups are not removed").applier;
+            applier.queue.borrow_mut().push_back(Work::Verify(meta));
+            applier.signal.notify();
+        }
         drop(groups);
         self.send(outgoing);
         if again {
@@ -610,12 +923,108 @@ impl<M: StateMachine> Inner<M> {
         Ok(())
     }
 
+    fn checkpoint_due(&self) -> bool {
+        let kept = self.config.wal_segments_kept.max(1);
+        self.wal.segment_count() >= self.checkpoint_segments.get() + kept
+    }
+
+    /// One snapshot record per group, or `None` if a group's log is too long for one record (a
+    /// group that cannot snapshot): the WAL then keeps its prefix, and tries again once it grew
+    /// by as much again.
+    fn checkpoint_records(&self, groups: &mut BTreeMap<GroupId, Group<M>>) -> Option<Vec<Vec<u8>>> {
+        let bytes_max = self.config.wal.record_bytes_max as u64;
+        let fits = groups.values().all(|group| {
+            let node = &group.node;
+            let entries = node.entries(node.first_index(), node.last_index());
+            let bytes: u64 = entries.iter().map(|entry| entry.size_bytes() + 4).sum();
+            bytes + 1024 <= bytes_max
+        });
+        if !fits {
+            return None;
+        }
+        Some(
+            groups
+                .iter_mut()
+                .map(|(&group_id, group)| checkpoint_record(group_id, group))
+                .collect(),
+        )
+    }
+
+    /// If the apply task found a staged snapshot whole, makes it the log's start: Raft drops the
+    /// log it covers, and the returned snapshot record says so in the WAL. The machine installs
+    /// it once the record is durable (`installs`).
+    fn record_verified_snapshot(
+        &self,
+        group_id: GroupId,
+        group: &mut Group<M>,
+        installs: &mut Vec<Completer<()>>,
+    ) -> Option<Vec<u8>> {
+        let meta = group.applier.verified.borrow_mut().take()?;
+        if group.node.snapshot_installed(meta.clone()).is_err() {
+            // The log caught up meanwhile (committed past it): nothing to install. The staged
+            // file goes with the next install or reopen.
+            return None;
+        }
+        self.snapshot_readers.borrow_mut().remove(&group_id);
+        let (recorded, recording) = completion();
+        installs.push(recorded);
+        group.applier.queue.borrow_mut().push_back(Work::Install(meta, recording));
+        group.applier.signal.notify();
+        Some(checkpoint_record(group_id, group))
+    }
+
+    fn ask_for_chunks(&self, group_id: GroupId, requests: Vec<SnapshotRequest>) {
+        if requests.is_empty() {
+            return;
+        }
+        let mut queued = self.snapshot_requests.borrow_mut();
+        queued.extend(requests.into_iter().map(|request| (group_id, request)));
+        self.snapshot_signal.notify();
+    }
+
+    /// Writes the snapshot chunks followers received to their staging files, durably (Raft
+    /// acknowledges them in the messages sent after persisting). Returns the transfers done.
+    async fn stage_chunks(
+        &self,
+        staged: Vec<(GroupId, Vec<SnapshotChunk>)>,
+    ) -> Result<Vec<(GroupId, SnapshotMeta)>, HostError> {
+        let disk = self.rt.disk();
+        let dir = &self.config.snapshot_dir;
+        let mut done = Vec::new();
+        let mut created = false;
+        for (group_id, chunks) in staged {
+            for chunk in chunks {
+                let path = snapshot::staged_path(dir, group_id, &chunk.meta);
+                let failed = |what: &str, error: std::io::Error| HostError::Latched {
+                    cause: format!("{what} {path}: {error}"),
+                };
+                let file = disk.create(&path).await.map_err(|error| failed("create", error))?;
+                if chunk.offset == 0 {
+                    file.truncate(0).await.map_err(|error| failed("truncate", error))?;
+                    created = true;
+                }
+                let (result, _) = file.write_at(chunk.data, chunk.offset).await;
+                result.map_err(|error| failed("write", error))?;
+                file.sync().await.map_err(|error| failed("sync", error))?;
+                if chunk.done {
+                    done.push((group_id, chunk.meta));
+                }
+            }
+        }
+        if created {
+            disk.sync_dir(dir).await.map_err(|error| HostError::Latched {
+                cause: format!("sync dir {dir}: {error}"),
+            })?;
+        }
+        Ok(done)
+    }
+
     fn hand_to_applier(&self, group: &mut Group<M>, entries: Vec<Entry>) {
         if entries.is_empty() {
             return;
         }
         self.stats.borrow_mut().entries_committed += entries.len() as u64;
-        group.applier.queue.borrow_mut().extend(entries);
+        group.applier.queue.borrow_mut().extend(entries.into_iter().map(Work::Apply));
         group.applier.signal.notify();
     }
 
@@ -676,8 +1085,15 @@ impl<M: StateMachine> Inner<M> {
         Some((node.membership().clone(), node.membership_index()))
     }
 
+    /// The term of entry `index` of the group's log, also if it was just compacted into the
+    /// snapshot; `None` if this replica cannot tell.
     pub(crate) fn term_at(&self, group: GroupId, index: u64) -> Option<u64> {
-        self.groups.borrow().get(&group)?.node.term_at(index)
+        let groups = self.groups.borrow();
+        let node = &groups.get(&group)?.node;
+        node.term_at(index).or_else(|| {
+            let snapshot = node.snapshot_meta();
+            (snapshot.index == index).then_some(snapshot.term)
+        })
     }
 
     pub(crate) fn queue_read(
@@ -707,25 +1123,41 @@ fn queue_messages(
     }
 }
 
-/// The WAL record for `ready`, if it needs one. A hard state whose only change is the commit
+/// The WAL records for `ready`, if it needs any. A hard state whose only change is the commit
 /// index is not worth a sync: it rides along with other changes, and on restart the commit index
 /// is recomputed (it only ever needs to be at most the true one).
-fn persist_record<M: StateMachine>(
+fn persist_records<M: StateMachine>(
     group_id: GroupId,
     group: &mut Group<M>,
     ready: &Ready,
-) -> Option<Vec<u8>> {
+    bytes_max: usize,
+) -> Vec<Vec<u8>> {
     let persisted = group.persisted_hard_state;
     let hard_state = ready.hard_state.filter(|&state| {
         state.term != persisted.term || state.vote != persisted.vote || !ready.entries.is_empty()
     });
     if hard_state.is_none() && ready.entries.is_empty() {
-        return None;
+        return Vec::new();
     }
     if let Some(state) = hard_state {
         group.persisted_hard_state = state;
     }
-    Some(storage::encode_record(group_id, hard_state, &ready.entries))
+    storage::encode_records(group_id, hard_state, &ready.entries, bytes_max)
+}
+
+/// A snapshot record of the group as it stands: its log's start, hard state and whole log.
+fn checkpoint_record<M: StateMachine>(group_id: GroupId, group: &mut Group<M>) -> Vec<u8> {
+    let node = &group.node;
+    let meta = node.snapshot_meta();
+    let hard_state = node.hard_state();
+    let record = storage::encode_snapshot_record(
+        group_id,
+        &meta,
+        hard_state,
+        node.entries(meta.index + 1, node.last_index()),
+    );
+    group.persisted_hard_state = hard_state;
+    record
 }
 
 /// Drops requests that waited too long (their callers gave up already).

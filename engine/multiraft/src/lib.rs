@@ -33,17 +33,33 @@
 //! its lease; ticks follow the clock, so a host held up makes up its missed ticks (and loses its
 //! lease) before it serves anything.
 //!
+//! # Snapshots and compaction
+//!
+//! Every [`HostConfig::snapshot_entries`] applied entries, a group's apply task asks its machine
+//! for a snapshot ([`StateMachine::snapshot`]): the machine makes its state durable and hands
+//! back a reader of it; the group's in-memory log is then compacted up to there, and the reader
+//! serves followers that need compacted entries, streamed in checksummed frames ([`snapshot`]).
+//! A follower stages the frames in a file (synced before it acknowledges them), reads the file
+//! through to verify it, records the snapshot as its log's new start in the WAL, then has its
+//! machine install it ([`StateMachine::install`]); a crash before the install finished installs
+//! again from the staged file on reopen.
+//!
+//! Once the WAL holds more than [`HostConfig::wal_segments_kept`] segments, a round writes a
+//! checkpoint: one snapshot record per group (its snapshot's meta, hard state and whole
+//! in-memory log), after which the WAL's older segments are dropped. So the WAL and the
+//! in-memory logs stay bounded by what groups applied since their last snapshot.
+//!
 //! # Not yet
 //!
-//! Log compaction and snapshots (the WAL and the in-memory logs grow until strata-raft's
-//! snapshots are wired in), and groups added or removed at run time. Heartbeats of all groups
-//! to one peer leave in the same envelope (ticks are shared), but each group still sends its
-//! own heartbeat item.
+//! Groups added or removed at run time. Heartbeats of all groups to one peer leave in the same
+//! envelope (ticks are shared), but each group still sends its own heartbeat item.
 
 pub mod envelope;
 mod host;
+pub mod snapshot;
 pub mod storage;
 
+pub use snapshot::SnapshotSource;
 pub use storage::GroupId;
 
 use std::collections::BTreeMap;
@@ -56,6 +72,8 @@ use strata_wal::WalError;
 /// The replicated state machine of one group, as the host drives it.
 pub trait StateMachine: 'static {
     type Output: 'static;
+    /// A reader of the machine's state at one index.
+    type Snapshot: SnapshotReader;
 
     /// Applies committed entry `index` (indexes strictly increase across calls). Must be
     /// deterministic: every replica applies the same commands and must compute the same state
@@ -71,6 +89,49 @@ pub trait StateMachine: 'static {
     /// from a machine that skipped an entry.
     fn failure(&self) -> Option<String> {
         None
+    }
+
+    /// Takes a snapshot of the state as of the last entry applied (or snapshot installed),
+    /// captured when this is called (between two applies), not when the future first runs; the
+    /// host compacts the log up to that entry. The future makes that state
+    /// durable in the machine's own storage (`durable_index()` reaches its index: the log up to
+    /// there may go) and resolves to a reader of it that later applies do not change. It runs
+    /// beside later applies, so it must not borrow the machine. A machine that cannot snapshot
+    /// answers an error; the host then keeps its whole log.
+    fn snapshot(&self) -> impl Future<Output = Result<Self::Snapshot, String>> + 'static;
+
+    /// Replaces the whole state with the snapshot of entry `index` that `source` streams (as a
+    /// [`SnapshotReader`] of another replica produced it), durably: once this resolves `Ok`,
+    /// `durable_index()` is `index`. After a crash midway, `durable_index()` must be below
+    /// `index` on reopen (the host then installs again). `Err` latches the host.
+    fn install(
+        &self,
+        index: u64,
+        source: &mut SnapshotSource,
+    ) -> impl Future<Output = Result<(), String>>;
+}
+
+/// A consistent view of a state machine's state at one applied index, read as a byte stream.
+pub trait SnapshotReader: 'static {
+    /// Up to `length_max` bytes of the stream from `offset`; fewer only at its end (none at or
+    /// past it). Reads mostly go forward, one after the other; a read may also start over at an
+    /// earlier offset (a lost transfer resumes). The stream of a given state must be the same
+    /// bytes on every replica: a follower may go on with another leader's transfer of it.
+    fn read(
+        &mut self,
+        offset: u64,
+        length_max: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, String>>;
+}
+
+/// The snapshot type of a machine that cannot take snapshots (it keeps everything in memory,
+/// and the log is its durable copy): its `snapshot` answers an error, and its group's log is
+/// never compacted.
+pub enum NoSnapshot {}
+
+impl SnapshotReader for NoSnapshot {
+    async fn read(&mut self, _offset: u64, _length_max: usize) -> Result<Vec<u8>, String> {
+        match *self {}
     }
 }
 
@@ -100,6 +161,15 @@ pub struct HostConfig {
     pub reads_queued_max: usize,
     /// Proposals waiting for their entry to be applied, per group.
     pub proposals_waiting_max: usize,
+    /// A group's machine takes a snapshot (and the group's log is compacted to it) after this
+    /// many entries applied since its last one; 0: never (the log grows without bound).
+    pub snapshot_entries: u64,
+    /// Bytes of a snapshot per chunk sent to a follower (`strata_raft::Config`'s bound).
+    pub snapshot_chunk_bytes: u64,
+    /// Past this many WAL segments, a round writes a checkpoint and drops the older segments.
+    pub wal_segments_kept: usize,
+    /// Where snapshots received from leaders are staged, relative to the data directory.
+    pub snapshot_dir: String,
 }
 
 impl HostConfig {
@@ -117,6 +187,10 @@ impl HostConfig {
             proposals_queued_max: 65_536,
             reads_queued_max: 65_536,
             proposals_waiting_max: 65_536,
+            snapshot_entries: 50_000,
+            snapshot_chunk_bytes: 1 << 20,
+            wal_segments_kept: 4,
+            snapshot_dir: "raft-snapshots".into(),
         }
     }
 }
@@ -197,6 +271,13 @@ pub struct HostStats {
     pub items_sent: u64,
     pub envelopes_refused: u64,
     pub messages_refused: u64,
+    /// Snapshots machines took (each compacting its group's log).
+    pub snapshots_taken: u64,
+    /// Snapshot chunks read for followers, and snapshots installed from leaders.
+    pub snapshot_chunks_sent: u64,
+    pub snapshots_installed: u64,
+    /// Checkpoints written (each dropping the WAL's older segments).
+    pub checkpoints: u64,
 }
 
 /// One group's state, for status pages and tests.
@@ -208,6 +289,8 @@ pub struct GroupStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_index: u64,
+    /// What the in-memory log starts after (0: nothing compacted).
+    pub snapshot_index: u64,
 }
 
 /// The host of this node's groups. Clones share it.
@@ -383,6 +466,7 @@ impl<M: StateMachine> Host<M> {
             commit_index: group.node.commit_index(),
             applied_index: group.applier.applied_index(),
             last_index: group.node.last_index(),
+            snapshot_index: group.node.first_index() - 1,
         })
     }
 

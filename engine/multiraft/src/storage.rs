@@ -7,28 +7,98 @@
 //! state. The WAL checksums and frames each record (`strata-wal`); a record that decodes badly
 //! or does not continue its group's log is corruption, reported, never skipped.
 //!
+//! A *snapshot record* restarts a group's log: it carries the snapshot the log now starts after
+//! (compacted, or installed from a leader), the hard state, and every entry the log holds after
+//! it. Replay starts each group at its last snapshot record and ignores what came before, so the
+//! WAL's prefix may be dropped once every group has one past it (a checkpoint).
+//!
 //! Record layout (little-endian), see docs/format.md "Multi-Raft WAL record":
-//! `[group u64][flags u8][hard state, 21 bytes, if flags & 1][first_index u64][count u32]`
+//! `[group u64][flags u8][hard state, 21 bytes, if flags & 1]`
+//! `[meta len u32][snapshot meta], if flags & 2` then `[first_index u64][count u32]`
 //! then `count` times `[len u32][entry]` (strata-raft's entry encoding).
 
 use std::collections::BTreeMap;
-use strata_raft::{Entry, HardState};
+use strata_raft::{Entry, HardState, SnapshotMeta};
 
 /// Identifies one Raft group, the same on every node.
 pub type GroupId = u64;
 
 const FLAG_HARD_STATE: u8 = 1;
+const FLAG_SNAPSHOT: u8 = 2;
 /// Bytes of a record before its entries.
 const RECORD_HEADER_BYTES: usize = 8 + 1 + 8 + 4;
 
 /// Encodes what one group must persist in one round.
 pub fn encode_record(group: GroupId, hard_state: Option<HardState>, entries: &[Entry]) -> Vec<u8> {
+    encode(group, hard_state, None, entries)
+}
+
+/// Encodes what one group must persist in one round as records of at most `bytes_max` bytes
+/// each where it can (an entry larger than that gets a record of its own): the entries in
+/// order, the hard state with the last. A crash may keep only some of them; what is lost was
+/// not acknowledged (nothing is before the round's sync), and the hard state, last, never
+/// points past the stored log.
+pub fn encode_records(
+    group: GroupId,
+    hard_state: Option<HardState>,
+    entries: &[Entry],
+    bytes_max: usize,
+) -> Vec<Vec<u8>> {
+    let budget = bytes_max.saturating_sub(RECORD_HEADER_BYTES + 21);
+    let mut records = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (position, entry) in entries.iter().enumerate() {
+        let size = entry.size_bytes() as usize + 4;
+        if position > start && bytes + size > budget {
+            records.push(encode(group, None, None, &entries[start..position]));
+            (start, bytes) = (position, 0);
+        }
+        bytes += size;
+    }
+    records.push(encode(group, hard_state, None, &entries[start..]));
+    records
+}
+
+/// Encodes a snapshot record: the group's log restarts after `snapshot` with `entries` (which
+/// follow it), under `hard_state`.
+pub fn encode_snapshot_record(
+    group: GroupId,
+    snapshot: &SnapshotMeta,
+    hard_state: HardState,
+    entries: &[Entry],
+) -> Vec<u8> {
+    if let Some(first) = entries.first() {
+        assert_eq!(first.index, snapshot.index + 1, "a snapshot record's entries follow it");
+    }
+    encode(group, Some(hard_state), Some(snapshot), entries)
+}
+
+fn encode(
+    group: GroupId,
+    hard_state: Option<HardState>,
+    snapshot: Option<&SnapshotMeta>,
+    entries: &[Entry],
+) -> Vec<u8> {
     let entry_bytes: u64 = entries.iter().map(|entry| entry.size_bytes() + 4).sum();
     let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + 21 + entry_bytes as usize);
     out.extend_from_slice(&group.to_le_bytes());
-    out.push(if hard_state.is_some() { FLAG_HARD_STATE } else { 0 });
+    let mut flags = 0;
+    if hard_state.is_some() {
+        flags |= FLAG_HARD_STATE;
+    }
+    if snapshot.is_some() {
+        flags |= FLAG_SNAPSHOT;
+    }
+    out.push(flags);
     if let Some(hard_state) = hard_state {
         hard_state.encode(&mut out);
+    }
+    if let Some(snapshot) = snapshot {
+        let mut meta = Vec::new();
+        snapshot.encode(&mut meta);
+        out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        out.extend_from_slice(&meta);
     }
     let first_index = entries.first().map_or(0, |entry| entry.index);
     out.extend_from_slice(&first_index.to_le_bytes());
@@ -53,6 +123,8 @@ pub fn encode_record(group: GroupId, hard_state: Option<HardState>, entries: &[E
 pub struct Record {
     pub group: GroupId,
     pub hard_state: Option<HardState>,
+    /// Set on a snapshot record: the group's log restarts after it.
+    pub snapshot: Option<SnapshotMeta>,
     pub entries: Vec<Entry>,
 }
 
@@ -60,12 +132,21 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, &'static str> {
     let mut reader = Reader { bytes };
     let group = reader.u64()?;
     let flags = reader.u8()?;
-    if flags & !FLAG_HARD_STATE != 0 {
+    if flags & !(FLAG_HARD_STATE | FLAG_SNAPSHOT) != 0 {
         return Err("unknown record flags");
+    }
+    if flags & FLAG_SNAPSHOT != 0 && flags & FLAG_HARD_STATE == 0 {
+        return Err("a snapshot record without its hard state");
     }
     let hard_state = if flags & FLAG_HARD_STATE != 0 {
         let bytes = reader.take(strata_raft::wire::HARD_STATE_SIZE_BYTES)?;
         Some(HardState::decode(bytes).map_err(|_| "bad hard state")?)
+    } else {
+        None
+    };
+    let snapshot = if flags & FLAG_SNAPSHOT != 0 {
+        let len = reader.u32()? as usize;
+        Some(SnapshotMeta::decode(reader.take(len)?).map_err(|_| "bad snapshot meta")?)
     } else {
         None
     };
@@ -87,7 +168,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, &'static str> {
     if !reader.bytes.is_empty() {
         return Err("trailing bytes after the entries");
     }
-    Ok(Record { group, hard_state, entries })
+    if let (Some(snapshot), Some(first)) = (&snapshot, entries.first()) {
+        if first.index != snapshot.index + 1 {
+            return Err("a snapshot record's entries do not follow it");
+        }
+    }
+    Ok(Record { group, hard_state, snapshot, entries })
 }
 
 struct Reader<'a> {
@@ -121,30 +207,56 @@ impl<'a> Reader<'a> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GroupState {
     pub hard_state: HardState,
-    /// The log from index 1, contiguous.
+    /// What the log starts after (index 0: no snapshot, the log starts at 1).
+    pub snapshot: SnapshotMeta,
+    /// The log after the snapshot, contiguous.
     pub entries: Vec<Entry>,
 }
 
-/// Replays records in WAL order into every group's state.
+impl GroupState {
+    pub fn last_index(&self) -> u64 {
+        self.snapshot.index + self.entries.len() as u64
+    }
+}
+
+/// Replays records in WAL order into every group's state. Each group starts at its last
+/// snapshot record (what came before is superseded, and may be a dropped prefix's leftovers);
+/// a group without one must start at index 1.
 pub fn replay<'a>(
     records: impl IntoIterator<Item = (u64, &'a [u8])>,
 ) -> Result<BTreeMap<GroupId, GroupState>, String> {
-    let mut groups: BTreeMap<GroupId, GroupState> = BTreeMap::new();
+    let mut decoded = Vec::new();
+    let mut restarts: BTreeMap<GroupId, usize> = BTreeMap::new();
     for (wal_index, bytes) in records {
         let record =
             decode_record(bytes).map_err(|reason| format!("WAL record {wal_index}: {reason}"))?;
-        let state = groups.entry(record.group).or_default();
+        if record.snapshot.is_some() {
+            restarts.insert(record.group, decoded.len());
+        }
+        decoded.push((wal_index, record));
+    }
+    let mut groups: BTreeMap<GroupId, GroupState> = BTreeMap::new();
+    for (position, (wal_index, record)) in decoded.into_iter().enumerate() {
+        if restarts.get(&record.group).is_some_and(|&restart| position < restart) {
+            continue;
+        }
+        let group = record.group;
+        let state = groups.entry(group).or_default();
+        if let Some(snapshot) = record.snapshot {
+            state.snapshot = snapshot;
+            state.entries.clear();
+        }
         if let Some(first) = record.entries.first() {
-            let kept = first.index - 1;
-            if kept > state.entries.len() as u64 {
+            let end = state.last_index();
+            if first.index <= state.snapshot.index || first.index > end + 1 {
                 return Err(format!(
-                    "WAL record {wal_index}: group {} entries start at {} past its log's end {}",
-                    record.group,
+                    "WAL record {wal_index}: group {group} entries start at {} outside its log \
+                     {}..={end}",
                     first.index,
-                    state.entries.len()
+                    state.snapshot.index + 1,
                 ));
             }
-            state.entries.truncate(kept as usize);
+            state.entries.truncate((first.index - 1 - state.snapshot.index) as usize);
             state.entries.extend(record.entries);
         }
         if let Some(hard_state) = record.hard_state {
@@ -157,7 +269,8 @@ pub fn replay<'a>(
 /// Fuzz body: any bytes decode to a record that re-encodes to them, or to an error.
 pub fn fuzz_record(data: &[u8]) {
     if let Ok(record) = decode_record(data) {
-        let encoded = encode_record(record.group, record.hard_state, &record.entries);
+        let encoded =
+            encode(record.group, record.hard_state, record.snapshot.as_ref(), &record.entries);
         assert_eq!(decode_record(&encoded).as_ref(), Ok(&record));
     }
 }
@@ -178,7 +291,8 @@ mod tests {
         let entries = vec![entry(5, 3), entry(6, 3)];
         let bytes = encode_record(9, Some(hard_state), &entries);
         let record = decode_record(&bytes).expect("decodes");
-        assert_eq!(record, Record { group: 9, hard_state: Some(hard_state), entries });
+        let expected = Record { group: 9, hard_state: Some(hard_state), snapshot: None, entries };
+        assert_eq!(record, expected);
         assert_eq!(decode_record(&bytes[..bytes.len() - 1]), Err("record ends early"));
     }
 
@@ -196,9 +310,73 @@ mod tests {
     }
 
     #[test]
+    fn a_long_round_is_split_into_records_with_the_hard_state_last() {
+        let entries: Vec<Entry> = (1..=10).map(|index| entry(index, 1)).collect();
+        let hard_state = HardState { term: 1, vote: None, commit: 10 };
+        let one = encode_record(1, None, &entries[..1]).len();
+        let records = encode_records(1, Some(hard_state), &entries, 3 * one);
+        assert!(records.len() > 3, "{} records", records.len());
+        assert!(records.iter().all(|record| record.len() <= 3 * one));
+        let decoded: Vec<Record> = records.iter().map(|r| decode_record(r).unwrap()).collect();
+        assert!(decoded[..decoded.len() - 1].iter().all(|record| record.hard_state.is_none()));
+        assert_eq!(decoded.last().unwrap().hard_state, Some(hard_state));
+        let indexed: Vec<(u64, &[u8])> =
+            records.iter().enumerate().map(|(at, r)| (at as u64, r.as_slice())).collect();
+        assert_eq!(replay(indexed).unwrap()[&1].entries, entries);
+    }
+
+    #[test]
     fn replay_refuses_a_gap() {
         let gap = encode_record(1, None, &[entry(4, 1)]);
         let error = replay([(1, gap.as_slice())]).expect_err("a gap is corruption");
-        assert!(error.contains("past its log's end"), "{error}");
+        assert!(error.contains("outside its log"), "{error}");
+    }
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        let membership = strata_raft::Membership::with_voters([NodeId(0), NodeId(1)]);
+        SnapshotMeta { index, term, membership }
+    }
+
+    #[test]
+    fn snapshot_records_round_trip() {
+        let hard_state = HardState { term: 4, vote: None, commit: 11 };
+        let bytes = encode_snapshot_record(3, &meta(10, 4), hard_state, &[entry(11, 4)]);
+        let record = decode_record(&bytes).expect("decodes");
+        assert_eq!(record.snapshot, Some(meta(10, 4)));
+        assert_eq!(record.entries, vec![entry(11, 4)]);
+    }
+
+    #[test]
+    fn replay_starts_each_group_at_its_last_snapshot_record() {
+        // Leftovers of a dropped prefix: group 1's entries 5.. without what came before.
+        let leftover = encode_record(1, None, &[entry(5, 1)]);
+        let other = encode_record(2, None, &[entry(1, 1)]);
+        let hard_state = HardState { term: 2, vote: None, commit: 8 };
+        let snapshot = encode_snapshot_record(1, &meta(7, 2), hard_state, &[entry(8, 2)]);
+        let after = encode_record(1, None, &[entry(9, 2), entry(10, 2)]);
+        let cut = encode_record(1, None, &[entry(10, 3)]);
+        let records = [
+            (4, leftover.as_slice()),
+            (5, other.as_slice()),
+            (6, snapshot.as_slice()),
+            (7, after.as_slice()),
+            (8, cut.as_slice()),
+        ];
+        let groups = replay(records).expect("replays");
+        assert_eq!(groups[&1].snapshot, meta(7, 2));
+        assert_eq!(groups[&1].entries, vec![entry(8, 2), entry(9, 2), entry(10, 3)]);
+        assert_eq!(groups[&1].hard_state, hard_state);
+        assert_eq!(groups[&1].last_index(), 10);
+        assert_eq!(groups[&2].entries, vec![entry(1, 1)]);
+    }
+
+    #[test]
+    fn replay_refuses_entries_at_or_below_the_snapshot() {
+        let hard_state = HardState { term: 2, vote: None, commit: 7 };
+        let snapshot = encode_snapshot_record(1, &meta(7, 2), hard_state, &[]);
+        let stale = encode_record(1, None, &[entry(7, 2)]);
+        let error = replay([(1, snapshot.as_slice()), (2, stale.as_slice())])
+            .expect_err("an entry the snapshot covers is corruption");
+        assert!(error.contains("outside its log"), "{error}");
     }
 }

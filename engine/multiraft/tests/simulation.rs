@@ -88,16 +88,109 @@ struct Record {
     changes_stopped: bool,
     /// Per (node, group), what the node last reported: role, term, configuration.
     views: BTreeMap<(u32, GroupId), (Role, u64, Membership)>,
+    /// Per node, its host's snapshot counters as last reported (taken, chunks sent,
+    /// installed, checkpoints), summed over its restarts.
+    snapshots: BTreeMap<u32, [u64; 4]>,
 }
 
+impl Record {
+    fn snapshot_totals(&self) -> [u64; 4] {
+        self.snapshots.values().fold([0; 4], |mut sum, counts| {
+            sum.iter_mut().zip(counts).for_each(|(total, count)| *total += count);
+            sum
+        })
+    }
+}
+
+/// A group's counter: how many commands it applied. Durable only through snapshots, written to
+/// its own file (`counter-GROUP`: index, value, crc32c); entries after the last one are applied
+/// again from the log on reopen.
 struct Counter {
+    rt: Runtime,
     group: GroupId,
     value: Cell<u64>,
+    applied: Cell<u64>,
+    durable: Rc<Cell<u64>>,
     record: Rc<RefCell<Record>>,
+}
+
+/// Bytes of a counter's snapshot stream: the index and value, then padding derived from them,
+/// so that a transfer takes several frames and chunks.
+const COUNTER_SNAPSHOT_BYTES: u64 = 150_000;
+
+fn counter_stream_byte(index: u64, value: u64, position: u64) -> u8 {
+    let header = [index.to_le_bytes(), value.to_le_bytes()].concat();
+    match header.get(position as usize) {
+        Some(&byte) => byte,
+        None => (position.wrapping_mul(31) ^ value ^ index) as u8,
+    }
+}
+
+struct CounterSnapshot {
+    index: u64,
+    value: u64,
+}
+
+impl strata_multiraft::SnapshotReader for CounterSnapshot {
+    async fn read(&mut self, offset: u64, length_max: usize) -> Result<Vec<u8>, String> {
+        let end = (offset + length_max as u64).min(COUNTER_SNAPSHOT_BYTES);
+        Ok((offset..end).map(|at| counter_stream_byte(self.index, self.value, at)).collect())
+    }
+}
+
+impl Counter {
+    async fn open(
+        rt: &Runtime,
+        group: GroupId,
+        record: &Rc<RefCell<Record>>,
+    ) -> Result<Counter, HostError> {
+        let (index, value) = read_counter(rt, group)
+            .await
+            .map_err(|cause| HostError::Latched { cause: format!("counter {group}: {cause}") })?;
+        Ok(Counter {
+            rt: rt.clone(),
+            group,
+            value: Cell::new(value),
+            applied: Cell::new(index),
+            durable: Rc::new(Cell::new(index)),
+            record: record.clone(),
+        })
+    }
+}
+
+async fn read_counter(rt: &Runtime, group: GroupId) -> std::io::Result<(u64, u64)> {
+    let file = match rt.disk().open(&format!("counter-{group}")).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(error) => return Err(error),
+    };
+    let bytes = file.read_exact_at(20, 0).await?;
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
+    assert_eq!(crc32c::crc32c(&bytes[..16]), crc, "counter {group}: a renamed file is whole");
+    let index = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
+    Ok((index, u64::from_le_bytes(bytes[8..16].try_into().unwrap())))
+}
+
+/// Replaces the counter's file atomically: written aside, synced, renamed, directory synced.
+async fn write_counter(rt: &Runtime, group: GroupId, index: u64, value: u64) -> Result<(), String> {
+    let disk = rt.disk();
+    let (temporary, path) = (format!("counter-{group}.new"), format!("counter-{group}"));
+    let mut bytes = [index.to_le_bytes(), value.to_le_bytes()].concat();
+    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+    let result = async {
+        let file = disk.create(&temporary).await?;
+        file.truncate(0).await?;
+        file.write_at(bytes, 0).await.0?;
+        file.sync().await?;
+        disk.rename(&temporary, &path).await?;
+        disk.sync_dir("").await
+    };
+    result.await.map_err(|error| format!("write counter {group}: {error}"))
 }
 
 impl StateMachine for Counter {
     type Output = u64;
+    type Snapshot = CounterSnapshot;
 
     async fn apply(&self, index: u64, command: &[u8]) -> u64 {
         let mut record = self.record.borrow_mut();
@@ -116,11 +209,49 @@ impl StateMachine for Counter {
             record.violations.push(message);
         }
         self.value.set(self.value.get() + 1);
+        self.applied.set(index);
         self.value.get()
     }
 
     fn durable_index(&self) -> u64 {
-        0 // In memory: rebuilt from the log after every restart.
+        self.durable.get()
+    }
+
+    fn snapshot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<CounterSnapshot, String>> + 'static {
+        let (rt, group, durable) = (self.rt.clone(), self.group, self.durable.clone());
+        let (index, value) = (self.applied.get(), self.value.get());
+        async move {
+            write_counter(&rt, group, index, value).await?;
+            durable.set(durable.get().max(index));
+            Ok(CounterSnapshot { index, value })
+        }
+    }
+
+    async fn install(
+        &self,
+        index: u64,
+        source: &mut strata_multiraft::SnapshotSource,
+    ) -> Result<(), String> {
+        let mut stream = Vec::new();
+        while let Some(piece) = source.next().await? {
+            stream.extend_from_slice(&piece);
+        }
+        let value =
+            u64::from_le_bytes(stream.get(8..16).ok_or("short snapshot")?.try_into().unwrap());
+        let expected: Vec<u8> =
+            (0..COUNTER_SNAPSHOT_BYTES).map(|at| counter_stream_byte(index, value, at)).collect();
+        if stream != expected {
+            let message =
+                format!("group {} snapshot {index}: the stream is not as sent", self.group);
+            self.record.borrow_mut().violations.push(message);
+        }
+        write_counter(&self.rt, self.group, index, value).await?;
+        self.value.set(value);
+        self.applied.set(index);
+        self.durable.set(index);
+        Ok(())
     }
 }
 
@@ -129,8 +260,13 @@ fn config(node: NodeId, scenario: Scenario) -> HostConfig {
     let mut config = HostConfig::new(node, voters);
     config.lease_reads = scenario.lease_reads;
     config.request_timeout = Duration::from_secs(2);
-    config.wal.segment_bytes = 1 << 20;
-    config.wal.record_bytes_max = 256 << 10;
+    // Snapshots, log compaction and checkpoints every few seconds of the run, and snapshots
+    // sent in several chunks, so that all of them happen under the faults.
+    config.snapshot_entries = 40;
+    config.snapshot_chunk_bytes = 50_000;
+    config.wal.segment_bytes = 32 << 10;
+    config.wal.record_bytes_max = 16 << 10;
+    config.wal_segments_kept = 3;
     config
 }
 
@@ -157,13 +293,10 @@ async fn serve(
     record: &Rc<RefCell<Record>>,
     faults_over: &Rc<Cell<bool>>,
 ) -> Result<(), HostError> {
-    let machines = GROUPS
-        .iter()
-        .map(|&group| {
-            let machine = Counter { group, value: Cell::new(0), record: record.clone() };
-            (group, Rc::new(machine))
-        })
-        .collect();
+    let mut machines = BTreeMap::new();
+    for group in GROUPS {
+        machines.insert(group, Rc::new(Counter::open(rt, group, record).await?));
+    }
     let host = Host::open(rt, config(rt.node_id(), scenario), machines).await?;
     let mut clients: Vec<_> = (0..2u64)
         .map(|client| {
@@ -181,8 +314,18 @@ async fn serve(
         clients.push(rt.spawn(report_views(rt.clone(), host.clone(), record.clone())));
         clients.push(rt.spawn(change_memberships(rt.clone(), host, record, faults_over)));
     }
+    let reported = record.borrow().snapshots.get(&rt.node_id().0).copied().unwrap_or_default();
     while host.failure().is_none() {
         rt.sleep(Duration::from_millis(20)).await;
+        let stats = host.stats();
+        let now = [
+            stats.snapshots_taken,
+            stats.snapshot_chunks_sent,
+            stats.snapshots_installed,
+            stats.checkpoints,
+        ];
+        let counts = std::array::from_fn(|kind| reported[kind] + now[kind]);
+        record.borrow_mut().snapshots.insert(rt.node_id().0, counts);
     }
     for client in clients {
         client.abort();
@@ -365,10 +508,12 @@ fn run(seed: u64, scenario: Scenario) -> (u64, Rc<RefCell<Record>>) {
         assert_eq!(sorted.len(), outputs.len(), "seed {seed}: group {group}: an output twice");
     }
     eprintln!(
-        "seed {seed}: {} acknowledged, {} reads, {:?} membership changes, trace {:016x}, {:?}",
+        "seed {seed}: {} acknowledged, {} reads, {:?} membership changes, snapshots (taken, \
+         chunks sent, installed, checkpoints) {:?}, trace {:016x}, {:?}",
         record_check.acknowledged.values().map(Vec::len).sum::<usize>(),
         record_check.reads,
         record_check.changes,
+        record_check.snapshot_totals(),
         sim.trace_hash(),
         sim.stats()
     );
@@ -388,13 +533,21 @@ fn seeds(default_count: u64) -> std::ops::Range<u64> {
 fn groups_stay_consistent_and_live_under_faults() {
     let seeds = seeds(300);
     let mut acknowledged = 0;
+    let mut snapshots = [0; 4];
     for seed in seeds.clone() {
         let (_, record) = run(seed, STATIC);
         let record = record.borrow();
         acknowledged += record.acknowledged.values().map(Vec::len).sum::<usize>();
         assert!(record.reads > 0, "seed {seed}: no read completed");
+        let totals = record.snapshot_totals();
+        snapshots.iter_mut().zip(totals).for_each(|(sum, count)| *sum += count);
     }
-    assert!(acknowledged > 100 * seeds.count(), "only {acknowledged} writes acknowledged");
+    let count = seeds.count() as u64;
+    assert!(acknowledged as u64 > 100 * count, "only {acknowledged} writes acknowledged");
+    // Snapshots are taken, sent, installed, and checkpoints written, under the faults.
+    let [taken, chunks, installed, checkpoints] = snapshots;
+    assert!(taken > 10 * count && checkpoints > count, "{snapshots:?}");
+    assert!(chunks > 0 && installed > 0, "no snapshot was installed: {snapshots:?}");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub struct Shard(Rc<Machine>);
 
 impl StateMachine for Shard {
     type Output = Reply;
+    type Snapshot = strata_multiraft::NoSnapshot;
 
     async fn apply(&self, index: u64, command: &[u8]) -> Reply {
         self.0.apply(index, command).await
@@ -28,6 +29,21 @@ impl StateMachine for Shard {
 
     fn failure(&self) -> Option<String> {
         self.0.failure().map(|failure| failure.to_string())
+    }
+
+    fn snapshot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<strata_multiraft::NoSnapshot, String>> + 'static
+    {
+        std::future::ready(Err("key-value snapshots are not built yet".to_owned()))
+    }
+
+    async fn install(
+        &self,
+        _index: u64,
+        _source: &mut strata_multiraft::SnapshotSource,
+    ) -> Result<(), String> {
+        Err("key-value snapshots are not built yet".to_owned())
     }
 }
 
