@@ -69,7 +69,8 @@ impl RaftCluster {
                 .map_err(|error| format!("open shard {shard}: {error}"))?;
             machines.insert(group_of(shard), Rc::new(Shard(Rc::new(machine))));
         }
-        let host_config = HostConfig::new(config.id, config.voters());
+        let mut host_config = HostConfig::new(config.id, config.voters());
+        host_config.snapshot_entries = config.snapshot_entries;
         let host = Host::open(rt, host_config, machines)
             .await
             .map_err(|error| format!("open the Raft log: {error}"))?;

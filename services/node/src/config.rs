@@ -52,6 +52,10 @@ pub struct Flags {
     /// Clients connected at once, at most [default: 10000].
     #[arg(long)]
     pub connections_max: Option<usize>,
+    /// A shard takes a snapshot of its state and drops its Raft log up to there after this many
+    /// entries; 0 never does [default: 50000].
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
     /// Clients must AUTH with this password.
     #[arg(long)]
     pub requirepass: Option<String>,
@@ -93,6 +97,7 @@ struct File {
     initial_voters: Option<Vec<u32>>,
     shards: Option<u32>,
     connections_max: Option<usize>,
+    snapshot_entries: Option<u64>,
     requirepass: Option<String>,
     log_level: Option<String>,
 }
@@ -111,6 +116,7 @@ pub struct Config {
     pub initial_voters: Option<Vec<NodeId>>,
     pub shards: u32,
     pub connections_max: usize,
+    pub snapshot_entries: u64,
     pub requirepass: Option<String>,
     pub log_level: String,
     pub planted_bug: Option<PlantedBug>,
@@ -161,6 +167,7 @@ impl Config {
                 .map(|voters| voters.into_iter().map(NodeId).collect()),
             shards: flags.shards.or(file.shards).unwrap_or(1),
             connections_max: flags.connections_max.or(file.connections_max).unwrap_or(10_000),
+            snapshot_entries: flags.snapshot_entries.or(file.snapshot_entries).unwrap_or(50_000),
             requirepass: flags.requirepass.or(file.requirepass),
             log_level: flags.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             planted_bug: flags.planted_bug,
