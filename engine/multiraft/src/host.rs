@@ -100,6 +100,10 @@ pub(crate) struct Applier<M: StateMachine> {
     taken: RefCell<Option<(u64, M::Snapshot)>>,
     /// A staged snapshot read through and found whole, for the driver to record.
     verified: RefCell<Option<SnapshotMeta>>,
+    /// The apply task, awaited on close and on the group's removal.
+    task: RefCell<Option<JoinHandle<()>>>,
+    /// Set when the group is removed: the apply task ends.
+    removed: Cell<bool>,
 }
 
 impl<M: StateMachine> Applier<M> {
@@ -150,6 +154,8 @@ pub(crate) struct Group<M: StateMachine> {
     /// Ids of the proposals followers forwarded here lately, oldest first: the network may
     /// deliver a forward twice, and appending it twice would apply one write twice.
     forwarded_seen: (BTreeSet<u64>, VecDeque<u64>),
+    /// Created at run time and not yet recorded: answered once its record is durable.
+    creation: Option<Completer<()>>,
 }
 
 /// A snapshot chunk read for a follower: the request it answers, its bytes, whether it ends the
@@ -176,6 +182,8 @@ pub(crate) struct Inner<M: StateMachine> {
     snapshot_requests: RefCell<VecDeque<(GroupId, SnapshotRequest)>>,
     snapshot_answers: RefCell<Vec<ChunkRead>>,
     snapshot_signal: Signal,
+    /// Groups removed, whose removal record the next round writes.
+    removals: RefCell<Vec<(GroupId, Completer<()>)>>,
     /// When the last tick was due: ticks follow the clock, not the tick task's wake-ups, so
     /// that a driver held up (paused, or stuck in a long round) makes up the ticks it missed
     /// before it serves anything, and a lease never outlasts its real time.
@@ -207,6 +215,9 @@ pub(crate) async fn open_inner<M: StateMachine>(
     disk.create_dir_all(&config.snapshot_dir)
         .await
         .map_err(|error| storage_error("create", error))?;
+    if let Some(&group) = persisted.keys().find(|group| !machines.contains_key(group)) {
+        return Err(HostError::UnhostedGroup { group });
+    }
     let mut rng = rt.rng();
     let mut groups = BTreeMap::new();
     for (&group, machine) in &machines {
@@ -218,42 +229,8 @@ pub(crate) async fn open_inner<M: StateMachine>(
         remove_staged(rt, &config.snapshot_dir, group, u64::MAX)
             .await
             .map_err(|error| storage_error("clean up", error))?;
-        let forwarded_seen = proposals_in_log(&state.entries);
-        let node = restore_group(&config, group, state, machine.durable_index(), rng.next_u64())?;
-        let applier = Rc::new(Applier {
-            group,
-            applied: Cell::new(node.applied_index()),
-            machine_index: Cell::new(node.applied_index()),
-            machine: machine.clone(),
-            queue: RefCell::default(),
-            signal: Signal::default(),
-            proposals: RefCell::default(),
-            reads: RefCell::default(),
-            snapshot_index: Cell::new(node.first_index() - 1),
-            snapshot_wanted: Cell::new(false),
-            snapshot_task: RefCell::default(),
-            taken: RefCell::default(),
-            verified: RefCell::default(),
-        });
-        let persisted_hard_state = node.hard_state();
-        groups.insert(
-            group,
-            Group {
-                node,
-                applier,
-                proposals: VecDeque::new(),
-                reads: Vec::new(),
-                reads_in_flight: BTreeMap::new(),
-                reads_for_peers: BTreeMap::new(),
-                forwarded_seen,
-                persisted_hard_state,
-            },
-        );
-    }
-    if let Some(&group) = persisted.keys().next() {
-        return Err(HostError::Corruption {
-            reason: format!("the WAL holds group {group}, which this node does not host"),
-        });
+        let seed = rng.next_u64();
+        groups.insert(group, new_group(&config, group, state, machine.clone(), seed)?);
     }
     let first_context = rng.next_u64() >> 1;
     let inner = Rc::new(Inner {
@@ -268,6 +245,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
         snapshot_requests: RefCell::default(),
         snapshot_answers: RefCell::default(),
         snapshot_signal: Signal::default(),
+        removals: RefCell::default(),
         last_tick: Cell::new(rt.now()),
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
@@ -293,6 +271,47 @@ fn proposals_in_log(entries: &[Entry]) -> (BTreeSet<u64>, VecDeque<u64>) {
         .filter_map(|entry| split_proposal(&entry.data).map(|(id, _)| id))
         .collect();
     (order.iter().copied().collect(), order)
+}
+
+/// A group restored from what it persisted (nothing, for a new one), its apply task not started.
+fn new_group<M: StateMachine>(
+    config: &HostConfig,
+    group: GroupId,
+    state: storage::GroupState,
+    machine: Rc<M>,
+    seed: u64,
+) -> Result<Group<M>, HostError> {
+    let forwarded_seen = proposals_in_log(&state.entries);
+    let node = restore_group(config, group, state, machine.durable_index(), seed)?;
+    let applier = Rc::new(Applier {
+        group,
+        applied: Cell::new(node.applied_index()),
+        machine_index: Cell::new(node.applied_index()),
+        machine,
+        queue: RefCell::default(),
+        signal: Signal::default(),
+        proposals: RefCell::default(),
+        reads: RefCell::default(),
+        snapshot_index: Cell::new(node.first_index() - 1),
+        snapshot_wanted: Cell::new(false),
+        snapshot_task: RefCell::default(),
+        taken: RefCell::default(),
+        verified: RefCell::default(),
+        task: RefCell::default(),
+        removed: Cell::new(false),
+    });
+    let persisted_hard_state = node.hard_state();
+    Ok(Group {
+        node,
+        applier,
+        proposals: VecDeque::new(),
+        reads: Vec::new(),
+        reads_in_flight: BTreeMap::new(),
+        reads_for_peers: BTreeMap::new(),
+        forwarded_seen,
+        persisted_hard_state,
+        creation: None,
+    })
 }
 
 /// Installs the snapshot recorded as `group`'s log start from its staged file, on reopen.
@@ -362,7 +381,15 @@ fn restore_group(
     // Commit-only changes are not synced (see `persist_round`); what the machine applied was
     // committed, so the commit index is at least that.
     hard_state.commit = hard_state.commit.max(durable_index).min(last_index);
-    let mut raft = Config::new(config.node, config.voters.clone(), seed);
+    // A group created at run time recorded its own bootstrap voters (so does a checkpoint of
+    // any group, before its first snapshot); the others start from the host's.
+    let bootstrap = &state.snapshot.membership;
+    let voters = if state.snapshot.index == 0 && !bootstrap.voters.is_empty() {
+        bootstrap.voters.iter().copied().collect()
+    } else {
+        config.voters.clone()
+    };
+    let mut raft = Config::new(config.node, voters, seed);
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
@@ -377,11 +404,16 @@ fn start_tasks<M: StateMachine>(inner: &Rc<Inner<M>>) {
     tasks.push(rt.spawn(drive(Rc::downgrade(inner))));
     tasks.push(rt.spawn(serve_snapshots(Rc::downgrade(inner))));
     for group in inner.groups.borrow().values() {
-        tasks.push(rt.spawn(apply(Rc::downgrade(inner), group.applier.clone())));
+        start_applier(inner, &group.applier);
     }
     // Both end at their next wake-up once stopped, and touch no storage: not awaited.
     drop(rt.spawn(tick(Rc::downgrade(inner))));
     drop(rt.spawn(receive(Rc::downgrade(inner))));
+}
+
+fn start_applier<M: StateMachine>(inner: &Rc<Inner<M>>, applier: &Rc<Applier<M>>) {
+    let task = inner.rt.spawn(apply(Rc::downgrade(inner), applier.clone()));
+    *applier.task.borrow_mut() = Some(task);
 }
 
 async fn tick<M: StateMachine>(weak: Weak<Inner<M>>) {
@@ -417,12 +449,13 @@ async fn receive<M: StateMachine>(weak: Weak<Inner<M>>) {
 async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
     loop {
         applier.signal.wait().await;
-        if weak.upgrade().is_none_or(|inner| inner.stopped.get()) {
+        if applier.removed.get() || weak.upgrade().is_none_or(|inner| inner.stopped.get()) {
             return;
         }
         loop {
             let Some(work) = applier.queue.borrow_mut().pop_front() else { break };
-            let Some(inner) = weak.upgrade().filter(|inner| !inner.stopped.get()) else {
+            let running = weak.upgrade().filter(|inner| !inner.stopped.get());
+            let Some(inner) = running.filter(|_| !applier.removed.get()) else {
                 return;
             };
             let result = match work {
@@ -431,6 +464,11 @@ async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
                 Work::Install(meta, recorded) => {
                     if recorded.await.is_none() {
                         return; // The host stopped before the record was durable.
+                    }
+                    // A snapshot being made durable must not run beside an install.
+                    let snapshotting = applier.snapshot_task.borrow_mut().take();
+                    if let Some(task) = snapshotting {
+                        task.await;
                     }
                     inner.install(&applier, meta).await
                 }
@@ -574,11 +612,79 @@ impl<M: StateMachine> Inner<M> {
         let mut tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for group in self.groups.borrow().values() {
             group.applier.signal.notify();
+            tasks.extend(group.applier.task.borrow_mut().take());
             tasks.extend(group.applier.snapshot_task.borrow_mut().take());
         }
         for task in tasks {
             task.await;
         }
+    }
+
+    /// Adds a group with bootstrap `voters` and starts its replica; resolves once the group is
+    /// recorded in the WAL (so it is restored on reopen, with the same voters).
+    pub(crate) async fn create_group(
+        self: &Rc<Self>,
+        group_id: GroupId,
+        machine: Rc<M>,
+        voters: Vec<NodeId>,
+    ) -> Result<(), HostError> {
+        let refused = |reason: &str| HostError::ChangeRefused { reason: reason.to_owned() };
+        if voters.is_empty() {
+            return Err(refused("a group needs voters"));
+        }
+        if machine.durable_index() != 0 {
+            return Err(refused("a new group's machine must be empty"));
+        }
+        if self.groups.borrow().contains_key(&group_id) {
+            return Err(refused("the group exists already"));
+        }
+        let membership = strata_raft::Membership::with_voters(voters);
+        let snapshot = SnapshotMeta { index: 0, term: 0, membership };
+        let state = storage::GroupState { snapshot, ..storage::GroupState::default() };
+        let seed = self.rng.borrow_mut().next_u64();
+        let mut group = new_group(&self.config, group_id, state, machine, seed)?;
+        let (done, recorded) = completion();
+        group.creation = Some(done);
+        start_applier(self, &group.applier);
+        self.groups.borrow_mut().insert(group_id, group);
+        self.signal.notify();
+        recorded.await.ok_or_else(|| self.failure_or_stopped())
+    }
+
+    /// Removes a group's replica: its waiting requests fail, its apply task ends, and it is
+    /// gone from the WAL once the removal record is durable (when this resolves).
+    pub(crate) async fn remove_group(&self, group_id: GroupId) -> Result<(), HostError> {
+        let mut group = self
+            .groups
+            .borrow_mut()
+            .remove(&group_id)
+            .ok_or(HostError::UnknownGroup { group: group_id })?;
+        self.snapshot_readers.borrow_mut().remove(&group_id);
+        let gone = HostError::UnknownGroup { group: group_id };
+        for (_, completer) in std::mem::take(&mut *group.applier.proposals.borrow_mut()) {
+            completer.complete(Err(gone.clone()));
+        }
+        for read in group.reads.drain(..) {
+            read.completer.complete(Err(gone.clone()));
+        }
+        group.applier.removed.set(true);
+        group.applier.signal.notify();
+        let (done, recorded) = completion();
+        self.removals.borrow_mut().push((group_id, done));
+        self.signal.notify();
+        recorded.await.ok_or_else(|| self.failure_or_stopped())?;
+        let task = group.applier.task.borrow_mut().take();
+        let snapshot_task = group.applier.snapshot_task.borrow_mut().take();
+        for task in task.into_iter().chain(snapshot_task) {
+            task.await;
+        }
+        // Leftovers are removed on reopen if this fails.
+        let _ = remove_staged(&self.rt, &self.config.snapshot_dir, group_id, u64::MAX).await;
+        Ok(())
+    }
+
+    fn failure_or_stopped(&self) -> HostError {
+        self.failed.borrow().clone().unwrap_or(HostError::Stopped)
     }
 
     /// Asks the machine for a snapshot if enough was applied since the last one, or a follower
@@ -845,13 +951,22 @@ impl<M: StateMachine> Inner<M> {
         let mut records = Vec::new();
         let mut staged: Vec<(GroupId, Vec<SnapshotChunk>)> = Vec::new();
         let mut installs: Vec<Completer<()>> = Vec::new();
+        let mut recorded: Vec<Completer<()>> = Vec::new();
         let mut entries_count = 0u64;
         let checkpoint = self.checkpoint_due();
         let mut checkpointed = false;
         {
             let mut groups = self.groups.borrow_mut();
             let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
+            for (group_id, done) in std::mem::take(&mut *self.removals.borrow_mut()) {
+                records.push(storage::encode_removal(group_id));
+                recorded.push(done);
+            }
             for (&group_id, group) in groups.iter_mut() {
+                if let Some(done) = group.creation.take() {
+                    records.push(checkpoint_record(group_id, group));
+                    recorded.push(done);
+                }
                 records.extend(self.record_verified_snapshot(group_id, group, &mut installs));
                 if !group.node.has_ready() {
                     continue;
@@ -898,20 +1013,22 @@ impl<M: StateMachine> Inner<M> {
             self.checkpoint_segments.set(self.wal.segment_count());
         }
         let received = self.stage_chunks(staged).await?;
-        for recorded in installs {
-            recorded.complete(());
+        for done in installs.into_iter().chain(recorded) {
+            done.complete(());
         }
         let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
         let mut groups = self.groups.borrow_mut();
         let mut again = false;
         for (group_id, mut ready) in readies {
-            let group = groups.get_mut(&group_id).expect("groups are not removed mid-round");
+            // A group removed meanwhile: its replica is gone, nothing more to do.
+            let Some(group) = groups.get_mut(&group_id) else { continue };
             queue_messages(group_id, std::mem::take(&mut ready.persisted_messages), &mut outgoing);
             group.node.advance();
             again |= group.node.has_ready();
         }
         for (group_id, meta) in received {
-            let applier = &groups.get(&group_id).expect("groups are not removed").applier;
+            let Some(group) = groups.get(&group_id) else { continue };
+            let applier = &group.applier;
             applier.queue.borrow_mut().push_back(Work::Verify(meta));
             applier.signal.notify();
         }
@@ -978,7 +1095,12 @@ impl<M: StateMachine> Inner<M> {
             return;
         }
         let mut queued = self.snapshot_requests.borrow_mut();
-        queued.extend(requests.into_iter().map(|request| (group_id, request)));
+        for request in requests {
+            // A newer request for the same follower supersedes a queued one (Raft asks again
+            // after a rewind): at most one per follower and group waits.
+            queued.retain(|(group, old)| *group != group_id || old.to != request.to);
+            queued.push_back((group_id, request));
+        }
         self.snapshot_signal.notify();
     }
 

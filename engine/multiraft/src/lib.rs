@@ -49,10 +49,17 @@
 //! in-memory log), after which the WAL's older segments are dropped. So the WAL and the
 //! in-memory logs stay bounded by what groups applied since their last snapshot.
 //!
+//! # Groups at run time
+//!
+//! [`Host::create_group`] adds a group with its own bootstrap voters, recorded in the WAL (a
+//! snapshot record at index 0 that names them) before it is answered; [`Host::remove_group`]
+//! drops a replica and records its removal, after which replay forgets everything the group
+//! wrote. Both go through the driver's round, so they are ordered with checkpoints.
+//!
 //! # Not yet
 //!
-//! Groups added or removed at run time. Heartbeats of all groups to one peer leave in the same
-//! envelope (ticks are shared), but each group still sends its own heartbeat item.
+//! Heartbeats of all groups to one peer leave in the same envelope (ticks are shared), but each
+//! group still sends its own heartbeat item.
 
 pub mod envelope;
 mod host;
@@ -96,7 +103,7 @@ pub trait StateMachine: 'static {
     /// host compacts the log up to that entry. The future makes that state
     /// durable in the machine's own storage (`durable_index()` reaches its index: the log up to
     /// there may go) and resolves to a reader of it that later applies do not change. It runs
-    /// beside later applies, so it must not borrow the machine. A machine that cannot snapshot
+    /// beside later applies (never beside an install), so it must not borrow the machine. A machine that cannot snapshot
     /// answers an error; the host then keeps its whole log.
     fn snapshot(&self) -> impl Future<Output = Result<Self::Snapshot, String>> + 'static;
 
@@ -219,6 +226,11 @@ pub enum HostError {
     NotLeader {
         leader: Option<NodeId>,
     },
+    /// The WAL holds a group (created at run time, not removed) that `Host::open` was given
+    /// no machine for.
+    UnhostedGroup {
+        group: GroupId,
+    },
     /// The leader refused a membership change (another is under way, or it makes no sense).
     ChangeRefused {
         reason: String,
@@ -238,6 +250,9 @@ impl std::fmt::Display for HostError {
                 write!(formatter, "not the leader; {leader} is")
             }
             HostError::NotLeader { leader: None } => write!(formatter, "no leader known"),
+            HostError::UnhostedGroup { group } => {
+                write!(formatter, "the WAL holds group {group}, which this node was not given")
+            }
             HostError::ChangeRefused { reason } => {
                 write!(formatter, "membership change refused: {reason}")
             }
@@ -407,6 +422,31 @@ impl<M: StateMachine> Host<M> {
             .timeout(inner.config.request_timeout, wait)
             .await
             .unwrap_or(Err(HostError::Timeout))
+    }
+
+    /// Adds group `group` to this node with bootstrap `voters` (the same on every node that
+    /// creates it) and `machine` (empty), and starts its replica. Resolves once the group is
+    /// recorded in the WAL: from then on it must be among the machines passed to
+    /// [`Host::open`] (which restores its voters from the WAL). Nodes may create it at different
+    /// times; a replica that does not exist yet ignores the group's messages.
+    pub async fn create_group(
+        &self,
+        group: GroupId,
+        machine: Rc<M>,
+        voters: Vec<NodeId>,
+    ) -> Result<(), HostError> {
+        self.check_running()?;
+        self.inner.create_group(group, machine, voters).await
+    }
+
+    /// Removes this node's replica of `group`: its waiting requests fail with `UnknownGroup`,
+    /// its apply task ends, and once this resolves the removal is durable (the group is no
+    /// longer among the machines to pass to [`Host::open`]; its staged snapshots are deleted;
+    /// its machine's own storage is the caller's to delete). Remove a replica from the group's
+    /// membership first, or the others count on it.
+    pub async fn remove_group(&self, group: GroupId) -> Result<(), HostError> {
+        self.check_running()?;
+        self.inner.remove_group(group).await
     }
 
     /// The configuration of `group` as this replica knows it (its log's latest, committed or

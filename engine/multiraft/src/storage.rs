@@ -25,6 +25,7 @@ pub type GroupId = u64;
 
 const FLAG_HARD_STATE: u8 = 1;
 const FLAG_SNAPSHOT: u8 = 2;
+const FLAG_REMOVED: u8 = 4;
 /// Bytes of a record before its entries.
 const RECORD_HEADER_BYTES: usize = 8 + 1 + 8 + 4;
 
@@ -72,6 +73,13 @@ pub fn encode_snapshot_record(
         assert_eq!(first.index, snapshot.index + 1, "a snapshot record's entries follow it");
     }
     encode(group, Some(hard_state), Some(snapshot), entries)
+}
+
+/// Encodes a group's removal: replay forgets it and everything it wrote before.
+pub fn encode_removal(group: GroupId) -> Vec<u8> {
+    let mut out = encode(group, None, None, &[]);
+    out[8] = FLAG_REMOVED;
+    out
 }
 
 fn encode(
@@ -126,14 +134,20 @@ pub struct Record {
     /// Set on a snapshot record: the group's log restarts after it.
     pub snapshot: Option<SnapshotMeta>,
     pub entries: Vec<Entry>,
+    /// A removal: nothing else is set.
+    pub removed: bool,
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Record, &'static str> {
     let mut reader = Reader { bytes };
     let group = reader.u64()?;
     let flags = reader.u8()?;
-    if flags & !(FLAG_HARD_STATE | FLAG_SNAPSHOT) != 0 {
+    if flags & !(FLAG_HARD_STATE | FLAG_SNAPSHOT | FLAG_REMOVED) != 0 {
         return Err("unknown record flags");
+    }
+    let removed = flags & FLAG_REMOVED != 0;
+    if removed && flags != FLAG_REMOVED {
+        return Err("a removal record with more than the removal");
     }
     if flags & FLAG_SNAPSHOT != 0 && flags & FLAG_HARD_STATE == 0 {
         return Err("a snapshot record without its hard state");
@@ -173,7 +187,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, &'static str> {
             return Err("a snapshot record's entries do not follow it");
         }
     }
-    Ok(Record { group, hard_state, snapshot, entries })
+    if removed && !entries.is_empty() {
+        return Err("a removal record with entries");
+    }
+    Ok(Record { group, hard_state, snapshot, entries, removed })
 }
 
 struct Reader<'a> {
@@ -220,8 +237,9 @@ impl GroupState {
 }
 
 /// Replays records in WAL order into every group's state. Each group starts at its last
-/// snapshot record (what came before is superseded, and may be a dropped prefix's leftovers);
-/// a group without one must start at index 1.
+/// snapshot or removal record (what came before is superseded, and may be a dropped prefix's
+/// leftovers); a group without one must start at index 1. A group whose last record is a
+/// removal is absent.
 pub fn replay<'a>(
     records: impl IntoIterator<Item = (u64, &'a [u8])>,
 ) -> Result<BTreeMap<GroupId, GroupState>, String> {
@@ -230,7 +248,7 @@ pub fn replay<'a>(
     for (wal_index, bytes) in records {
         let record =
             decode_record(bytes).map_err(|reason| format!("WAL record {wal_index}: {reason}"))?;
-        if record.snapshot.is_some() {
+        if record.snapshot.is_some() || record.removed {
             restarts.insert(record.group, decoded.len());
         }
         decoded.push((wal_index, record));
@@ -241,6 +259,10 @@ pub fn replay<'a>(
             continue;
         }
         let group = record.group;
+        if record.removed {
+            groups.remove(&group);
+            continue;
+        }
         let state = groups.entry(group).or_default();
         if let Some(snapshot) = record.snapshot {
             state.snapshot = snapshot;
@@ -269,8 +291,11 @@ pub fn replay<'a>(
 /// Fuzz body: any bytes decode to a record that re-encodes to them, or to an error.
 pub fn fuzz_record(data: &[u8]) {
     if let Ok(record) = decode_record(data) {
-        let encoded =
-            encode(record.group, record.hard_state, record.snapshot.as_ref(), &record.entries);
+        let encoded = if record.removed {
+            encode_removal(record.group)
+        } else {
+            encode(record.group, record.hard_state, record.snapshot.as_ref(), &record.entries)
+        };
         assert_eq!(decode_record(&encoded).as_ref(), Ok(&record));
     }
 }
@@ -291,7 +316,13 @@ mod tests {
         let entries = vec![entry(5, 3), entry(6, 3)];
         let bytes = encode_record(9, Some(hard_state), &entries);
         let record = decode_record(&bytes).expect("decodes");
-        let expected = Record { group: 9, hard_state: Some(hard_state), snapshot: None, entries };
+        let expected = Record {
+            group: 9,
+            hard_state: Some(hard_state),
+            snapshot: None,
+            entries,
+            removed: false,
+        };
         assert_eq!(record, expected);
         assert_eq!(decode_record(&bytes[..bytes.len() - 1]), Err("record ends early"));
     }
@@ -368,6 +399,22 @@ mod tests {
         assert_eq!(groups[&1].hard_state, hard_state);
         assert_eq!(groups[&1].last_index(), 10);
         assert_eq!(groups[&2].entries, vec![entry(1, 1)]);
+    }
+
+    #[test]
+    fn a_removed_group_is_forgotten_until_created_again() {
+        let old = encode_record(5, None, &[entry(1, 1), entry(2, 1)]);
+        let removal = encode_removal(5);
+        assert!(decode_record(&removal).unwrap().removed);
+        let gone = replay([(1, old.as_slice()), (2, removal.as_slice())]).unwrap();
+        assert!(!gone.contains_key(&5));
+        let hard_state = HardState::default();
+        let created = encode_snapshot_record(5, &meta(0, 0), hard_state, &[]);
+        let again = encode_record(5, None, &[entry(1, 2)]);
+        let records = [(1, old.as_slice()), (2, removal.as_slice()), (3, &created), (4, &again)];
+        let back = replay(records).unwrap();
+        assert_eq!(back[&5].entries, vec![entry(1, 2)]);
+        assert_eq!(back[&5].snapshot.membership, meta(0, 0).membership);
     }
 
     #[test]
