@@ -6,6 +6,11 @@
 //! A few fixed pages without bodies do not need a general HTTP stack: requests are read up to the
 //! end of their headers (bounded), answered, and the connection is closed. Anything else gets a
 //! 404, a malformed or oversized request a 400.
+//!
+//! With a password (the node's `--requirepass`), a membership change must carry
+//! `Authorization: Bearer PASSWORD`, or it is answered 401 and nothing changes. (A header a
+//! browser page cannot add to a cross-site request without asking first.) The read-only pages
+//! stay open.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -47,12 +52,19 @@ enum Route {
     Metrics,
     Members,
     Change(MemberChange),
+    Unauthorized,
     NotFound,
     BadRequest,
 }
 
 /// Serves until the task is dropped.
-pub async fn serve<P: Pages>(rt: Runtime, listener: Listener, pages: Rc<P>) {
+pub async fn serve<P: Pages>(
+    rt: Runtime,
+    listener: Listener,
+    pages: Rc<P>,
+    password: Option<String>,
+) {
+    let password: Rc<Option<String>> = Rc::new(password);
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -64,10 +76,12 @@ pub async fn serve<P: Pages>(rt: Runtime, listener: Listener, pages: Rc<P>) {
         }
         open.set(open.get() + 1);
         let (rt_task, pages, open) = (rt.clone(), pages.clone(), open.clone());
+        let password = password.clone();
         drop(rt.spawn(async move {
             let request = rt_task.timeout(REQUEST_TIMEOUT, read_request(&stream)).await;
             if let Ok(Some(request)) = request {
-                let response = respond(route(&request), &*pages).await;
+                let route = authorize(route(&request), &request, password.as_deref());
+                let response = respond(route, &*pages).await;
                 let _ = stream.write_all(response).await;
             }
             let _ = stream.shutdown().await;
@@ -124,6 +138,23 @@ pub fn fuzz_route(request: &[u8]) {
     }
 }
 
+/// A membership change without the password (when there is one) becomes `Unauthorized`.
+fn authorize(route: Route, request: &[u8], password: Option<&str>) -> Route {
+    let (Route::Change(_), Some(password)) = (&route, password) else { return route };
+    let expected = format!("Bearer {password}");
+    let given = String::from_utf8_lossy(request);
+    let authorized = given.split("\r\n").skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("authorization") && value.trim() == expected
+        })
+    });
+    if authorized {
+        route
+    } else {
+        Route::Unauthorized
+    }
+}
+
 /// `/members/add-learner/4` and the like.
 fn member_change(path: &str) -> Option<MemberChange> {
     let rest = path.strip_prefix("/members/")?;
@@ -150,6 +181,11 @@ async fn respond(route: Route, pages: &impl Pages) -> Vec<u8> {
             Ok(outcome) => response("200 OK", text, &outcome),
             Err(outcome) => response("409 Conflict", text, &outcome),
         },
+        Route::Unauthorized => response(
+            "401 Unauthorized\r\nWWW-Authenticate: Bearer",
+            text,
+            "membership changes need Authorization: Bearer PASSWORD (--requirepass)\n",
+        ),
         Route::NotFound => response(
             "404 Not Found",
             text,
@@ -252,5 +288,33 @@ mod tests {
         }
         let promote = route(b"POST /members/add-voter/7 HTTP/1.1\r\n\r\n");
         assert_eq!(promote, Route::Change(MemberChange::AddVoter(NodeId(7))));
+    }
+
+    #[test]
+    fn with_a_password_only_an_authorized_post_changes_members() {
+        let pages = Fixed(None);
+        let ask = |request: &str, password| {
+            let routed = authorize(route(request.as_bytes()), request.as_bytes(), password);
+            let future = std::pin::pin!(respond(routed, &pages));
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            match future.poll(&mut context) {
+                std::task::Poll::Ready(response) => String::from_utf8(response).unwrap(),
+                std::task::Poll::Pending => panic!("a fixed page waited"),
+            }
+        };
+        let bare = "POST /members/add-learner/4 HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(ask(bare, None).starts_with("HTTP/1.1 200"));
+        let refused = ask(bare, Some("secret"));
+        assert!(refused.starts_with("HTTP/1.1 401") && refused.contains("WWW-Authenticate"));
+        let wrong = "POST /members/add-learner/4 HTTP/1.1\r\nAuthorization: Bearer guess\r\n\r\n";
+        assert!(ask(wrong, Some("secret")).starts_with("HTTP/1.1 401"));
+        let right = "POST /members/add-learner/4 HTTP/1.1\r\nauthorization:  Bearer secret\r\n\r\n";
+        assert!(
+            ask(right, Some("secret")).starts_with("HTTP/1.1 200"),
+            "{}",
+            ask(right, Some("secret"))
+        );
+        // Reading stays open.
+        assert!(ask("GET /members HTTP/1.1\r\n\r\n", Some("secret")).starts_with("HTTP/1.1 200"));
     }
 }

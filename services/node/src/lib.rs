@@ -43,7 +43,8 @@ pub async fn run(
     ready(Endpoints { redis: redis.local_address(), http: http.local_address() });
     let server =
         rt.spawn(strata_kv::server::serve(rt.clone(), cluster.clone(), redis, server_config));
-    let pages = rt.spawn(http::serve(rt.clone(), http, cluster.clone()));
+    let pages =
+        rt.spawn(http::serve(rt.clone(), http, cluster.clone(), config.requirepass.clone()));
     let outcome = loop {
         rt.sleep(Duration::from_millis(50)).await;
         if stop_requested() {
