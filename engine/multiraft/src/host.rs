@@ -1009,6 +1009,7 @@ impl<M: StateMachine> Inner<M> {
                 self.stats.borrow_mut().checkpoints += 1;
             }
         }
+        self.stats.borrow_mut().wal_segments = self.wal.segment_count() as u64;
         if checkpoint {
             self.checkpoint_segments.set(self.wal.segment_count());
         }

@@ -293,6 +293,8 @@ pub struct HostStats {
     pub snapshots_installed: u64,
     /// Checkpoints written (each dropping the WAL's older segments).
     pub checkpoints: u64,
+    /// The WAL's segments after the last round (a gauge).
+    pub wal_segments: u64,
 }
 
 /// One group's state, for status pages and tests.

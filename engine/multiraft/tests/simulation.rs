@@ -114,6 +114,8 @@ struct Record {
     /// Per node, its host's snapshot counters as last reported (taken, chunks sent,
     /// installed, checkpoints), summed over its restarts.
     snapshots: BTreeMap<u32, [u64; 4]>,
+    /// The most WAL segments any node had at once.
+    wal_segments_max: u64,
     /// Per (node, group created at run time), where the node is with it.
     lifecycles: BTreeMap<(u32, GroupId), Lifecycle>,
     /// Per node, when it first started (its clock), for the dynamic scenario's schedule.
@@ -370,7 +372,9 @@ async fn serve(
             stats.checkpoints,
         ];
         let counts = std::array::from_fn(|kind| reported[kind] + now[kind]);
-        record.borrow_mut().snapshots.insert(rt.node_id().0, counts);
+        let mut record = record.borrow_mut();
+        record.snapshots.insert(rt.node_id().0, counts);
+        record.wal_segments_max = record.wal_segments_max.max(stats.wal_segments);
     }
     for client in clients {
         client.abort();
@@ -648,6 +652,18 @@ fn groups_stay_consistent_and_live_under_faults() {
     let [taken, chunks, installed, checkpoints] = snapshots;
     assert!(taken > 10 * count && checkpoints > count, "{snapshots:?}");
     assert!(chunks > 0 && installed > 0, "no snapshot was installed: {snapshots:?}");
+}
+
+/// Checkpoints keep every node's WAL within a few segments of `wal_segments_kept`, however
+/// long the run: the log does not grow without bound.
+#[test]
+fn checkpoints_bound_the_wal() {
+    for seed in seeds(20) {
+        let (_, record) = run(seed, STATIC);
+        let most = record.borrow().wal_segments_max;
+        let kept = config(NodeId(0), STATIC).wal_segments_kept as u64;
+        assert!(most <= kept + 2, "seed {seed}: {most} WAL segments at once");
+    }
 }
 
 #[test]
