@@ -186,11 +186,7 @@ impl SnapshotSource {
             return Ok(None);
         }
         let header = self.read_exact(FRAME_HEADER_BYTES).await?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len > FRAME_PAYLOAD_BYTES {
-            return Err(self.corrupt("a frame longer than any"));
-        }
+        let (len, crc) = parse_frame_header(&header).map_err(|what| self.corrupt(what))?;
         let payload = self.read_exact(len).await?;
         if crc32c::crc32c(&payload) != crc {
             return Err(self.corrupt("a frame's checksum does not match"));
@@ -207,18 +203,98 @@ impl SnapshotSource {
 
     async fn check_footer(&mut self) -> Result<(), String> {
         let bytes = self.read_exact(FOOTER_BYTES).await?;
-        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
-        let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
-        if u64_at(0) != self.meta_index || u64_at(8) != self.meta_term {
-            return Err(self.corrupt("the footer names another snapshot"));
-        }
-        if u64_at(16) != self.stream_bytes || crc != self.crc {
-            return Err(self.corrupt("the stream's length or checksum does not match"));
-        }
+        let expected = (self.meta_index, self.meta_term, self.stream_bytes, self.crc);
+        check_footer(&bytes, expected).map_err(|what| self.corrupt(what))?;
         if self.position != self.len {
             return Err(self.corrupt("bytes after the footer"));
         }
         Ok(())
+    }
+}
+
+/// A frame header's payload length and checksum.
+fn parse_frame_header(header: &[u8]) -> Result<(usize, u32), &'static str> {
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if len > FRAME_PAYLOAD_BYTES {
+        return Err("a frame longer than any");
+    }
+    Ok((len, crc))
+}
+
+/// Checks a footer against the (index, term, stream bytes, stream crc) expected.
+fn check_footer(bytes: &[u8], expected: (u64, u64, u64, u32)) -> Result<(), &'static str> {
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    if (u64_at(0), u64_at(8)) != (expected.0, expected.1) {
+        return Err("the footer names another snapshot");
+    }
+    if (u64_at(16), crc) != (expected.2, expected.3) {
+        return Err("the stream's length or checksum does not match");
+    }
+    Ok(())
+}
+
+/// The machine's stream inside a framed stream of snapshot (`index`, `term`), checked as a
+/// follower checks what it staged.
+pub fn unframe(framed: &[u8], index: u64, term: u64) -> Result<Vec<u8>, &'static str> {
+    let mut stream = Vec::new();
+    let mut rest = framed;
+    loop {
+        let header = rest.get(..FRAME_HEADER_BYTES).ok_or("the stream ends early")?;
+        let (len, crc) = parse_frame_header(header)?;
+        let payload = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len);
+        let payload = payload.ok_or("the stream ends early")?;
+        if crc32c::crc32c(payload) != crc {
+            return Err("a frame's checksum does not match");
+        }
+        stream.extend_from_slice(payload);
+        rest = &rest[FRAME_HEADER_BYTES + len..];
+        if len < FRAME_PAYLOAD_BYTES {
+            break;
+        }
+    }
+    let footer = rest.get(..FOOTER_BYTES).ok_or("the stream ends early")?;
+    let expected = (index, term, stream.len() as u64, crc32c::crc32c(&stream));
+    check_footer(footer, expected)?;
+    if rest.len() != FOOTER_BYTES {
+        return Err("bytes after the footer");
+    }
+    Ok(stream)
+}
+
+/// Fuzz body (`fuzz/fuzz_targets/multiraft_snapshot.rs`): any bytes staged as a snapshot are
+/// refused cleanly or unframe to a stream that frames back to exactly them.
+pub fn fuzz_stream(data: &[u8]) {
+    // The snapshot the footer names, so that well-formed inputs get through.
+    let footer_at = data.len().saturating_sub(FOOTER_BYTES);
+    let (index, term) = match data.get(footer_at..footer_at + 16) {
+        Some(head) => (
+            u64::from_le_bytes(head[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(head[8..].try_into().expect("8 bytes")),
+        ),
+        None => (0, 0),
+    };
+    if let Ok(stream) = unframe(data, index, term) {
+        let mut framed = Vec::new();
+        let mut pieces = stream.chunks(FRAME_PAYLOAD_BYTES).peekable();
+        while let Some(piece) = pieces.next() {
+            frame(piece, &mut framed);
+            if pieces.peek().is_none() && piece.len() == FRAME_PAYLOAD_BYTES {
+                frame(&[], &mut framed);
+            }
+        }
+        if stream.is_empty() {
+            frame(&[], &mut framed);
+        }
+        let membership = strata_raft::Membership::default();
+        footer(
+            &SnapshotMeta { index, term, membership },
+            stream.len() as u64,
+            crc32c::crc32c(&stream),
+            &mut framed,
+        );
+        assert_eq!(framed, data, "a checked stream frames back to its bytes");
     }
 }
 
@@ -333,6 +409,22 @@ mod tests {
         let (tail, done) = block_on(reader.read(resume, u64::MAX >> 1)).expect("reads");
         assert!(done);
         assert_eq!(tail, whole[resume as usize..]);
+    }
+
+    #[test]
+    fn a_framed_stream_unframes_and_damage_is_found() {
+        let len = FRAME_PAYLOAD_BYTES as u64 + 100;
+        let (whole, _) = framed(len, 1 << 20);
+        let stream = unframe(&whole, 42, 3).expect("whole");
+        assert_eq!(stream.len() as u64, len);
+        fuzz_stream(&whole);
+        assert_eq!(unframe(&whole, 43, 3), Err("the footer names another snapshot"));
+        let mut flipped = whole.clone();
+        flipped[FRAME_BYTES as usize + 20] ^= 1;
+        assert_eq!(unframe(&flipped, 42, 3), Err("a frame's checksum does not match"));
+        assert_eq!(unframe(&whole[..whole.len() - 1], 42, 3), Err("the stream ends early"));
+        let (empty, _) = framed(0, 1 << 20);
+        assert_eq!(unframe(&empty, 42, 3), Ok(Vec::new()));
     }
 
     #[test]
