@@ -865,8 +865,10 @@ impl<M: StateMachine> Inner<M> {
             }
             Item::ReadIndexRequest { context } => {
                 let local = self.next_context();
+                let by_lease = group.node.has_lease();
                 if group.node.read_index(local).is_ok() {
                     group.reads_for_peers.insert(local, (now, from, context));
+                    self.stats.borrow_mut().read_barriers_by_lease += u64::from(by_lease);
                 }
             }
             Item::ReadIndexResponse { context, index } => {
@@ -917,9 +919,11 @@ impl<M: StateMachine> Inner<M> {
         let context = self.next_context();
         let leader = group.node.leader();
         if group.node.role() == Role::Leader {
+            let by_lease = group.node.has_lease();
             if group.node.read_index(context).is_err() {
                 return;
             }
+            self.stats.borrow_mut().read_barriers_by_lease += u64::from(by_lease);
         } else if let Some(leader) = leader.filter(|&leader| leader != self.config.node) {
             outgoing
                 .entry(leader)

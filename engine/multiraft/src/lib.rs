@@ -282,6 +282,8 @@ pub struct HostStats {
     pub proposals_forwarded_out: u64,
     pub proposals_forwarded_in: u64,
     pub reads: u64,
+    /// ReadIndex rounds a leader answered from its lease, without a round of heartbeats.
+    pub read_barriers_by_lease: u64,
     pub envelopes_sent: u64,
     pub items_sent: u64,
     pub envelopes_refused: u64,
