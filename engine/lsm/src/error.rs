@@ -31,6 +31,9 @@ pub enum LsmError {
     Invalid {
         reason: String,
     },
+    /// A read through a snapshot taken before the store was replaced (`Db::replace`): what it
+    /// saw is gone. Read again with a new snapshot.
+    Replaced,
 }
 
 impl LsmError {
@@ -78,6 +81,9 @@ impl fmt::Display for LsmError {
                 write!(formatter, "lsm: failed earlier, reopen required: {cause}")
             }
             LsmError::Invalid { reason } => write!(formatter, "lsm: {reason}"),
+            LsmError::Replaced => {
+                write!(formatter, "lsm: the store was replaced since the snapshot; read again")
+            }
         }
     }
 }

@@ -15,6 +15,13 @@
 //!   replaces the previous one atomically (write temp, sync, rename, sync directory); tables and
 //!   WAL segments it no longer needs are deleted only after. Files the manifest does not name are
 //!   leftovers of an interrupted flush or compaction and are deleted at open.
+//! - A live [`Snapshot`] sees the same versions through flushes and compactions (merges keep
+//!   every version a live snapshot sees). A [`View`] also holds on to the memtables and tables
+//!   it reads, so it reads the same even after a [`Db::replace`].
+//! - [`Db::replace`] (external-log mode) swaps the whole store for new tables in one manifest
+//!   replacement, durable at its log index; readers see the old store or the new one, and a
+//!   snapshot from before it answers [`LsmError::Replaced`] instead of reading the new one.
+//!   No flush or compaction runs beside it.
 //! - A failed write, sync or background flush/compaction latches the store: writes return
 //!   [`LsmError::Latched`] until it is reopened. Reads go on, each block verified.
 //!
@@ -134,6 +141,13 @@ struct State {
     idle: bool,
     pointers: Vec<Vec<u8>>,
     stats: Stats,
+    /// Bumped by every [`Db::replace`] that finishes: snapshots of an older generation no
+    /// longer read (their versions are gone).
+    generation: u64,
+    /// A [`Replacement`] is under way: no flush or compaction starts and writes are refused.
+    replacing: bool,
+    /// The maintenance task is running a flush or a compaction.
+    job_running: bool,
 }
 
 struct Inner {
@@ -241,6 +255,7 @@ fn wait_for<'a, R>(
 pub struct Snapshot {
     inner: Weak<Inner>,
     sequence: u64,
+    generation: u64,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -260,7 +275,7 @@ impl Clone for Snapshot {
         if let Some(inner) = self.inner.upgrade() {
             *inner.state.borrow_mut().snapshots.entry(self.sequence).or_insert(0) += 1;
         }
-        Snapshot { inner: self.inner.clone(), sequence: self.sequence }
+        Snapshot { inner: self.inner.clone(), sequence: self.sequence, generation: self.generation }
     }
 }
 
@@ -319,6 +334,14 @@ fn apply(memtable: &mut Memtable, batch: WriteBatch, wal_index: u64) {
         }
     }
     memtable.wal_index_max = memtable.wal_index_max.max(wal_index);
+    if memtable.wal_index_min == 0 || wal_index < memtable.wal_index_min {
+        memtable.wal_index_min = wal_index;
+    }
+}
+
+/// Whether `memtable` may hold a version a read at `snapshot` sees.
+fn visible_in(memtable: &Memtable, snapshot: u64) -> bool {
+    memtable.wal_index_min != 0 && batch::sequence(memtable.wal_index_min, 0) <= snapshot
 }
 
 impl Db {
@@ -428,6 +451,9 @@ impl Db {
                 idle: false,
                 pointers: vec![Vec::new(); LEVELS],
                 stats: Stats::default(),
+                generation: 0,
+                replacing: false,
+                job_running: false,
             }),
         });
         drop(rt.spawn(maintenance(Rc::downgrade(&inner))));
@@ -504,6 +530,9 @@ impl Db {
         })
         .await?;
         let mut state = inner.state.borrow_mut();
+        if state.replacing {
+            return Err(LsmError::Invalid { reason: "the store is being replaced".into() });
+        }
         if log_index <= state.applied_index {
             return Err(LsmError::Invalid {
                 reason: format!(
@@ -537,7 +566,80 @@ impl Db {
         let mut state = self.inner.state.borrow_mut();
         let sequence = batch::sequence_through(state.applied_index);
         *state.snapshots.entry(sequence).or_insert(0) += 1;
-        Snapshot { inner: Rc::downgrade(&self.inner), sequence }
+        let generation = state.generation;
+        Snapshot { inner: Rc::downgrade(&self.inner), sequence, generation }
+    }
+
+    /// The sequence to read `snapshot` at; `Replaced` if a [`Db::replace`] came after it.
+    fn sequence_of(&self, snapshot: &Snapshot) -> Result<u64, LsmError> {
+        if snapshot.generation != self.inner.state.borrow().generation {
+            return Err(LsmError::Replaced);
+        }
+        Ok(snapshot.sequence)
+    }
+
+    /// A read view of what `snapshot` sees that holds on to its memtables and tables, so that
+    /// it reads the same whatever the store does after (writes, flushes, compactions, a
+    /// [`Db::replace`]). It keeps the tables it reads on disk (open, if deleted) until dropped.
+    /// Cheapest after a [`Db::flush`]: then it pins no memtable.
+    pub fn view(&self, snapshot: &Snapshot) -> Result<View, LsmError> {
+        let sequence = self.sequence_of(snapshot)?;
+        let mut state = self.inner.state.borrow_mut();
+        if visible_in(&state.active, sequence) {
+            // Freeze it, so that it can be shared: later writes go to a new one.
+            let frozen = std::mem::take(&mut state.active);
+            state.immutables.push(Rc::new(frozen));
+            state.idle = false;
+        }
+        let memtables = state
+            .immutables
+            .iter()
+            .filter(|memtable| visible_in(memtable, sequence))
+            .cloned()
+            .collect();
+        let view = View { sequence, memtables, version: state.version.clone() };
+        drop(state);
+        self.inner.notify();
+        Ok(view)
+    }
+
+    /// Starts replacing the whole store with the pairs a [`Replacement`] is given, as of entry
+    /// `log_index` of the caller's log (`Options::external_log`). Waits for a running flush or
+    /// compaction to end; none starts, and writes are refused, until the replacement finishes
+    /// or is dropped. Nothing changes, on disk or for readers, before [`Replacement::finish`].
+    pub async fn replace(&self, log_index: u64) -> Result<Replacement, LsmError> {
+        if self.inner.wal.is_some() {
+            return Err(LsmError::Invalid { reason: "replace needs Options::external_log".into() });
+        }
+        if log_index == 0 || log_index >= 1 << (64 - batch::SEQUENCE_POSITION_BITS) {
+            return Err(LsmError::Invalid { reason: format!("log index {log_index}") });
+        }
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if let Some(error) = latched(&state) {
+                return Err(error);
+            }
+            if state.replacing {
+                return Err(LsmError::Invalid { reason: "a replacement is under way".into() });
+            }
+            state.replacing = true;
+        }
+        let replacement = Replacement {
+            inner: self.inner.clone(),
+            log_index,
+            builder: None,
+            tables: Vec::new(),
+            last_key: None,
+            finished: false,
+        };
+        wait_for(&self.inner, |state| {
+            if let Some(error) = latched(state) {
+                return Some(Err(error));
+            }
+            (!state.job_running).then_some(Ok(()))
+        })
+        .await?;
+        Ok(replacement)
     }
 
     fn current_sequence(&self) -> u64 {
@@ -553,7 +655,8 @@ impl Db {
         key: &[u8],
         snapshot: &Snapshot,
     ) -> Result<Option<Vec<u8>>, LsmError> {
-        self.get_at(key, snapshot.sequence).await
+        // No await between the check and `get_at` taking the memtables and tables it reads.
+        self.get_at(key, self.sequence_of(snapshot)?).await
     }
 
     async fn get_at(&self, key: &[u8], snapshot: u64) -> Result<Option<Vec<u8>>, LsmError> {
@@ -593,85 +696,31 @@ impl Db {
     }
 
     /// Calls `visit` with each live key and value in the range, in key order, as of `snapshot`
-    /// (now if `None`), until it returns false.
+    /// (now if `None`), until it returns false. A snapshot taken before a [`Db::replace`] reads
+    /// nothing: `Replaced`.
     pub async fn scan(
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         snapshot: Option<&Snapshot>,
-        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), LsmError> {
-        let snapshot =
-            snapshot.map_or_else(|| self.current_sequence(), |snapshot| snapshot.sequence);
+        let snapshot = match snapshot {
+            Some(snapshot) => self.sequence_of(snapshot)?,
+            None => self.current_sequence(),
+        };
         if range_is_empty(start, end) {
             return Ok(());
         }
-        let in_range = |key: &[u8]| {
-            let above = match start {
-                Bound::Included(start) => key >= start,
-                Bound::Excluded(start) => key > start,
-                Bound::Unbounded => true,
-            };
-            let below = match end {
-                Bound::Included(end) => key <= end,
-                Bound::Excluded(end) => key < end,
-                Bound::Unbounded => true,
-            };
-            above && below
-        };
-        let overlaps = |smallest: &[u8], largest: &[u8]| {
-            let above = match start {
-                Bound::Included(start) | Bound::Excluded(start) => largest >= start,
-                Bound::Unbounded => true,
-            };
-            let below = match end {
-                Bound::Included(end) => smallest <= end,
-                Bound::Excluded(end) => smallest < end,
-                Bound::Unbounded => true,
-            };
-            above && below
-        };
-        let mut tombstones: Vec<RangeTombstone> = Vec::new();
-        let mut sources = Vec::new();
-        let version = {
+        // No await between the check above and taking the memtables and tables read.
+        let (sources, tombstones, version) = {
             let state = self.inner.state.borrow();
-            for memtable in
-                std::iter::once(&state.active).chain(state.immutables.iter().map(|m| &**m))
-            {
-                sources.push(Source::Memory(memtable.entries_in(start, end).into_iter()));
-                tombstones.extend(
-                    memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned(),
-                );
-            }
-            state.version.clone()
+            let memtables =
+                std::iter::once(&state.active).chain(state.immutables.iter().map(|m| &**m));
+            let (sources, tombstones) = memtable_sources(memtables, start, end, snapshot);
+            (sources, tombstones, state.version.clone())
         };
-        for table in version.levels.iter().flatten() {
-            if overlaps(&table.meta.smallest, &table.meta.largest) {
-                tombstones
-                    .extend(table.tombstones.iter().filter(|t| t.sequence <= snapshot).cloned());
-                sources.push(Source::Table(TableCursor::new(table.clone(), start, true).await?));
-            }
-        }
-        let mut merger = Merger::new(sources).await?;
-        let mut done_key: Option<Vec<u8>> = None;
-        while let Some(entry) = merger.next().await? {
-            if !in_range(&entry.key) {
-                if matches!(end, Bound::Unbounded) || !above_end(&entry.key, end) {
-                    continue;
-                }
-                break;
-            }
-            if entry.sequence > snapshot || done_key.as_deref() == Some(entry.key.as_slice()) {
-                continue;
-            }
-            let hidden =
-                memtable::tombstone_sequence(&tombstones, &entry.key, snapshot) > entry.sequence;
-            if entry.kind == Kind::Put && !hidden && !visit(&entry.key, &entry.value) {
-                return Ok(());
-            }
-            done_key = Some(entry.key);
-        }
-        Ok(())
+        merge_scan(sources, tombstones, &version, start, end, snapshot, visit).await
     }
 
     /// Live keys and values in `start..end` (unbounded ends with `None`).
@@ -773,6 +822,123 @@ fn above_end(key: &[u8], end: Bound<&[u8]>) -> bool {
     }
 }
 
+/// The memtables' versions in a range (each memtable a sorted source) and their range
+/// tombstones a read at `snapshot` sees; memtables holding only later writes are skipped.
+fn memtable_sources<'a>(
+    memtables: impl Iterator<Item = &'a Memtable>,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+) -> (Vec<Source>, Vec<RangeTombstone>) {
+    let mut sources = Vec::new();
+    let mut tombstones = Vec::new();
+    for memtable in memtables.filter(|memtable| visible_in(memtable, snapshot)) {
+        sources.push(Source::Memory(memtable.entries_in(start, end).into_iter()));
+        tombstones.extend(memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned());
+    }
+    (sources, tombstones)
+}
+
+/// Merges `sources` (memtables) with the tables of `version` overlapping the range, and calls
+/// `visit` with each key's newest live version at `snapshot`, in key order, until it returns
+/// false.
+async fn merge_scan(
+    mut sources: Vec<Source>,
+    mut tombstones: Vec<RangeTombstone>,
+    version: &Version,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+    mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), LsmError> {
+    let in_range = |key: &[u8]| {
+        let above = match start {
+            Bound::Included(start) => key >= start,
+            Bound::Excluded(start) => key > start,
+            Bound::Unbounded => true,
+        };
+        let below = match end {
+            Bound::Included(end) => key <= end,
+            Bound::Excluded(end) => key < end,
+            Bound::Unbounded => true,
+        };
+        above && below
+    };
+    let overlaps = |smallest: &[u8], largest: &[u8]| {
+        let above = match start {
+            Bound::Included(start) | Bound::Excluded(start) => largest >= start,
+            Bound::Unbounded => true,
+        };
+        let below = match end {
+            Bound::Included(end) => smallest <= end,
+            Bound::Excluded(end) => smallest < end,
+            Bound::Unbounded => true,
+        };
+        above && below
+    };
+    for table in version.levels.iter().flatten() {
+        if overlaps(&table.meta.smallest, &table.meta.largest) {
+            tombstones.extend(table.tombstones.iter().filter(|t| t.sequence <= snapshot).cloned());
+            sources.push(Source::Table(TableCursor::new(table.clone(), start, true).await?));
+        }
+    }
+    let mut merger = Merger::new(sources).await?;
+    let mut done_key: Option<Vec<u8>> = None;
+    while let Some(entry) = merger.next().await? {
+        if !in_range(&entry.key) {
+            if matches!(end, Bound::Unbounded) || !above_end(&entry.key, end) {
+                continue;
+            }
+            break;
+        }
+        if entry.sequence > snapshot || done_key.as_deref() == Some(entry.key.as_slice()) {
+            continue;
+        }
+        let hidden =
+            memtable::tombstone_sequence(&tombstones, &entry.key, snapshot) > entry.sequence;
+        if entry.kind == Kind::Put && !hidden && !visit(&entry.key, &entry.value) {
+            return Ok(());
+        }
+        done_key = Some(entry.key);
+    }
+    Ok(())
+}
+
+/// A read view that holds on to what it reads (see [`Db::view`]).
+pub struct View {
+    sequence: u64,
+    memtables: Vec<Rc<Memtable>>,
+    version: Rc<Version>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("View")
+            .field("sequence", &self.sequence)
+            .field("memtables", &self.memtables.len())
+            .finish()
+    }
+}
+
+impl View {
+    /// Calls `visit` with each live key and value in the range, in key order, until it returns
+    /// false.
+    pub async fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), LsmError> {
+        if range_is_empty(start, end) {
+            return Ok(());
+        }
+        let memtables = self.memtables.iter().map(|memtable| &**memtable);
+        let (sources, tombstones) = memtable_sources(memtables, start, end, self.sequence);
+        merge_scan(sources, tombstones, &self.version, start, end, self.sequence, visit).await
+    }
+}
+
 /// The smallest key above every key starting with `prefix`, if there is one.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -858,10 +1024,11 @@ async fn maintenance(weak: Weak<Inner>) {
             if state.failed.is_some() {
                 return Poll::Ready(false);
             }
-            if state.idle && state.immutables.is_empty() {
+            if state.replacing || (state.idle && state.immutables.is_empty()) {
                 state.wakers.push(context.waker().clone());
                 return Poll::Pending;
             }
+            state.job_running = true;
             Poll::Ready(true)
         })
         .await;
@@ -869,6 +1036,7 @@ async fn maintenance(weak: Weak<Inner>) {
             return;
         }
         let Some(inner) = weak.upgrade() else { return };
+        let running = JobRunning(&inner);
         let has_immutable = !inner.state.borrow().immutables.is_empty();
         let result = if has_immutable {
             flush_one(&inner).await.map(|()| true)
@@ -878,6 +1046,7 @@ async fn maintenance(weak: Weak<Inner>) {
                 None => Ok(false),
             }
         };
+        drop(running);
         match result {
             Ok(true) => inner.notify(),
             Ok(false) => {
@@ -889,6 +1058,145 @@ async fn maintenance(weak: Weak<Inner>) {
                 return;
             }
         }
+    }
+}
+
+/// Marks the maintenance task's job as over when dropped (also if the store goes away midway).
+struct JobRunning<'a>(&'a Inner);
+
+impl Drop for JobRunning<'_> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().job_running = false;
+    }
+}
+
+/// Replaces a whole store (see [`Db::replace`]): new tables are built from the pairs added, in
+/// strictly increasing key order, then [`Replacement::finish`] swaps them in atomically. Dropped
+/// unfinished, it changes nothing (the tables it wrote are deleted at the next open).
+pub struct Replacement {
+    inner: Rc<Inner>,
+    log_index: u64,
+    builder: Option<TableBuilder>,
+    tables: Vec<Rc<Table>>,
+    last_key: Option<Vec<u8>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Replacement {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Replacement")
+            .field("log_index", &self.log_index)
+            .field("tables", &self.tables.len())
+            .finish()
+    }
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.inner.state.borrow_mut().replacing = false;
+            self.inner.notify();
+        }
+    }
+}
+
+impl Replacement {
+    /// Adds the next pair: keys strictly increase, within the store's bounds.
+    pub async fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), LsmError> {
+        if key.is_empty() || key.len() > batch::KEY_BYTES_MAX {
+            return Err(LsmError::Invalid {
+                reason: format!(
+                    "key of {} bytes (1..={} allowed)",
+                    key.len(),
+                    batch::KEY_BYTES_MAX
+                ),
+            });
+        }
+        if value.len() > batch::VALUE_BYTES_MAX {
+            return Err(LsmError::Invalid {
+                reason: format!(
+                    "value of {} bytes exceeds {}",
+                    value.len(),
+                    batch::VALUE_BYTES_MAX
+                ),
+            });
+        }
+        if self.last_key.as_deref().is_some_and(|last| last >= key) {
+            return Err(LsmError::Invalid { reason: "keys out of order".into() });
+        }
+        if let Some(error) = latched(&self.inner.state.borrow()) {
+            return Err(error);
+        }
+        let full = self
+            .builder
+            .as_ref()
+            .is_some_and(|builder| builder.size_bytes() >= self.inner.options.table_bytes_target);
+        if full {
+            self.write_table().await?;
+        }
+        let builder =
+            self.builder.get_or_insert_with(|| TableBuilder::new(self.inner.build_options()));
+        builder.add(key, batch::sequence(self.log_index, 0), Kind::Put, value);
+        self.last_key = Some(key.to_vec());
+        Ok(())
+    }
+
+    async fn write_table(&mut self) -> Result<(), LsmError> {
+        let Some(builder) = self.builder.take() else { return Ok(()) };
+        let (bytes, _) = builder.finish(&[]);
+        let id = {
+            let mut state = self.inner.state.borrow_mut();
+            state.manifest.next_table_id += 1;
+            state.manifest.next_table_id - 1
+        };
+        let table = write_table(&self.inner, id, bytes).await.map_err(|e| self.inner.fail(e))?;
+        self.tables.push(table);
+        Ok(())
+    }
+
+    /// Makes the pairs added the whole store, durably, as of the log index given: once this
+    /// returns `Ok`, `log_index_durable()` and `log_index_applied()` are that index. The new
+    /// tables are synced, then a manifest naming only them replaces the old one atomically (a
+    /// crash before leaves the old store, whole); then memtables and tables of the old store are
+    /// dropped, and the old tables deleted. Reads see the old store or the new one, never a mix;
+    /// a snapshot taken before reads nothing after (`Replaced`), a [`View`] keeps reading.
+    pub async fn finish(mut self) -> Result<(), LsmError> {
+        self.write_table().await?;
+        let inner = self.inner.clone();
+        if !self.tables.is_empty() {
+            sync_sst_dir(&inner).await.map_err(|error| inner.fail(error))?;
+        }
+        let bottom = LEVELS - 1;
+        let mut manifest = inner.state.borrow().manifest.clone();
+        let old: Vec<u64> = manifest.tables.iter().map(|record| record.id).collect();
+        manifest.tables = self.tables.iter().map(|table| record_of(table, bottom)).collect();
+        manifest.wal_replay_from = self.log_index + 1;
+        write_manifest(&inner, &manifest).await.map_err(|error| inner.fail(error))?;
+        {
+            let mut state = inner.state.borrow_mut();
+            let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVELS];
+            levels[bottom] = std::mem::take(&mut self.tables);
+            // `next_table_id` may have grown while the manifest was written: keep the larger.
+            manifest.next_table_id = manifest.next_table_id.max(state.manifest.next_table_id);
+            state.manifest = manifest;
+            state.version = Rc::new(Version { levels });
+            state.active = Memtable::default();
+            state.immutables.clear();
+            state.applied_index = self.log_index;
+            state.generation += 1;
+            state.pointers = vec![Vec::new(); LEVELS];
+            state.replacing = false;
+            state.idle = false;
+        }
+        self.finished = true;
+        inner.notify();
+        // The manifest no longer names the old tables; views may still read them (open). Open
+        // deletes them if this fails.
+        for id in old {
+            let _ = inner.rt.disk().remove(&inner.table_path(id)).await;
+        }
+        Ok(())
     }
 }
 

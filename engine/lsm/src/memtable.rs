@@ -72,6 +72,8 @@ pub struct Memtable {
     size_bytes: usize,
     /// Highest WAL index applied here (0: none).
     pub wal_index_max: u64,
+    /// Lowest WAL index applied here (0: none): a snapshot below it sees nothing here.
+    pub wal_index_min: u64,
 }
 
 impl Memtable {
