@@ -6,6 +6,8 @@
 //! - [`entry`]: the log entries the server replicates and the machine applies.
 //! - [`layout`]: how a shard's keyspace is stored in its LSM store.
 //! - [`machine`]: one shard's deterministic state machine, and the per-node [`machine::Shared`].
+//! - [`snapshot`]: a shard's snapshot as a byte stream (read through an LSM view, decoded in
+//!   pieces).
 //! - [`server`]: the RESP server over a [`server::Cluster`]; [`local::LocalCluster`] for tests.
 
 pub mod command;
@@ -18,11 +20,12 @@ pub mod local;
 pub mod machine;
 pub mod resp;
 pub mod server;
+pub mod snapshot;
 mod store;
 
 pub use commands::{parse_float, parse_integer};
 pub use entry::{Entry, EntryError};
 pub use local::LocalCluster;
-pub use machine::{Machine, MachineError, Shared};
+pub use machine::{Machine, MachineError, Shared, SnapshotPieces};
 pub use resp::{Protocol, Reply};
 pub use server::{serve, shard_of, Cluster, ClusterError, ServerConfig};

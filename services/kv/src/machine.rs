@@ -20,6 +20,16 @@
 //! the machine: every later `apply` answers an error and [`Machine::failure`] says why; the host
 //! should stop the replica.
 //!
+//! # Snapshots
+//!
+//! [`Machine::snapshot`] captures the store's state at the last applied index (an LSM snapshot,
+//! then a view that pins it) and streams it in the canonical form of [`crate::snapshot`], the
+//! same bytes on every replica. [`Machine::install`] builds new tables from such a stream and
+//! swaps them in with one manifest replacement (`strata_lsm::Db::replace`): durable at the
+//! snapshot's index once it returns, and nothing of it durable before. Everything a machine
+//! knows lives in its store (the expiry index, counts, versions), so nothing else is rebuilt;
+//! blocked clients on the node are woken to check again.
+//!
 //! # Active expiry
 //!
 //! Reads treat a key whose deadline has passed as absent; writes delete it on access. Keys no one
@@ -31,6 +41,7 @@ use crate::commands;
 use crate::entry::Entry;
 use crate::layout;
 use crate::resp::{Protocol, Reply};
+use crate::snapshot::{SnapshotStream, StreamDecoder};
 use crate::store::{Context, Effect, Fail};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -44,12 +55,15 @@ use strata_rt::Runtime;
 #[non_exhaustive]
 pub enum MachineError {
     Storage(LsmError),
+    /// A snapshot stream to install could not be read or is malformed.
+    Snapshot(String),
 }
 
 impl std::fmt::Display for MachineError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MachineError::Storage(error) => write!(formatter, "storage: {error}"),
+            MachineError::Snapshot(reason) => write!(formatter, "snapshot: {reason}"),
         }
     }
 }
@@ -185,6 +199,16 @@ impl Shared {
 
     pub fn blocked_clients(&self) -> usize {
         self.blocked_count.get()
+    }
+
+    /// Wakes every blocked client: the keys they wait on may have changed wholesale (a snapshot
+    /// installed), and a woken client only checks again.
+    fn wake_all(&self) {
+        for waiters in self.blocked.borrow().values() {
+            for sender in waiters.values() {
+                let _ = sender.try_send(());
+            }
+        }
     }
 
     fn wake(&self, key: &[u8]) {
@@ -482,6 +506,54 @@ impl Machine {
         })
     }
 
+    /// Takes a snapshot of the state as of the last entry applied, captured now; the future makes
+    /// that state durable (`durable_index()` reaches at least its index) and resolves to a
+    /// stream of it that later applies, flushes, compactions and installs do not change. It
+    /// holds the store, not the machine.
+    pub fn snapshot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<SnapshotStream, MachineError>> + 'static {
+        let db = self.db.clone();
+        let snapshot = db.snapshot();
+        async move {
+            db.flush().await.map_err(MachineError::Storage)?;
+            let view = db.view(&snapshot).map_err(MachineError::Storage)?;
+            Ok(SnapshotStream::new(view))
+        }
+    }
+
+    /// Replaces the whole state with the snapshot of entry `index` that `source` streams (as a
+    /// [`SnapshotStream`] produced it), durably: once this returns `Ok`, `durable_index()` and
+    /// `applied_index()` are `index`. The store changes in one step at the end (a crash or an
+    /// error before leaves the old state, durable below `index`); reads running across it
+    /// answer an error rather than a mix. Never beside an apply (asserted). Blocked clients
+    /// are woken to check again.
+    pub async fn install(
+        &self,
+        index: u64,
+        source: &mut impl SnapshotPieces,
+    ) -> Result<(), MachineError> {
+        assert!(!self.applying.replace(true), "an install never overlaps an apply");
+        let _applying = Applying(&self.applying);
+        let storage = MachineError::Storage;
+        let malformed = |reason: &str| MachineError::Snapshot(reason.to_owned());
+        let mut replacement = self.db.replace(index).await.map_err(storage)?;
+        let mut decoder = StreamDecoder::default();
+        loop {
+            while let Some((key, value)) = decoder.next_record().map_err(malformed)? {
+                replacement.add(&key, &value).await.map_err(storage)?;
+            }
+            match source.next().await.map_err(MachineError::Snapshot)? {
+                Some(piece) => decoder.push(&piece),
+                None => break,
+            }
+        }
+        decoder.finish().map_err(malformed)?;
+        replacement.finish().await.map_err(storage)?;
+        self.shared.wake_all();
+        Ok(())
+    }
+
     /// Up to `limit` keys whose deadline is at or before `now_ms` (for an `Entry::Expire`).
     pub async fn expired_keys(&self, now_ms: u64, limit: usize) -> Vec<Vec<u8>> {
         let context = Context::for_read(&self.db, now_ms, 0);
@@ -495,6 +567,21 @@ impl Machine {
             .filter_map(|(record, _)| layout::parse_expiry_key(record))
             .map(|(_, key)| key.to_vec())
             .collect()
+    }
+}
+
+/// Where an install reads a snapshot stream from: its bytes, in pieces of any size.
+pub trait SnapshotPieces {
+    /// The next piece; `None` at the end (once the source checked the whole stream).
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, String>>;
+}
+
+/// Clears the machine's `applying` flag when dropped.
+struct Applying<'a>(&'a Cell<bool>);
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 

@@ -7,7 +7,8 @@ use std::cell::RefCell;
 use std::ops::Bound;
 use std::rc::Rc;
 use strata_kv::machine::store_options;
-use strata_kv::{Entry, Machine, Reply, Shared};
+use strata_kv::snapshot::SnapshotStream;
+use strata_kv::{Entry, Machine, MachineError, Reply, Shared, SnapshotPieces};
 use strata_lsm::Options;
 use strata_rt::{Duration, NodeId, Rng, Runtime};
 use strata_sim::{FaultConfig, NodeOptions, Sim};
@@ -237,5 +238,268 @@ fn watch_versions_abort_transactions_on_every_replica_alike() {
         // A bad entry is an error reply, and the index still advances.
         assert!(machine.apply(7, b"\x09garbage").await.is_error());
         assert_eq!(machine.applied_index(), 7);
+    });
+}
+
+/// A log over many keys of every type, some with TTLs, then random commands (no FLUSHDB).
+fn wide_log(seed: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::with_seed(seed);
+    let mut now_ms = 1_700_000_000_000u64;
+    let mut entries = Vec::new();
+    for position in 0..count {
+        now_ms += rng.below(5);
+        let key = format!("wide{}", rng.below(1500));
+        let value = "v".repeat(rng.below(60) as usize + 1);
+        let member = rng.below(30).to_string();
+        let text: Vec<String> = match position % 7 {
+            0 => {
+                vec!["SET".into(), key, value, "PX".into(), (rng.below(1_000_000) + 1).to_string()]
+            }
+            1 => vec!["SET".into(), key, value],
+            2 => vec!["HSET".into(), key, member, value],
+            3 => vec!["RPUSH".into(), key, value, member],
+            4 => vec!["SADD".into(), key, member, value],
+            5 => vec!["ZADD".into(), key, member, value],
+            _ => {
+                let arguments = command(&mut rng);
+                entries.push(Entry::Command { now_ms, arguments }.encode());
+                continue;
+            }
+        };
+        entries.push(Entry::Command { now_ms, arguments: args(&text) }.encode());
+    }
+    entries
+}
+
+/// Applies entries `from..=to` of `entries` (1-based indexes).
+async fn apply_range(machine: &Machine, entries: &[Vec<u8>], from: u64, to: u64) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for index in from..=to {
+        replies.push(machine.apply(index, &entries[index as usize - 1]).await);
+    }
+    replies
+}
+
+/// The whole stream, read in one go.
+async fn read_all(stream: &mut SnapshotStream) -> Vec<u8> {
+    stream.read(0, usize::MAX).await.unwrap()
+}
+
+/// Feeds an install from a snapshot stream the way a follower sees it: pieces of random sizes,
+/// read from the stream in random-sized reads, some of which go back to an earlier offset
+/// (a transfer resumed). With `stop_after`, it stops answering after that many pieces.
+struct Transfer {
+    stream: SnapshotStream,
+    offset: u64,
+    rng: Rng,
+    pieces: usize,
+    stop_after: Option<usize>,
+    stopped: Rc<std::cell::Cell<bool>>,
+}
+
+impl SnapshotPieces for Transfer {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        if self.stop_after == Some(self.pieces) {
+            self.stopped.set(true);
+            std::future::pending::<()>().await;
+        }
+        self.pieces += 1;
+        if self.rng.below(4) == 0 && self.offset > 0 {
+            // Resume from further back, and check the bytes read again are the same.
+            let back = self.rng.below(self.offset + 1);
+            let length = (self.offset - back) as usize;
+            let again = self.stream.read(back, length).await.map_err(|error| error.to_string())?;
+            assert_eq!(again.len(), length, "bytes read before are read again");
+        }
+        let length = self.rng.below(3000) as usize + 1;
+        let piece =
+            self.stream.read(self.offset, length).await.map_err(|error| error.to_string())?;
+        self.offset += piece.len() as u64;
+        Ok((!piece.is_empty()).then_some(piece))
+    }
+}
+
+fn transfer(stream: SnapshotStream, seed: u64) -> Transfer {
+    Transfer {
+        stream,
+        offset: 0,
+        rng: Rng::with_seed(seed),
+        pieces: 0,
+        stop_after: None,
+        stopped: Rc::default(),
+    }
+}
+
+#[test]
+fn a_snapshot_installed_on_another_replica_gives_the_same_state() {
+    let mut sim = Sim::new(4, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let entries = wide_log(11, 4000);
+        let source = open(&rt, "source").await;
+        apply_range(&source, &entries, 1, 2500).await;
+        let taking = source.snapshot();
+        // Applied after the snapshot was taken (and before its future ran): not in it.
+        apply_range(&source, &entries, 2501, 3000).await;
+        let mut stream = taking.await.unwrap();
+        assert!(source.durable_index() >= 2500);
+        apply_range(&source, &entries, 3001, 3200).await;
+        source.db().flush().await.unwrap();
+        source.db().wait_idle().await.unwrap();
+
+        // A replica at 2500 with other store tuning (other flushes, other tables) streams the
+        // same bytes.
+        let other = Machine::open(&rt, "other", 0, Shared::new()).await.unwrap();
+        apply_range(&other, &entries, 1, 2500).await;
+        let bytes = read_all(&mut stream).await;
+        let mut other_stream = other.snapshot().await.unwrap();
+        assert_eq!(read_all(&mut other_stream).await, bytes, "the same bytes on every replica");
+        assert!(bytes.len() > 20_000, "a stream of many pages: {} bytes", bytes.len());
+        let records = strata_kv::snapshot::decode(&bytes).unwrap();
+        assert_eq!(records, dump(&other).await, "every live record, in key order");
+        // Read in small pieces, forward then from an earlier offset: the same bytes.
+        let mut pieces = Vec::new();
+        let mut offset = 0;
+        loop {
+            let piece = stream.read(offset, 777).await.unwrap();
+            if piece.is_empty() {
+                break;
+            }
+            offset += piece.len() as u64;
+            pieces.extend_from_slice(&piece);
+        }
+        assert_eq!(pieces, bytes);
+        assert_eq!(stream.read(100, 50).await.unwrap(), bytes[100..150].to_vec());
+        assert!(stream.read(bytes.len() as u64 + 5, 10).await.unwrap().is_empty());
+
+        // Install into a replica that holds something else (applied another log).
+        let target = open(&rt, "target").await;
+        apply_range(&target, &log(99, 300), 1, 300).await;
+        let mut pieces = transfer(stream, 5);
+        target.install(2500, &mut pieces).await.unwrap();
+        assert_eq!(target.durable_index(), 2500);
+        assert_eq!(target.applied_index(), 2500);
+        assert!(dump(&target).await == dump(&other).await, "the same records");
+        // Types and TTLs read the same.
+        for key in 0..1500 {
+            for command in ["TYPE", "PTTL"] {
+                let arguments =
+                    vec![command.as_bytes().to_vec(), format!("wide{key}").into_bytes()];
+                let now_ms = 1_700_000_050_000;
+                assert_eq!(
+                    target.read(&arguments, now_ms).await,
+                    other.read(&arguments, now_ms).await
+                );
+            }
+        }
+        // And the log goes on from there alike.
+        let replies = apply_range(&target, &entries, 2501, 3200).await;
+        assert_eq!(replies, apply_range(&other, &entries, 2501, 3200).await);
+        assert!(dump(&target).await == dump(&source).await, "the same records");
+    });
+}
+
+#[test]
+fn an_install_interrupted_by_a_crash_is_not_durable_and_goes_again() {
+    let mut sim = Sim::new(5, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let entries = Rc::new(wide_log(12, 2000));
+    let rt = sim.runtime(NODE);
+    let log_entries = entries.clone();
+    let (expected, old_durable) = run(&mut sim, async move {
+        let source = open(&rt, "source").await;
+        apply_range(&source, &log_entries, 1, 2000).await;
+        source.db().flush().await.unwrap();
+        let target = open(&rt, "target").await;
+        apply_range(&target, &log_entries, 1, 400).await;
+        target.db().flush().await.unwrap();
+        (dump(&source).await, target.durable_index())
+    });
+    assert_eq!(old_durable, 400);
+    let expected = Rc::new(expected);
+    let expected_again = expected.clone();
+    let rt = sim.runtime(NODE);
+    let stopped = Rc::new(std::cell::Cell::new(false));
+    let flag = stopped.clone();
+    let _task = rt.clone().spawn(async move {
+        let source = open(&rt, "source").await;
+        let target = open(&rt, "target").await;
+        let mut pieces = transfer(source.snapshot().await.unwrap(), 6);
+        pieces.stop_after = Some(20);
+        pieces.stopped = flag;
+        let _ = target.install(2000, &mut pieces).await;
+        unreachable!("the transfer never ends");
+    });
+    assert!(sim.run_until(Duration::from_secs(3600), || stopped.get()));
+    sim.crash(NODE);
+    sim.restart(NODE);
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let source = open(&rt, "source").await;
+        let target = open(&rt, "target").await;
+        assert_eq!(target.durable_index(), 400, "a half install is not durable");
+        let mut pieces = transfer(source.snapshot().await.unwrap(), 7);
+        target.install(2000, &mut pieces).await.unwrap();
+        assert_eq!(target.durable_index(), 2000);
+        assert!(dump(&target).await == *expected, "the source's state");
+    });
+    sim.crash(NODE);
+    sim.restart(NODE);
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let target = open(&rt, "target").await;
+        assert_eq!(target.durable_index(), 2000);
+        assert!(dump(&target).await == *expected_again, "the source's state, durable");
+    });
+}
+
+#[test]
+fn a_bad_stream_is_refused_and_changes_nothing() {
+    let mut sim = Sim::new(6, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let entries = log(13, 500);
+        let machine = open(&rt, "m").await;
+        apply_range(&machine, &entries, 1, 500).await;
+        let before = dump(&machine).await;
+        struct Bytes(Option<Vec<u8>>);
+        impl SnapshotPieces for Bytes {
+            async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+                Ok(self.0.take())
+            }
+        }
+        let mut good = strata_kv::snapshot::encode(&[(b"a".to_vec(), b"1".to_vec())]);
+        good.truncate(good.len() - 1);
+        let refused = machine.install(900, &mut Bytes(Some(good))).await;
+        assert!(matches!(refused, Err(MachineError::Snapshot(_))), "{refused:?}");
+        assert_eq!(dump(&machine).await, before);
+        assert_eq!(machine.applied_index(), 500);
+        // The machine goes on applying.
+        machine.apply(501, &command_entry(1, &["SET", "x", "y"])).await;
+        assert_eq!(machine.applied_index(), 501);
+    });
+}
+
+#[test]
+fn blocked_clients_are_woken_by_an_install() {
+    let mut sim = Sim::new(7, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let shared = Shared::new();
+        let machine = Machine::open_with(&rt, "m", 0, shared.clone(), small()).await.unwrap();
+        let mut waiter = shared.block_on(&[b"list".to_vec()]).unwrap();
+        struct End(bool);
+        impl SnapshotPieces for End {
+            async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+                let first = !std::mem::replace(&mut self.0, true);
+                Ok(first.then(|| strata_kv::snapshot::encode(&[])))
+            }
+        }
+        machine.install(10, &mut End(false)).await.unwrap();
+        waiter.woken().await;
+        assert_eq!(machine.durable_index(), 10);
     });
 }
