@@ -5,9 +5,10 @@ use crate::config::{Config, PlantedBug};
 use crate::http::{self, MemberChange, Pages};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use strata_kv::machine::{Machine, Shared};
+use strata_kv::machine::{Machine, Shared, SnapshotPieces};
 use strata_kv::resp::Reply;
 use strata_kv::server::{Cluster, ClusterError};
+use strata_kv::snapshot::SnapshotStream;
 use strata_multiraft::{GroupId, Host, HostConfig, HostError, StateMachine};
 use strata_raft::{ConfChange, ConfChangeStep, Membership};
 use strata_rt::{NodeId, Runtime};
@@ -15,9 +16,27 @@ use strata_rt::{NodeId, Runtime};
 /// One shard's machine as the host drives it.
 pub struct Shard(Rc<Machine>);
 
+/// A shard's snapshot stream, as the host reads it.
+pub struct ShardSnapshot(SnapshotStream);
+
+impl strata_multiraft::SnapshotReader for ShardSnapshot {
+    async fn read(&mut self, offset: u64, length_max: usize) -> Result<Vec<u8>, String> {
+        self.0.read(offset, length_max).await.map_err(|error| error.to_string())
+    }
+}
+
+/// The host's staged snapshot file, as the machine's install reads it.
+struct StagedPieces<'a>(&'a mut strata_multiraft::SnapshotSource);
+
+impl SnapshotPieces for StagedPieces<'_> {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        self.0.next().await
+    }
+}
+
 impl StateMachine for Shard {
     type Output = Reply;
-    type Snapshot = strata_multiraft::NoSnapshot;
+    type Snapshot = ShardSnapshot;
 
     async fn apply(&self, index: u64, command: &[u8]) -> Reply {
         self.0.apply(index, command).await
@@ -33,17 +52,17 @@ impl StateMachine for Shard {
 
     fn snapshot(
         &self,
-    ) -> impl std::future::Future<Output = Result<strata_multiraft::NoSnapshot, String>> + 'static
-    {
-        std::future::ready(Err("key-value snapshots are not built yet".to_owned()))
+    ) -> impl std::future::Future<Output = Result<ShardSnapshot, String>> + 'static {
+        let taking = self.0.snapshot();
+        async move { taking.await.map(ShardSnapshot).map_err(|error| error.to_string()) }
     }
 
     async fn install(
         &self,
-        _index: u64,
-        _source: &mut strata_multiraft::SnapshotSource,
+        index: u64,
+        source: &mut strata_multiraft::SnapshotSource,
     ) -> Result<(), String> {
-        Err("key-value snapshots are not built yet".to_owned())
+        self.0.install(index, &mut StagedPieces(source)).await.map_err(|error| error.to_string())
     }
 }
 
