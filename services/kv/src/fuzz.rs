@@ -1,5 +1,5 @@
-//! Bodies of the fuzz targets (`fuzz/fuzz_targets/resp.rs`), here so that unit tests run them
-//! too. Each must never panic on any input, and checks decoded values against a reference.
+//! Bodies of the fuzz targets (`fuzz/fuzz_targets/resp.rs`, `kv_snapshot.rs`), here so that
+//! unit tests run them too. Each must never panic on any input, and checks decoded values against a reference.
 
 use crate::entry::Entry;
 use crate::resp::{self, Decoded, Protocol};
@@ -42,6 +42,38 @@ pub fn resp(data: &[u8]) {
     }
 }
 
+/// The snapshot stream decoder on arbitrary bytes, given whole and in pieces (of a size the
+/// first byte picks): both agree, and a stream that decodes re-encodes to exactly its bytes.
+pub fn snapshot_stream(data: &[u8]) {
+    let whole = crate::snapshot::decode(data);
+    if let Ok(records) = &whole {
+        assert_eq!(crate::snapshot::encode(records), data, "a stream re-encodes to its bytes");
+    }
+    let piece_len = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let mut decoder = crate::snapshot::StreamDecoder::default();
+    let mut records = Vec::new();
+    let mut pieces = Ok(());
+    'feed: for piece in data.chunks(piece_len) {
+        decoder.push(piece);
+        loop {
+            match decoder.next_record() {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => break,
+                Err(reason) => {
+                    pieces = Err(reason);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    let pieces = pieces.and_then(|()| decoder.finish()).map(|_| records);
+    match (&whole, &pieces) {
+        (Ok(whole), Ok(pieces)) => assert_eq!(whole, pieces, "whole and in pieces agree"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("whole {whole:?}, in pieces {pieces:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -68,6 +100,35 @@ mod tests {
                 *byte = b"*$:+-_,#%~>=\r\n0123456789abc"[usize::from(*byte) % 27];
             }
             super::resp(&bytes);
+        }
+    }
+
+    #[test]
+    fn snapshot_stream_smoke() {
+        let mut rng = strata_rt::Rng::with_seed(6);
+        for _ in 0..5_000 {
+            let records: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.below(6))
+                .map(|n| {
+                    (
+                        vec![b'a' + n as u8; rng.below(4) as usize + 1],
+                        vec![7; rng.below(9) as usize],
+                    )
+                })
+                .collect();
+            let mut records = records;
+            records.sort();
+            records.dedup_by(|a, b| a.0 == b.0);
+            let mut bytes = crate::snapshot::encode(&records);
+            super::snapshot_stream(&bytes);
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(bytes.len() as u64) as usize;
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+                1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+                _ => bytes.push(rng.below(256) as u8),
+            }
+            super::snapshot_stream(&bytes);
         }
     }
 }

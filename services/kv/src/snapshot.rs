@@ -32,6 +32,9 @@ const HEADER_BYTES: usize = 12;
 pub const PAGE_RECORDS_MAX: usize = 256;
 pub const PAGE_BYTES_MAX: usize = 64 << 10;
 
+/// One record of a stream: a store key and its value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 fn header() -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     out.extend_from_slice(&MAGIC);
@@ -52,7 +55,7 @@ fn encode_end(records: u64, out: &mut Vec<u8>) {
 }
 
 /// The whole stream of `records` (sorted, distinct keys), for tests and the fuzz body.
-pub fn encode(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+pub fn encode(records: &[Record]) -> Vec<u8> {
     let mut out = header();
     for (key, value) in records {
         encode_record(key, value, &mut out);
@@ -178,7 +181,7 @@ impl StreamDecoder {
     }
 
     /// The next whole record, `None` if more bytes are needed (or the end was read).
-    pub fn next_record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, &'static str> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, &'static str> {
         if !self.header_seen {
             if self.pending.len() < HEADER_BYTES {
                 return Ok(None);
@@ -240,7 +243,7 @@ impl StreamDecoder {
 }
 
 /// Decodes a whole stream given at once (tests and the fuzz body).
-pub fn decode(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, &'static str> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<Record>, &'static str> {
     let mut decoder = StreamDecoder::default();
     decoder.push(bytes);
     let mut records = Vec::new();
