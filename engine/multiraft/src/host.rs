@@ -91,6 +91,8 @@ pub(crate) struct Applier<M: StateMachine> {
     reads: RefCell<Vec<(u64, Completer<()>)>>,
     /// The index of the last snapshot taken, asked for or installed.
     snapshot_index: Cell<u64>,
+    /// Bytes of the entries applied since then.
+    bytes_since_snapshot: Cell<u64>,
     /// A follower needs a snapshot and the one held is gone or older than the log's start.
     snapshot_wanted: Cell<bool>,
     /// The task making the last snapshot durable, awaited on close: it writes to the machine's
@@ -184,6 +186,8 @@ pub(crate) struct Inner<M: StateMachine> {
     snapshot_signal: Signal,
     /// Groups removed, whose removal record the next round writes.
     removals: RefCell<Vec<(GroupId, Completer<()>)>>,
+    /// Groups whose removal has not finished: their id cannot be created again meanwhile.
+    removing: RefCell<BTreeSet<GroupId>>,
     /// When the last tick was due: ticks follow the clock, not the tick task's wake-ups, so
     /// that a driver held up (paused, or stuck in a long round) makes up the ticks it missed
     /// before it serves anything, and a lease never outlasts its real time.
@@ -246,6 +250,7 @@ pub(crate) async fn open_inner<M: StateMachine>(
         snapshot_answers: RefCell::default(),
         snapshot_signal: Signal::default(),
         removals: RefCell::default(),
+        removing: RefCell::default(),
         last_tick: Cell::new(rt.now()),
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
@@ -293,6 +298,7 @@ fn new_group<M: StateMachine>(
         proposals: RefCell::default(),
         reads: RefCell::default(),
         snapshot_index: Cell::new(node.first_index() - 1),
+        bytes_since_snapshot: Cell::new(0),
         snapshot_wanted: Cell::new(false),
         snapshot_task: RefCell::default(),
         taken: RefCell::default(),
@@ -462,8 +468,8 @@ async fn apply<M: StateMachine>(weak: Weak<Inner<M>>, applier: Rc<Applier<M>>) {
                 Work::Apply(entry) => apply_entry(&applier, entry).await,
                 Work::Verify(meta) => inner.verify_staged(&applier, meta).await,
                 Work::Install(meta, recorded) => {
-                    if recorded.await.is_none() {
-                        return; // The host stopped before the record was durable.
+                    if recorded.await.is_none() || inner.stopped.get() || applier.removed.get() {
+                        return; // Stopped: the record may not be durable; reopen installs.
                     }
                     // A snapshot being made durable must not run beside an install.
                     let snapshotting = applier.snapshot_task.borrow_mut().take();
@@ -494,6 +500,8 @@ async fn apply_entry<M: StateMachine>(applier: &Applier<M>, entry: Entry) -> Res
         apply_one(applier, &entry).await?;
     }
     applier.applied.set(entry.index);
+    let bytes = applier.bytes_since_snapshot.get() + entry.size_bytes();
+    applier.bytes_since_snapshot.set(bytes);
     applier.release_reads();
     Ok(())
 }
@@ -610,13 +618,21 @@ impl<M: StateMachine> Inner<M> {
         self.signal.notify();
         self.snapshot_signal.notify();
         let mut tasks = std::mem::take(&mut *self.tasks.borrow_mut());
-        for group in self.groups.borrow().values() {
-            group.applier.signal.notify();
-            tasks.extend(group.applier.task.borrow_mut().take());
-            tasks.extend(group.applier.snapshot_task.borrow_mut().take());
+        let appliers: Vec<Rc<Applier<M>>> =
+            self.groups.borrow().values().map(|group| group.applier.clone()).collect();
+        for applier in &appliers {
+            applier.signal.notify();
+            tasks.extend(applier.task.borrow_mut().take());
         }
         for task in tasks {
             task.await;
+        }
+        // Only now: an apply task may have started one before it saw the stop.
+        for applier in &appliers {
+            let snapshotting = applier.snapshot_task.borrow_mut().take();
+            if let Some(task) = snapshotting {
+                task.await;
+            }
         }
     }
 
@@ -635,8 +651,10 @@ impl<M: StateMachine> Inner<M> {
         if machine.durable_index() != 0 {
             return Err(refused("a new group's machine must be empty"));
         }
-        if self.groups.borrow().contains_key(&group_id) {
-            return Err(refused("the group exists already"));
+        if self.groups.borrow().contains_key(&group_id)
+            || self.removing.borrow().contains(&group_id)
+        {
+            return Err(refused("the group exists already, or its removal is under way"));
         }
         let membership = strata_raft::Membership::with_voters(voters);
         let snapshot = SnapshotMeta { index: 0, term: 0, membership };
@@ -659,6 +677,7 @@ impl<M: StateMachine> Inner<M> {
             .borrow_mut()
             .remove(&group_id)
             .ok_or(HostError::UnknownGroup { group: group_id })?;
+        self.removing.borrow_mut().insert(group_id);
         self.snapshot_readers.borrow_mut().remove(&group_id);
         let gone = HostError::UnknownGroup { group: group_id };
         for (_, completer) in std::mem::take(&mut *group.applier.proposals.borrow_mut()) {
@@ -672,12 +691,17 @@ impl<M: StateMachine> Inner<M> {
         let (done, recorded) = completion();
         self.removals.borrow_mut().push((group_id, done));
         self.signal.notify();
-        recorded.await.ok_or_else(|| self.failure_or_stopped())?;
+        let result = recorded.await.ok_or_else(|| self.failure_or_stopped());
         let task = group.applier.task.borrow_mut().take();
-        let snapshot_task = group.applier.snapshot_task.borrow_mut().take();
-        for task in task.into_iter().chain(snapshot_task) {
+        if let Some(task) = task {
             task.await;
         }
+        let snapshotting = group.applier.snapshot_task.borrow_mut().take();
+        if let Some(task) = snapshotting {
+            task.await;
+        }
+        self.removing.borrow_mut().remove(&group_id);
+        result?;
         // Leftovers are removed on reopen if this fails.
         let _ = remove_staged(&self.rt, &self.config.snapshot_dir, group_id, u64::MAX).await;
         Ok(())
@@ -690,15 +714,21 @@ impl<M: StateMachine> Inner<M> {
     /// Asks the machine for a snapshot if enough was applied since the last one, or a follower
     /// needs one. Called by the apply task between applies, so at exactly its applied index.
     fn maybe_snapshot(self: &Rc<Self>, applier: &Rc<Applier<M>>) {
+        if self.stopped.get() || applier.removed.get() {
+            return; // Nothing may touch the machine's storage once close or removal awaits.
+        }
         let index = applier.machine_index.get();
         let every = self.config.snapshot_entries;
-        let due = every > 0 && index >= applier.snapshot_index.get() + every;
+        let due = every > 0
+            && (index >= applier.snapshot_index.get() + every
+                || applier.bytes_since_snapshot.get() >= self.config.snapshot_bytes);
         let busy = applier.snapshot_task.borrow().as_ref().is_some_and(|task| !task.is_finished());
         if busy || index == 0 || !(due || applier.snapshot_wanted.get()) {
             return;
         }
         applier.snapshot_wanted.set(false);
         applier.snapshot_index.set(index);
+        applier.bytes_since_snapshot.set(0);
         let taking = applier.machine.snapshot();
         let weak = Rc::downgrade(self);
         let applier_for_task = applier.clone();
@@ -724,6 +754,9 @@ impl<M: StateMachine> Inner<M> {
 
     /// Reads a staged snapshot through; if whole, hands it to the driver to record.
     async fn verify_staged(&self, applier: &Applier<M>, meta: SnapshotMeta) -> Result<(), String> {
+        if meta.index <= applier.applied.get() {
+            return Ok(()); // Superseded by a later install: its file may be gone already.
+        }
         let path = snapshot::staged_path(&self.config.snapshot_dir, applier.group, &meta);
         snapshot::verify(&self.rt, &path, &meta).await?;
         *applier.verified.borrow_mut() = Some(meta);
@@ -751,22 +784,42 @@ impl<M: StateMachine> Inner<M> {
 
     /// Reads the chunk `request` asks for, if this host still has its snapshot; otherwise asks
     /// the group's machine for a new one (Raft asks again for it after an election timeout).
+    /// A reader that fails is dropped for a new snapshot, unless the machine's storage failed.
     async fn read_chunk(&self, group: GroupId, request: SnapshotRequest) -> Result<(), String> {
         let reader = matching_reader(&mut self.snapshot_readers.borrow_mut(), group, &request.meta);
         let Some(mut reader) = reader else {
-            if let Some(group) = self.groups.borrow().get(&group) {
-                group.applier.snapshot_wanted.set(true);
-                group.applier.signal.notify();
-            }
+            self.want_snapshot(group);
             return Ok(());
         };
-        let (data, done) = reader.read(request.offset, request.length_max).await?;
-        // Put back unless a newer snapshot replaced it meanwhile.
-        self.snapshot_readers.borrow_mut().entry(group).or_insert(reader);
+        let (data, done) = match reader.read(request.offset, request.length_max).await {
+            Ok(read) => read,
+            Err(cause) => {
+                let machine = self.groups.borrow().get(&group).map(|g| g.applier.machine.clone());
+                if machine.is_some_and(|machine| machine.failure().is_some()) {
+                    return Err(cause);
+                }
+                self.want_snapshot(group);
+                return Ok(());
+            }
+        };
+        // Put back unless the log no longer starts after it (a snapshot installed meanwhile,
+        // the group removed) or a newer one replaced it: a stale reader would hold the
+        // machine's old storage.
+        let current = self.groups.borrow().get(&group).map(|group| group.node.first_index() - 1);
+        if current == Some(reader.meta().index) {
+            self.snapshot_readers.borrow_mut().entry(group).or_insert(reader);
+        }
         self.snapshot_answers.borrow_mut().push(ChunkRead { group, request, data, done });
         self.stats.borrow_mut().snapshot_chunks_sent += 1;
         self.signal.notify();
         Ok(())
+    }
+
+    fn want_snapshot(&self, group: GroupId) {
+        if let Some(group) = self.groups.borrow().get(&group) {
+            group.applier.snapshot_wanted.set(true);
+            group.applier.signal.notify();
+        }
     }
 
     fn next_context(&self) -> u64 {
@@ -951,7 +1004,7 @@ impl<M: StateMachine> Inner<M> {
 
     /// Persists and performs every group's `Ready`: one WAL sync for all of them.
     async fn round(self: &Rc<Self>) -> Result<(), HostError> {
-        let mut readies: Vec<(GroupId, Ready)> = Vec::new();
+        let mut readies: Vec<(GroupId, Rc<Applier<M>>, Ready)> = Vec::new();
         let mut records = Vec::new();
         let mut staged: Vec<(GroupId, Vec<SnapshotChunk>)> = Vec::new();
         let mut installs: Vec<Completer<()>> = Vec::new();
@@ -962,10 +1015,12 @@ impl<M: StateMachine> Inner<M> {
         {
             let mut groups = self.groups.borrow_mut();
             let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
+            let mut removal_records = Vec::new();
             for (group_id, done) in std::mem::take(&mut *self.removals.borrow_mut()) {
-                records.push(storage::encode_removal(group_id));
+                removal_records.push(storage::encode_removal(group_id));
                 recorded.push(done);
             }
+            records.extend(removal_records.iter().cloned());
             for (&group_id, group) in groups.iter_mut() {
                 if let Some(done) = group.creation.take() {
                     records.push(checkpoint_record(group_id, group));
@@ -988,11 +1043,15 @@ impl<M: StateMachine> Inner<M> {
                 let bytes_max = self.config.wal.record_bytes_max as usize;
                 records.extend(persist_records(group_id, group, &ready, bytes_max));
                 entries_count += ready.entries.len() as u64;
-                readies.push((group_id, ready));
+                readies.push((group_id, group.applier.clone(), ready));
             }
             if let Some(checkpoint) = checkpoint.then(|| self.checkpoint_records(&mut groups)) {
                 checkpointed = checkpoint.is_some();
-                records = checkpoint.unwrap_or(records);
+                if let Some(checkpoint) = checkpoint {
+                    // Removals first: a checkpoint covers only the groups still here.
+                    records = removal_records;
+                    records.extend(checkpoint);
+                }
             }
             drop(groups);
             self.send(outgoing);
@@ -1024,9 +1083,10 @@ impl<M: StateMachine> Inner<M> {
         let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
         let mut groups = self.groups.borrow_mut();
         let mut again = false;
-        for (group_id, mut ready) in readies {
+        for (group_id, applier, mut ready) in readies {
             // A group removed meanwhile: its replica is gone, nothing more to do.
             let Some(group) = groups.get_mut(&group_id) else { continue };
+            assert!(Rc::ptr_eq(&group.applier, &applier), "a group's id is not reused mid-round");
             queue_messages(group_id, std::mem::take(&mut ready.persisted_messages), &mut outgoing);
             group.node.advance();
             again |= group.node.has_ready();
@@ -1125,11 +1185,11 @@ impl<M: StateMachine> Inner<M> {
                 let failed = |what: &str, error: std::io::Error| HostError::Latched {
                     cause: format!("{what} {path}: {error}"),
                 };
+                // Never truncated: a snapshot's stream is the same bytes from every leader, so a
+                // transfer started over rewrites what the file holds (which an apply task may be
+                // verifying or installing from) with the same bytes.
                 let file = disk.create(&path).await.map_err(|error| failed("create", error))?;
-                if chunk.offset == 0 {
-                    file.truncate(0).await.map_err(|error| failed("truncate", error))?;
-                    created = true;
-                }
+                created |= chunk.offset == 0;
                 let (result, _) = file.write_at(chunk.data, chunk.offset).await;
                 result.map_err(|error| failed("write", error))?;
                 file.sync().await.map_err(|error| failed("sync", error))?;

@@ -171,6 +171,9 @@ pub struct HostConfig {
     /// A group's machine takes a snapshot (and the group's log is compacted to it) after this
     /// many entries applied since its last one; 0: never (the log grows without bound).
     pub snapshot_entries: u64,
+    /// ... or after this many bytes of entries, whichever comes first: it keeps a group's log
+    /// (so its checkpoint record) well under the WAL's record size.
+    pub snapshot_bytes: u64,
     /// Bytes of a snapshot per chunk sent to a follower (`strata_raft::Config`'s bound).
     pub snapshot_chunk_bytes: u64,
     /// Past this many WAL segments, a round writes a checkpoint and drops the older segments.
@@ -195,6 +198,7 @@ impl HostConfig {
             reads_queued_max: 65_536,
             proposals_waiting_max: 65_536,
             snapshot_entries: 50_000,
+            snapshot_bytes: 4 << 20,
             snapshot_chunk_bytes: 1 << 20,
             wal_segments_kept: 4,
             snapshot_dir: "raft-snapshots".into(),
