@@ -178,8 +178,10 @@ pub(crate) struct Inner<M: StateMachine> {
     pub(crate) groups: RefCell<BTreeMap<GroupId, Group<M>>>,
     inbox: RefCell<VecDeque<(NodeId, Vec<u8>)>>,
     pub(crate) signal: Signal,
-    /// Each group's snapshot for followers (taken out while a chunk is read).
-    snapshot_readers: RefCell<BTreeMap<GroupId, FramedReader<M::Snapshot>>>,
+    /// Each group's newest snapshots for followers, by (group, index): the newest two, so that
+    /// a transfer under way goes on when the log is compacted again (a reader is taken out
+    /// while a chunk is read).
+    snapshot_readers: RefCell<Readers<M::Snapshot>>,
     /// Chunks leaders' Raft asked for, and the answers read, for the driver.
     snapshot_requests: RefCell<VecDeque<(GroupId, SnapshotRequest)>>,
     snapshot_answers: RefCell<Vec<ChunkRead>>,
@@ -565,18 +567,42 @@ pub(crate) fn split_proposal(data: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*id), command))
 }
 
+/// Snapshot readers a host keeps per group.
+const SNAPSHOT_READERS_KEPT: usize = 2;
+
+/// Snapshot readers by (group, snapshot index).
+type Readers<R> = BTreeMap<(GroupId, u64), FramedReader<R>>;
+
 /// The snapshot a chunk request is for, if this host still has it.
 fn matching_reader<R: crate::SnapshotReader>(
-    readers: &mut BTreeMap<GroupId, FramedReader<R>>,
+    readers: &mut Readers<R>,
     group: GroupId,
     meta: &SnapshotMeta,
 ) -> Option<FramedReader<R>> {
-    let reader = readers.remove(&group)?;
+    let reader = readers.remove(&(group, meta.index))?;
     if reader.meta() == meta {
         return Some(reader);
     }
-    readers.insert(group, reader);
+    readers.insert((group, meta.index), reader);
     None
+}
+
+/// Keeps `reader` among the group's readers, then only the newest [`SNAPSHOT_READERS_KEPT`].
+fn keep_reader<R: crate::SnapshotReader>(
+    readers: &mut Readers<R>,
+    group: GroupId,
+    reader: FramedReader<R>,
+) {
+    readers.entry((group, reader.meta().index)).or_insert(reader);
+    let held: Vec<u64> =
+        readers.range((group, 0)..=(group, u64::MAX)).map(|(key, _)| key.1).collect();
+    for index in held.iter().rev().skip(SNAPSHOT_READERS_KEPT) {
+        readers.remove(&(group, *index));
+    }
+}
+
+fn drop_readers<R: crate::SnapshotReader>(readers: &mut Readers<R>, group: GroupId) {
+    readers.retain(|(of, _), _| *of != group);
 }
 
 async fn drive<M: StateMachine>(weak: Weak<Inner<M>>) {
@@ -678,7 +704,7 @@ impl<M: StateMachine> Inner<M> {
             .remove(&group_id)
             .ok_or(HostError::UnknownGroup { group: group_id })?;
         self.removing.borrow_mut().insert(group_id);
-        self.snapshot_readers.borrow_mut().remove(&group_id);
+        drop_readers(&mut self.snapshot_readers.borrow_mut(), group_id);
         let gone = HostError::UnknownGroup { group: group_id };
         for (_, completer) in std::mem::take(&mut *group.applier.proposals.borrow_mut()) {
             completer.complete(Err(gone.clone()));
@@ -802,12 +828,10 @@ impl<M: StateMachine> Inner<M> {
                 return Ok(());
             }
         };
-        // Put back unless the log no longer starts after it (a snapshot installed meanwhile,
-        // the group removed) or a newer one replaced it: a stale reader would hold the
-        // machine's old storage.
-        let current = self.groups.borrow().get(&group).map(|group| group.node.first_index() - 1);
-        if current == Some(reader.meta().index) {
-            self.snapshot_readers.borrow_mut().entry(group).or_insert(reader);
+        // Put back unless the group is gone or two newer snapshots replaced it: a stale reader
+        // would hold the machine's old storage.
+        if self.groups.borrow().contains_key(&group) {
+            keep_reader(&mut self.snapshot_readers.borrow_mut(), group, reader);
         }
         self.snapshot_answers.borrow_mut().push(ChunkRead { group, request, data, done });
         self.stats.borrow_mut().snapshot_chunks_sent += 1;
@@ -886,7 +910,8 @@ impl<M: StateMachine> Inner<M> {
         let Some((index, reader)) = group.applier.taken.borrow_mut().take() else { return };
         let meta = group.node.compact(index).expect("the machine snapshots applied entries only");
         if meta.index == index {
-            self.snapshot_readers.borrow_mut().insert(group_id, FramedReader::new(meta, reader));
+            let reader = FramedReader::new(meta, reader);
+            keep_reader(&mut self.snapshot_readers.borrow_mut(), group_id, reader);
         }
         // Otherwise a snapshot installed meanwhile is newer: the log starts after it already.
     }
@@ -1147,7 +1172,7 @@ impl<M: StateMachine> Inner<M> {
             // file goes with the next install or reopen.
             return None;
         }
-        self.snapshot_readers.borrow_mut().remove(&group_id);
+        drop_readers(&mut self.snapshot_readers.borrow_mut(), group_id);
         let (recorded, recording) = completion();
         installs.push(recorded);
         group.applier.queue.borrow_mut().push_back(Work::Install(meta, recording));
