@@ -304,7 +304,7 @@ impl Pages for RaftCluster {
         let stats = self.host.stats();
         let mut out = String::new();
         let total = |value: u64| [(String::new(), value)];
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 13] = [
             ("strata_raft_wal_syncs_total", "Syncs of the shared Raft WAL.", stats.wal_syncs),
             (
                 "strata_raft_entries_persisted_total",
@@ -330,10 +330,38 @@ impl Pages for RaftCluster {
                 "Peer envelopes that did not decode.",
                 stats.envelopes_refused,
             ),
+            (
+                "strata_raft_snapshots_taken_total",
+                "Snapshots shards took (each compacting their Raft log).",
+                stats.snapshots_taken,
+            ),
+            (
+                "strata_raft_snapshot_chunks_sent_total",
+                "Snapshot chunks read for followers.",
+                stats.snapshot_chunks_sent,
+            ),
+            (
+                "strata_raft_snapshots_installed_total",
+                "Snapshots installed from leaders.",
+                stats.snapshots_installed,
+            ),
+            (
+                "strata_raft_checkpoints_total",
+                "WAL checkpoints (each dropping older segments).",
+                stats.checkpoints,
+            ),
         ];
         for (name, help, value) in counters {
             http::metric(&mut out, name, "counter", help, &total(value));
         }
+        let segments = total(stats.wal_segments);
+        http::metric(
+            &mut out,
+            "strata_raft_wal_segments",
+            "gauge",
+            "Segments of the WAL.",
+            &segments,
+        );
         let mut per_shard =
             |name: &str, help: &str, value: &dyn Fn(&strata_multiraft::GroupStatus) -> u64| {
                 let samples: Vec<(String, u64)> = (0..self.shards)
