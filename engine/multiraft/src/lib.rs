@@ -35,17 +35,18 @@
 //!
 //! # Snapshots and compaction
 //!
-//! Every [`HostConfig::snapshot_entries`] applied entries, a group's apply task asks its machine
-//! for a snapshot ([`StateMachine::snapshot`]): the machine makes its state durable and hands
-//! back a reader of it; the group's in-memory log is then compacted up to there, and the reader
-//! serves followers that need compacted entries, streamed in checksummed frames ([`snapshot`]).
+//! Every [`HostConfig::snapshot_entries`] applied entries (or [`HostConfig::snapshot_bytes`]
+//! of them), a group's apply task asks its machine for a snapshot ([`StateMachine::snapshot`]):
+//! the machine makes its state durable and hands back a reader of it; the group's in-memory log
+//! is then compacted up to there, and the reader (with the one before it) serves followers that
+//! need compacted entries, streamed in checksummed frames ([`snapshot`]).
 //! A follower stages the frames in a file (synced before it acknowledges them), reads the file
 //! through to verify it, records the snapshot as its log's new start in the WAL, then has its
 //! machine install it ([`StateMachine::install`]); a crash before the install finished installs
 //! again from the staged file on reopen.
 //!
-//! Once the WAL holds more than [`HostConfig::wal_segments_kept`] segments, a round writes a
-//! checkpoint: one snapshot record per group (its snapshot's meta, hard state and whole
+//! Once the WAL grew by [`HostConfig::wal_segments_kept`] segments since the last checkpoint, a
+//! round writes a checkpoint: one snapshot record per group (its snapshot's meta, hard state and whole
 //! in-memory log), after which the WAL's older segments are dropped. So the WAL and the
 //! in-memory logs stay bounded by what groups applied since their last snapshot.
 //!
@@ -100,11 +101,11 @@ pub trait StateMachine: 'static {
 
     /// Takes a snapshot of the state as of the last entry applied (or snapshot installed),
     /// captured when this is called (between two applies), not when the future first runs; the
-    /// host compacts the log up to that entry. The future makes that state
-    /// durable in the machine's own storage (`durable_index()` reaches its index: the log up to
-    /// there may go) and resolves to a reader of it that later applies do not change. It runs
-    /// beside later applies (never beside an install), so it must not borrow the machine. A machine that cannot snapshot
-    /// answers an error; the host then keeps its whole log.
+    /// host compacts the log up to that entry. The future makes that state durable in the
+    /// machine's own storage (`durable_index()` reaches its index: the log up to there may go)
+    /// and resolves to a reader of it that later applies do not change. It runs beside later
+    /// applies (never beside an install), so it must not borrow the machine. A machine that
+    /// cannot snapshot answers an error; the host then keeps its whole log.
     fn snapshot(&self) -> impl Future<Output = Result<Self::Snapshot, String>> + 'static;
 
     /// Replaces the whole state with the snapshot of entry `index` that `source` streams (as a
