@@ -3,7 +3,7 @@
 //! A state machine's snapshot is a byte stream ([`crate::SnapshotReader`]). The host cuts it into
 //! checksummed frames and ends it with a footer that names the snapshot and checksums the whole
 //! stream; Raft carries these framed bytes in chunks, and a follower stages them in a file. The
-//! follower reads the staged file through once ([`verify`]) before it records the snapshot as
+//! follower reads the staged file through once (`verify`) before it records the snapshot as
 //! its log's start, and the machine installs from a [`SnapshotSource`], which checks every frame
 //! again as it goes: a damaged or mixed-up stream is found, never installed.
 //!
