@@ -1040,12 +1040,12 @@ impl<M: StateMachine> Inner<M> {
         {
             let mut groups = self.groups.borrow_mut();
             let mut outgoing: BTreeMap<NodeId, Vec<(GroupId, Item)>> = BTreeMap::new();
-            let mut removal_records = Vec::new();
+            // Removals first: a checkpoint below keeps them and replaces what follows.
             for (group_id, done) in std::mem::take(&mut *self.removals.borrow_mut()) {
-                removal_records.push(storage::encode_removal(group_id));
+                records.push(storage::encode_removal(group_id));
                 recorded.push(done);
             }
-            records.extend(removal_records.iter().cloned());
+            let removals = records.len();
             for (&group_id, group) in groups.iter_mut() {
                 if let Some(done) = group.creation.take() {
                     records.push(checkpoint_record(group_id, group));
@@ -1073,8 +1073,8 @@ impl<M: StateMachine> Inner<M> {
             if let Some(checkpoint) = checkpoint.then(|| self.checkpoint_records(&mut groups)) {
                 checkpointed = checkpoint.is_some();
                 if let Some(checkpoint) = checkpoint {
-                    // Removals first: a checkpoint covers only the groups still here.
-                    records = removal_records;
+                    // It covers only the groups still here: the removals stay.
+                    records.truncate(removals);
                     records.extend(checkpoint);
                 }
             }
