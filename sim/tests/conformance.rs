@@ -231,3 +231,15 @@ async fn direct_io_and_data_sync(rt: Runtime, _: Addresses) {
     assert_eq!(file.len().await.unwrap(), 12_288);
 }
 conformance!(direct_io, direct_io_and_data_sync);
+
+async fn durable_writes(rt: Runtime, _: Addresses) {
+    let file = rt.disk().create("durable").await.unwrap();
+    file.allocate(1 << 16).await.unwrap();
+    let record: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let (written, back) = file.write_durable_at(record.clone(), 100).await;
+    written.unwrap();
+    assert_eq!(back, record, "the buffer comes back");
+    assert_eq!(file.read_exact_at(record.len(), 100).await.unwrap(), record);
+    assert_eq!(file.len().await.unwrap(), 5100);
+}
+conformance!(durable_write, durable_writes);

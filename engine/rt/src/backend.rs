@@ -100,6 +100,22 @@ pub trait FileBackend {
     fn sync_data(&self) -> LocalBoxFuture<io::Result<()>> {
         self.sync()
     }
+    /// `write_at`, then `sync_data` for at least the written range, in one operation where the
+    /// backend has one. A failure latches the caller as a failed sync does. Only the written
+    /// range is promised: earlier writes must have been made durable already.
+    fn write_durable_at(self: Rc<Self>, buf: Vec<u8>, offset: u64) -> LocalBoxFuture<BufResult<()>>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move {
+            let (result, buf) = self.write_at(buf, offset).await;
+            match result {
+                // Asked for only now: a backend may start an operation when it is created.
+                Ok(()) => (self.sync_data().await, buf),
+                Err(error) => (Err(error), buf),
+            }
+        })
+    }
     /// `read_at` into aligned memory (for files opened with `direct`).
     fn read_aligned_at(
         &self,

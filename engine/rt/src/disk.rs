@@ -120,6 +120,13 @@ impl File {
         self.inner.write_at(buf, offset).await
     }
 
+    /// Writes all of `buf` at `offset` and makes that range durable, as `write_at` then
+    /// `sync_data` would, in one operation where the backend can (a failure latches the caller,
+    /// as a failed sync does). Earlier writes elsewhere in the file are not promised.
+    pub async fn write_durable_at(&self, buf: Vec<u8>, offset: u64) -> BufResult<()> {
+        self.inner.clone().write_durable_at(buf, offset).await
+    }
+
     /// Makes every completed write of this file durable. A failure here must latch the caller:
     /// the kernel may have dropped the dirty data, and retrying would report a false success.
     pub async fn sync(&self) -> io::Result<()> {

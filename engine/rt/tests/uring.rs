@@ -50,6 +50,36 @@ fn more_operations_than_the_ring_holds_all_complete() {
 }
 
 #[test]
+fn sleeps_wake_in_deadline_order_and_never_early() {
+    let woken = block_on(&options(0), |rt| async move {
+        let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut handles = Vec::new();
+        // Registered out of deadline order; a thousand timeouts that never fire ride along.
+        for delay_ms in [7u64, 1, 5, 3, 0, 9] {
+            let (rt_task, order) = (rt.clone(), order.clone());
+            handles.push(rt.spawn(async move {
+                let deadline = rt_task.now() + Duration::from_millis(delay_ms);
+                rt_task.sleep_until(deadline).await;
+                assert!(rt_task.now() >= deadline, "a sleep of {delay_ms} ms woke early");
+                order.borrow_mut().push(delay_ms);
+            }));
+        }
+        for _ in 0..1000 {
+            assert_eq!(rt.timeout(Duration::from_secs(60), async { 1 }).await, Ok(1));
+        }
+        let never = std::future::pending::<()>();
+        assert!(rt.timeout(Duration::from_millis(2), never).await.is_err());
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let woken = order.borrow().clone();
+        woken
+    })
+    .unwrap();
+    assert_eq!(woken, [0, 1, 3, 5, 7, 9]);
+}
+
+#[test]
 fn a_cancelled_receive_leaves_the_stream_usable() {
     let received = block_on(&options(0), |rt| async move {
         let listener = rt.net().listen("127.0.0.1:0".parse().unwrap()).unwrap();

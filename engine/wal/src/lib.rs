@@ -4,8 +4,8 @@
 //!
 //! - Every record gets a dense index, in `append` call order. `append` resolves `Ok(index)` only
 //!   once the record and every record before it are durable (written and synced).
-//! - Group commit: one writer task takes every queued record (up to `batch_bytes_max`), writes them
-//!   with one `write_at` and makes them durable with one `sync`. Queued bytes not yet durable are
+//! - Group commit: one writer task takes every queued record (up to `batch_bytes_max`) and writes
+//!   them with one durable write (`write_durable_at`: a write and a data sync in one operation). Queued bytes not yet durable are
 //!   bounded by `in_flight_bytes_max`; appends beyond it wait.
 //! - A failed write, sync or directory sync **latches** the log: it is never retried, every later
 //!   call returns [`WalError::Latched`] until the log is reopened by a restarted process.
@@ -809,11 +809,11 @@ async fn write_batch(shared: &Rc<Shared>, batch: Vec<(u64, Vec<u8>)>) -> Result<
         // Widen the window in which later appends pile up behind this batch.
         strata_rt::sync::yield_now().await;
     }
-    let (result, _) = file.write_at(buffer, start).await;
-    result.map_err(|error| WalError::io("write", &path, error))?;
-    // fdatasync: the segment is preallocated, so no metadata is needed to read the batch back
-    // (a size change, if any, is flushed by fdatasync too).
-    file.sync_data().await.map_err(|error| WalError::io("sync", &path, error))?;
+    // Written and synced in one operation (RWF_DSYNC on io_uring): everything before `start` is
+    // durable already, and only the data needs syncing: the segment is preallocated, so no
+    // metadata is needed to read the batch back (a size change, if any, is flushed too).
+    let (result, _) = file.write_durable_at(buffer, start).await;
+    result.map_err(|error| WalError::io("durable write", &path, error))?;
     let mut state = shared.state.borrow_mut();
     let last = batch.last().expect("batches are not empty").0;
     let active = state.segments.last_mut().expect("the log always has a segment");

@@ -19,7 +19,7 @@ use crate::transport::{start_peer_transport, PeerConfig, PeerQueues};
 use crate::{check_path, Duration, Instant, LocalBoxFuture, NodeId, Runtime};
 use file::{fsync, Descriptor, UringFile};
 use io_uring::{opcode, types};
-use reactor::{check, Cancel, Operation, Reactor};
+use reactor::{check, Operation, Reactor};
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::future::Future;
@@ -46,6 +46,11 @@ struct UringBackend {
     /// The data directory, as the base of every `*at` operation.
     root: Rc<Descriptor>,
     peer_queues: Rc<PeerQueues>,
+}
+
+/// The clock of `now` and of sleep deadlines.
+fn monotonic_nanos() -> u64 {
+    clock(libc::CLOCK_MONOTONIC)
 }
 
 fn clock(id: libc::clockid_t) -> u64 {
@@ -88,7 +93,7 @@ async fn with_paths(
     entry: io_uring::squeue::Entry,
     keep: Box<dyn std::any::Any>,
 ) -> io::Result<u32> {
-    let (result, _) = Operation::new(reactor, entry, Some(keep), Cancel::Async).await;
+    let (result, _) = Operation::new(reactor, entry, Some(keep)).await;
     check(result)
 }
 
@@ -98,7 +103,7 @@ impl Backend for UringBackend {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_nanos(clock(libc::CLOCK_MONOTONIC))
+        Instant::from_nanos(monotonic_nanos())
     }
 
     fn now_unix(&self) -> Duration {
@@ -106,25 +111,7 @@ impl Backend for UringBackend {
     }
 
     fn sleep_until(&self, deadline: Instant) -> LocalBoxFuture<()> {
-        let reactor = self.reactor.clone();
-        Box::pin(async move {
-            let nanos = deadline.as_nanos();
-            let timespec = Box::new(
-                types::Timespec::new()
-                    .sec(nanos / 1_000_000_000)
-                    .nsec((nanos % 1_000_000_000) as u32),
-            );
-            let entry = opcode::Timeout::new(&*timespec as *const types::Timespec)
-                .flags(types::TimeoutFlags::ABS)
-                .build();
-            let (result, _) =
-                Operation::new(&reactor, entry, Some(timespec), Cancel::Timeout).await;
-            assert!(
-                result == -libc::ETIME || result == 0,
-                "io_uring timeout failed: {}",
-                io::Error::from_raw_os_error(-result)
-            );
-        })
+        Box::pin(reactor::Sleep::new(&self.reactor, deadline.as_nanos()))
     }
 
     fn spawn(&self, task: LocalBoxFuture<()>) -> TaskId {

@@ -2,7 +2,7 @@
 //! Creating, binding and listening are set-up calls made directly.
 
 use super::file::{plain, Descriptor};
-use super::reactor::{check, Cancel, Operation, Reactor};
+use super::reactor::{check, Operation, Reactor};
 use crate::backend::{ListenerBackend, StreamBackend};
 use crate::{BufResult, LocalBoxFuture};
 use io_uring::{opcode, types};
@@ -172,8 +172,7 @@ impl ListenerBackend for UringListener {
                 )
                 .flags(libc::SOCK_CLOEXEC)
                 .build();
-                let (result, keep) =
-                    Operation::new(&reactor, entry, Some(keep), Cancel::Async).await;
+                let (result, keep) = Operation::new(&reactor, entry, Some(keep)).await;
                 if result == -libc::EINTR
                     || result == -libc::EAGAIN
                     || result == -libc::ECONNABORTED
@@ -216,7 +215,7 @@ pub(crate) fn connect(
             keep.len,
         )
         .build();
-        let (result, _) = Operation::new(&reactor, entry, Some(keep), Cancel::Async).await;
+        let (result, _) = Operation::new(&reactor, entry, Some(keep)).await;
         check(result)?;
         Ok(Rc::new(UringStream { descriptor, peer: address }) as Rc<dyn StreamBackend>)
     })
@@ -237,8 +236,7 @@ impl StreamBackend for UringStream {
                 let len = buf.len().min(u32::MAX as usize) as u32;
                 let entry =
                     opcode::Recv::new(types::Fd(descriptor.fd), buf.as_mut_ptr(), len).build();
-                let (result, keep) =
-                    Operation::new(&reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
+                let (result, keep) = Operation::new(&reactor, entry, Some(Box::new(buf))).await;
                 buf = *keep.expect("kept").downcast::<Vec<u8>>().expect("a Vec<u8>");
                 if result == -libc::EINTR || result == -libc::EAGAIN {
                     continue;
@@ -265,8 +263,7 @@ impl StreamBackend for UringStream {
                     opcode::Send::new(types::Fd(descriptor.fd), buf[done..].as_ptr(), chunk)
                         .flags(libc::MSG_NOSIGNAL)
                         .build();
-                let (result, keep) =
-                    Operation::new(&reactor, entry, Some(Box::new(buf)), Cancel::Async).await;
+                let (result, keep) = Operation::new(&reactor, entry, Some(Box::new(buf))).await;
                 buf = *keep.expect("kept").downcast::<Vec<u8>>().expect("a Vec<u8>");
                 match result {
                     result if result == -libc::EINTR || result == -libc::EAGAIN => {}

@@ -1,16 +1,17 @@
-//! One io_uring reactor per thread: a local executor for the thread's tasks and a ring through
-//! which every file, socket and timer operation is submitted and completed.
+//! One io_uring reactor per thread: a local executor for the thread's tasks, a ring through
+//! which every file and socket operation is submitted and completed, and the thread's timers
+//! (kept in user space; the ring's wait times out at the earliest).
 //!
-//! An operation owns the memory the kernel reads or writes (buffers, paths, socket addresses,
-//! timespecs) in its slot of `operations` until the kernel posts its completion, even if the
-//! future that asked for it is dropped: the dropped operation is then cancelled and its memory
-//! freed only when the cancelled completion arrives. The number of operations in flight is
+//! An operation owns the memory the kernel reads or writes (buffers, paths, socket addresses)
+//! in its slot of `operations` until the kernel posts its completion, even if the future that
+//! asked for it is dropped: the dropped operation is then cancelled and its memory freed only
+//! when the cancelled completion arrives. The number of operations in flight is
 //! bounded below the completion queue's size, so completions can never overflow.
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
@@ -120,6 +121,11 @@ pub(crate) struct Reactor {
     ready: RefCell<VecDeque<u64>>,
     pub(crate) wakes: Arc<Wakes>,
     wakeup_buffer: Box<Cell<u64>>,
+    /// Sleeps by (deadline in monotonic nanoseconds, sequence number). They live in user space:
+    /// the ring only learns of the earliest, as the timeout of the wait, so a sleep that is
+    /// dropped early (a request's timeout) costs no submission at all.
+    timers: RefCell<BTreeMap<(u64, u64), Waker>>,
+    timer_sequence: Cell<u64>,
 }
 
 impl Reactor {
@@ -136,6 +142,13 @@ impl Reactor {
                     format!("io_uring unavailable: io_uring_setup failed: {error}"),
                 )
             })?;
+        // Sleeps wait through the timeout argument of io_uring_enter (Linux 5.11).
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring unavailable: the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11)",
+            ));
+        }
         // Operations that cannot complete without blocking (fsync, most O_DIRECT writes) run on
         // the kernel's io-wq workers; by default it allows only a few per CPU for file work,
         // which would cap the queue depth the engine asked for.
@@ -167,6 +180,8 @@ impl Reactor {
             ready: RefCell::new(VecDeque::new()),
             wakes,
             wakeup_buffer: Box::new(Cell::new(0)),
+            timers: RefCell::new(BTreeMap::new()),
+            timer_sequence: Cell::new(0),
         });
         reactor.arm_wakeup()?;
         Ok(reactor)
@@ -366,28 +381,73 @@ impl Reactor {
     /// Runs tasks and I/O until `done` holds.
     pub(crate) fn run_until(&self, done: impl Fn() -> bool) -> io::Result<()> {
         loop {
+            self.fire_timers();
             self.run_ready();
             if done() {
                 return Ok(());
             }
             // One io_uring_enter per round: it submits what the tasks queued and, when no task
-            // is ready, also waits for a completion (or a wake from another thread).
+            // is ready, also waits for a completion, a wake from another thread or the earliest
+            // sleep's deadline.
             self.wakes.sleeping.store(true, Ordering::SeqCst);
             let runnable = !self.ready.borrow().is_empty()
                 || !self.wakes.woken.lock().expect("wake queue poisoned").is_empty();
             let result = if runnable {
                 self.ring.borrow().submit()
             } else {
-                self.ring.borrow().submit_and_wait(1)
+                self.submit_and_wait_until_timer()
             };
             self.wakes.sleeping.store(false, Ordering::SeqCst);
             match result {
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(error) if error.raw_os_error() == Some(libc::ETIME) => {}
                 Err(error) => return Err(error),
             }
             self.reap();
+        }
+    }
+
+    /// Submits and waits for a completion, at most until the earliest sleep's deadline.
+    fn submit_and_wait_until_timer(&self) -> io::Result<usize> {
+        let earliest = self.timers.borrow().first_key_value().map(|(&(deadline, _), _)| deadline);
+        let ring = self.ring.borrow();
+        let Some(deadline) = earliest else { return ring.submit_and_wait(1) };
+        let wait = deadline.saturating_sub(super::monotonic_nanos());
+        let timespec =
+            types::Timespec::new().sec(wait / 1_000_000_000).nsec((wait % 1_000_000_000) as u32);
+        ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&timespec))
+    }
+
+    // Timers.
+
+    /// Registers a sleep until `deadline` (monotonic nanoseconds); `None` if it already passed.
+    fn add_timer(&self, deadline: u64, waker: Waker) -> Option<(u64, u64)> {
+        if deadline <= super::monotonic_nanos() {
+            return None;
+        }
+        let key = (deadline, self.timer_sequence.get());
+        self.timer_sequence.set(key.1 + 1);
+        self.timers.borrow_mut().insert(key, waker);
+        Some(key)
+    }
+
+    /// Wakes every sleep whose deadline has passed.
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = super::monotonic_nanos();
+        loop {
+            let mut timers = self.timers.borrow_mut();
+            let Some(entry) = timers.first_entry() else { return };
+            if entry.key().0 > now {
+                return;
+            }
+            let waker = entry.remove();
+            drop(timers);
+            waker.wake();
         }
     }
 
@@ -396,6 +456,7 @@ impl Reactor {
         let tasks: Vec<Option<Task>> =
             self.tasks.borrow_mut().drain(..).map(|(_, task)| task).collect();
         drop(tasks);
+        self.timers.borrow_mut().clear();
         while self.in_flight.get() > 0 {
             if self.ring.borrow().submit_and_wait(1).is_err() {
                 break;
@@ -408,6 +469,54 @@ impl Reactor {
     }
 }
 
+/// A sleep until a deadline, kept in the reactor's timers (not in the ring).
+pub(crate) struct Sleep {
+    reactor: Rc<Reactor>,
+    deadline: u64,
+    /// The timer's key while it is registered; `None` before the first poll and once fired.
+    key: Option<(u64, u64)>,
+    started: bool,
+}
+
+impl Sleep {
+    /// `deadline` is in monotonic nanoseconds.
+    pub(crate) fn new(reactor: &Rc<Reactor>, deadline: u64) -> Sleep {
+        Sleep { reactor: reactor.clone(), deadline, key: None, started: false }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if !this.started {
+            this.started = true;
+            this.key = this.reactor.add_timer(this.deadline, context.waker().clone());
+            return if this.key.is_some() { Poll::Pending } else { Poll::Ready(()) };
+        }
+        let Some(key) = this.key else { return Poll::Ready(()) };
+        match this.reactor.timers.borrow_mut().get_mut(&key) {
+            Some(waker) => {
+                waker.clone_from(context.waker());
+                Poll::Pending
+            }
+            None => {
+                this.key = None;
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.reactor.timers.borrow_mut().remove(&key);
+        }
+    }
+}
+
 /// An io_uring operation as a future. It is submitted at its first poll; if dropped before it
 /// completes, it is cancelled and its memory (`keep`) stays with the reactor until the kernel
 /// lets go of it.
@@ -417,16 +526,9 @@ pub(crate) struct Operation {
 }
 
 enum OperationState {
-    Unsubmitted { entry: squeue::Entry, keep: Option<Box<dyn Any>>, cancel: Cancel },
-    Submitted { index: usize, cancel: Cancel },
+    Unsubmitted { entry: squeue::Entry, keep: Option<Box<dyn Any>> },
+    Submitted { index: usize },
     Done,
-}
-
-/// How to cancel an operation in flight.
-#[derive(Clone, Copy)]
-pub(crate) enum Cancel {
-    Async,
-    Timeout,
 }
 
 impl Operation {
@@ -435,12 +537,8 @@ impl Operation {
         reactor: &Rc<Reactor>,
         entry: squeue::Entry,
         keep: Option<Box<dyn Any>>,
-        cancel: Cancel,
     ) -> Operation {
-        Operation {
-            reactor: reactor.clone(),
-            state: OperationState::Unsubmitted { entry, keep, cancel },
-        }
+        Operation { reactor: reactor.clone(), state: OperationState::Unsubmitted { entry, keep } }
     }
 }
 
@@ -451,10 +549,10 @@ impl Future for Operation {
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let reactor = self.reactor.clone();
         match std::mem::replace(&mut self.state, OperationState::Done) {
-            OperationState::Unsubmitted { entry, keep, cancel } => {
+            OperationState::Unsubmitted { entry, keep } => {
                 if reactor.in_flight.get() >= OPERATIONS_IN_FLIGHT_MAX {
                     reactor.room_waiters.borrow_mut().push_back(context.waker().clone());
-                    self.state = OperationState::Unsubmitted { entry, keep, cancel };
+                    self.state = OperationState::Unsubmitted { entry, keep };
                     return Poll::Pending;
                 }
                 let index = reactor.allocate_slot(keep);
@@ -468,10 +566,10 @@ impl Future for Operation {
                 if let Slot::Waiting { waker, .. } = &mut reactor.slots.borrow_mut()[index] {
                     *waker = Some(context.waker().clone());
                 }
-                self.state = OperationState::Submitted { index, cancel };
+                self.state = OperationState::Submitted { index };
                 Poll::Pending
             }
-            OperationState::Submitted { index, cancel } => {
+            OperationState::Submitted { index } => {
                 let mut slots = reactor.slots.borrow_mut();
                 match &mut slots[index] {
                     Slot::Completed { .. } => {
@@ -484,7 +582,7 @@ impl Future for Operation {
                     Slot::Waiting { waker, .. } => {
                         *waker = Some(context.waker().clone());
                         drop(slots);
-                        self.state = OperationState::Submitted { index, cancel };
+                        self.state = OperationState::Submitted { index };
                         Poll::Pending
                     }
                     Slot::Free { .. } | Slot::Abandoned { .. } => {
@@ -499,19 +597,14 @@ impl Future for Operation {
 
 impl Drop for Operation {
     fn drop(&mut self) {
-        let OperationState::Submitted { index, cancel } = self.state else { return };
+        let OperationState::Submitted { index } = self.state else { return };
         let reactor = &self.reactor;
         let mut slots = reactor.slots.borrow_mut();
         match std::mem::replace(&mut slots[index], Slot::Free { next: NO_FREE_SLOT }) {
             Slot::Waiting { keep, .. } => {
                 slots[index] = Slot::Abandoned { keep };
                 drop(slots);
-                let target = index as u64;
-                let entry = match cancel {
-                    Cancel::Async => opcode::AsyncCancel::new(target).build(),
-                    Cancel::Timeout => opcode::TimeoutRemove::new(target).build(),
-                };
-                reactor.submit_detached(entry);
+                reactor.submit_detached(opcode::AsyncCancel::new(index as u64).build());
             }
             Slot::Completed { keep, .. } => {
                 slots[index] = Slot::Completed { result: 0, keep: None };
