@@ -21,7 +21,7 @@ use strata_raft::{
     SnapshotMeta, SnapshotRequest,
 };
 use strata_rt::sync::{completion, Completer, Completion};
-use strata_rt::{Instant, JoinHandle, NodeId, Rng, Runtime};
+use strata_rt::{Duration, Instant, JoinHandle, NodeId, Rng, Runtime};
 use strata_wal::Wal;
 
 /// Items per envelope sent in one round (the decoder's bound is far above).
@@ -201,6 +201,23 @@ pub(crate) struct Inner<M: StateMachine> {
     pub(crate) stats: RefCell<HostStats>,
     /// The driver and appliers, awaited by [`Inner::close`].
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    group_commit: GroupCommit,
+}
+
+/// Adaptive group commit, as MySQL's binlog group commit delay and PostgreSQL's commit_delay.
+/// When every round writes what queued during the sync before it, a closed loop of clients
+/// splits into cohorts that wait on alternate syncs, so each client waits for two. A round that
+/// persisted entries expects their clients back, with those queued meanwhile (`expected`); until
+/// that many proposals queued, leaders hold them (not proposing them yet), for at most that
+/// round's sync time (capped by `HostConfig::group_commit_wait_max`). The cohorts merge into one
+/// round per sync (tests/group_commit.rs). A lone client is never held, and a client that does
+/// not come back costs one wait, after which `expected` no longer counts it.
+struct GroupCommit {
+    expected: Cell<u64>,
+    sync_time: Cell<Duration>,
+    durable_at: Cell<Instant>,
+    /// While proposals are held: when the driver must take them anyway.
+    hold_until: Cell<Option<Instant>>,
 }
 
 pub(crate) async fn open_inner<M: StateMachine>(
@@ -254,6 +271,12 @@ pub(crate) async fn open_inner<M: StateMachine>(
         removals: RefCell::default(),
         removing: RefCell::default(),
         last_tick: Cell::new(rt.now()),
+        group_commit: GroupCommit {
+            expected: Cell::new(0),
+            sync_time: Cell::new(Duration::ZERO),
+            durable_at: Cell::new(rt.now()),
+            hold_until: Cell::new(None),
+        },
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
         // simulation: a stale read).
@@ -608,7 +631,13 @@ fn drop_readers<R: crate::SnapshotReader>(readers: &mut Readers<R>, group: Group
 async fn drive<M: StateMachine>(weak: Weak<Inner<M>>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        inner.signal.wait().await;
+        match inner.group_commit.hold_until.get() {
+            Some(deadline) => {
+                let sleep = inner.rt.sleep_until(deadline);
+                strata_rt::sync::select(inner.signal.wait(), sleep).await;
+            }
+            None => inner.signal.wait().await,
+        }
         if inner.stopped.get() {
             return;
         }
@@ -889,9 +918,14 @@ impl<M: StateMachine> Inner<M> {
                 self.step_item(group_id, group, from, item, now, &mut outgoing);
             }
         }
+        let leading = |group: &Group<M>| group.node.role() == Role::Leader;
+        let queued = groups.values().filter(|group| leading(group)).map(|g| g.proposals.len());
+        let hold = self.hold_proposals(now, queued.sum::<usize>() as u64);
         for (&group_id, group) in groups.iter_mut() {
             self.compact(group_id, group);
-            self.take_proposals(group_id, group, &mut outgoing);
+            if !(hold && leading(group)) {
+                self.take_proposals(group_id, group, &mut outgoing);
+            }
             self.take_reads(group_id, group, now, &mut outgoing);
         }
         let answers = std::mem::take(&mut *self.snapshot_answers.borrow_mut());
@@ -903,6 +937,23 @@ impl<M: StateMachine> Inner<M> {
         }
         drop(groups);
         self.send(outgoing);
+    }
+
+    fn leaders_queued_proposals(&self) -> u64 {
+        let groups = self.groups.borrow();
+        let leading = groups.values().filter(|group| group.node.role() == Role::Leader);
+        leading.map(|group| group.proposals.len() as u64).sum()
+    }
+
+    /// Whether leaders hold their `queued` proposals for now (see [`GroupCommit`]).
+    fn hold_proposals(&self, now: Instant, queued: u64) -> bool {
+        let commit = &self.group_commit;
+        let wanted = commit.expected.get();
+        let wait = commit.sync_time.get().min(self.config.group_commit_wait_max);
+        let deadline = commit.durable_at.get() + wait;
+        let hold = queued > 0 && queued < wanted && now < deadline;
+        commit.hold_until.set(hold.then_some(deadline));
+        hold
     }
 
     /// Compacts the group's log to the snapshot its machine took, which then serves followers.
@@ -1085,7 +1136,15 @@ impl<M: StateMachine> Inner<M> {
             return Ok(());
         }
         if !records.is_empty() {
+            let started = self.rt.now();
             let (first, _) = self.wal.append_many(records).await?;
+            if entries_count > 0 {
+                let commit = &self.group_commit;
+                let now = self.rt.now();
+                commit.expected.set(entries_count + self.leaders_queued_proposals());
+                commit.sync_time.set(now.saturating_duration_since(started));
+                commit.durable_at.set(now);
+            }
             {
                 let mut stats = self.stats.borrow_mut();
                 stats.wal_syncs += 1;

@@ -181,6 +181,10 @@ pub struct HostConfig {
     pub wal_segments_kept: usize,
     /// Where snapshots received from leaders are staged, relative to the data directory.
     pub snapshot_dir: String,
+    /// Adaptive group commit: how long a leader may hold proposals at most, so that the clients
+    /// answered by the last round join the next one (the last sync's time at most; zero turns
+    /// it off).
+    pub group_commit_wait_max: Duration,
 }
 
 impl HostConfig {
@@ -203,6 +207,7 @@ impl HostConfig {
             snapshot_chunk_bytes: 1 << 20,
             wal_segments_kept: 4,
             snapshot_dir: "raft-snapshots".into(),
+            group_commit_wait_max: Duration::from_millis(1),
         }
     }
 }
