@@ -76,6 +76,9 @@ pub const SUBSCRIPTIONS_MAX: usize = 10_000;
 pub const PUSHES_PENDING_MAX: usize = 4096;
 /// Clients blocked at once on one node (BLPOP...).
 pub const BLOCKED_CLIENTS_MAX: usize = 10_000;
+/// Times a read starts again after an install replaced the store under it (each start takes a
+/// new snapshot; one more install meanwhile is already rare).
+const READ_ATTEMPTS_MAX: u32 = 8;
 
 /// A connection, as pub/sub sees it: where to send its pushes.
 pub struct Subscriber {
@@ -490,20 +493,37 @@ impl Machine {
             ^ u64::from(self.shard) << 48
             ^ self.applied_index()
             ^ self.reads_count.get().rotate_left(32);
-        let mut context = Context::for_read(&self.db, now_ms, seed);
-        match commands::execute(&mut context, arguments).await {
-            Ok(reply) | Err(Fail::Reply(reply)) => reply,
-            Err(Fail::Storage(error)) => Reply::error(format!("ERR storage: {error}")),
+        let mut attempts = 0;
+        loop {
+            let mut context = Context::for_read(&self.db, now_ms, seed);
+            match commands::execute(&mut context, arguments).await {
+                Ok(reply) | Err(Fail::Reply(reply)) => return reply,
+                // An install swapped the store under the read: read the new one, which is at
+                // least as recent as the read barrier asked for.
+                Err(Fail::Storage(LsmError::Replaced)) if attempts < READ_ATTEMPTS_MAX => {
+                    attempts += 1;
+                }
+                Err(Fail::Storage(error)) => return Reply::error(format!("ERR storage: {error}")),
+            }
         }
     }
 
     /// The WATCH version of `key` now (see `layout`): compared again when EXEC applies.
     pub async fn watch_version(&self, key: &[u8], now_ms: u64) -> Result<u64, Reply> {
-        let context = Context::for_read(&self.db, now_ms, 0);
-        context.watch_version(key).await.map_err(|fail| match fail {
-            Fail::Reply(reply) => reply,
-            Fail::Storage(error) => Reply::error(format!("ERR storage: {error}")),
-        })
+        let mut attempts = 0;
+        loop {
+            let context = Context::for_read(&self.db, now_ms, 0);
+            match context.watch_version(key).await {
+                Ok(version) => return Ok(version),
+                Err(Fail::Reply(reply)) => return Err(reply),
+                Err(Fail::Storage(LsmError::Replaced)) if attempts < READ_ATTEMPTS_MAX => {
+                    attempts += 1;
+                }
+                Err(Fail::Storage(error)) => {
+                    return Err(Reply::error(format!("ERR storage: {error}")))
+                }
+            }
+        }
     }
 
     /// Takes a snapshot of the state as of the last entry applied, captured now; the future makes

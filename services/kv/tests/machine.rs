@@ -503,3 +503,79 @@ fn blocked_clients_are_woken_by_an_install() {
         assert_eq!(machine.durable_index(), 10);
     });
 }
+
+/// Passes the pieces of a transfer on, and runs `at_end` when the stream ends (the install
+/// then writes its tables and swaps the store).
+struct AtEnd {
+    transfer: Transfer,
+    at_end: Option<Box<dyn FnOnce()>>,
+}
+
+impl SnapshotPieces for AtEnd {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let piece = self.transfer.next().await?;
+        if piece.is_none() {
+            if let Some(at_end) = self.at_end.take() {
+                at_end();
+            }
+        }
+        Ok(piece)
+    }
+}
+
+/// How many values of an MGET reply are set, without printing them all on a mismatch.
+fn values(reply: &Reply) -> Result<usize, String> {
+    match reply {
+        Reply::Array(items) => Ok(items.iter().filter(|item| **item != Reply::Null).count()),
+        Reply::Error(error) => Err(error.clone()),
+        _ => Err("not an array".into()),
+    }
+}
+
+#[test]
+fn a_read_across_an_install_answers_from_the_installed_store() {
+    const OLD_KEYS: u64 = 3000;
+    const NEW_KEYS: u64 = 300;
+    let mut sim = Sim::new(8, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let now_ms = 1_700_000_000_000u64;
+        let set = |position: u64| {
+            let text = ["SET".into(), format!("k{position}"), "v".repeat(40)];
+            Entry::Command { now_ms, arguments: args(&text) }.encode()
+        };
+        let entries: Vec<Vec<u8>> = (1..=OLD_KEYS).map(set).collect();
+        let source = open(&rt, "source").await;
+        apply_range(&source, &entries, 1, NEW_KEYS).await;
+        let stream = source.snapshot().await.unwrap();
+        // The target holds more keys, in tables and with no block cache, so that reading them
+        // one by one takes longer than the install takes to write the new store.
+        let uncached = Options { cache_bytes: 0, ..small() };
+        let target = Machine::open_with(&rt, "target", 0, Shared::new(), uncached).await;
+        let target = Rc::new(target.unwrap());
+        apply_range(&target, &entries, 1, OLD_KEYS).await;
+        target.db().flush().await.unwrap();
+        target.db().wait_idle().await.unwrap();
+        // The read starts when the stream ended, and reads the old tables while the install
+        // writes the new ones and swaps the store.
+        let read: Rc<RefCell<Option<strata_rt::JoinHandle<Reply>>>> = Rc::default();
+        let mget: Vec<Vec<u8>> = std::iter::once(b"MGET".to_vec())
+            .chain((1..=OLD_KEYS).map(|position| format!("k{position}").into_bytes()))
+            .collect();
+        let (reader, spawner, slot) = (target.clone(), rt.clone(), read.clone());
+        let at_end = Box::new(move || {
+            let handle = spawner.spawn(async move { reader.read(&mget, now_ms).await });
+            *slot.borrow_mut() = Some(handle);
+        });
+        let mut pieces = AtEnd { transfer: transfer(stream, 3), at_end: Some(at_end) };
+        target.install(OLD_KEYS + 1, &mut pieces).await.unwrap();
+        let handle = read.borrow_mut().take().expect("the stream ended");
+        // All from the old store or all from the new one.
+        let answered = values(&handle.await.unwrap());
+        let expected = [Ok(OLD_KEYS as usize), Ok(NEW_KEYS as usize)];
+        assert!(expected.contains(&answered), "answered {answered:?}");
+        let dbsize = vec![b"DBSIZE".to_vec()];
+        assert_eq!(target.read(&dbsize, now_ms).await, Reply::Integer(NEW_KEYS as i64));
+    });
+}
