@@ -4,7 +4,9 @@
 //! Layout (little-endian), see docs/format.md "Multi-Raft envelope":
 //! `[count u32]` then per item `[group u64][kind u8][len u32][payload]`. Kinds: 1 a Raft message
 //! (strata-raft wire encoding), 2 a proposal forwarded to the leader (the entry data), 3 a
-//! ReadIndex request from a follower (`[context u64]`), 4 its answer (`[context u64][index u64]`).
+//! ReadIndex request from a follower (`[context u64]`), 4 its answer (`[context u64][index u64]`),
+//! 5 proposals forwarded together, to append in order (`[count u32]`, then per entry
+//! `[len u32][data]`).
 
 use crate::storage::GroupId;
 use strata_raft::Message;
@@ -17,6 +19,9 @@ pub enum Item {
     Raft(Message),
     /// A proposal a follower received, for the leader to append.
     Forward(Vec<u8>),
+    /// Proposals a follower received together (one client's pipeline), for the leader to append
+    /// in this order: one item, so that nothing on the way reorders them.
+    ForwardMany(Vec<Vec<u8>>),
     ReadIndexRequest {
         context: u64,
     },
@@ -30,6 +35,7 @@ const KIND_RAFT: u8 = 1;
 const KIND_FORWARD: u8 = 2;
 const KIND_READ_INDEX_REQUEST: u8 = 3;
 const KIND_READ_INDEX_RESPONSE: u8 = 4;
+const KIND_FORWARD_MANY: u8 = 5;
 
 pub fn encode(items: &[(GroupId, Item)]) -> Vec<u8> {
     assert!(items.len() <= ENVELOPE_ITEMS_MAX, "envelope holds at most {ENVELOPE_ITEMS_MAX}");
@@ -46,6 +52,14 @@ pub fn encode(items: &[(GroupId, Item)]) -> Vec<u8> {
             Item::Forward(data) => {
                 payload.extend_from_slice(data);
                 KIND_FORWARD
+            }
+            Item::ForwardMany(entries) => {
+                payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+                for data in entries {
+                    payload.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                    payload.extend_from_slice(data);
+                }
+                KIND_FORWARD_MANY
             }
             Item::ReadIndexRequest { context } => {
                 payload.extend_from_slice(&context.to_le_bytes());
@@ -92,6 +106,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(GroupId, Item)>, DecodeError> {
                 Item::Raft(Message::decode(payload).map_err(|_| DecodeError("bad Raft message"))?)
             }
             KIND_FORWARD => Item::Forward(payload.to_vec()),
+            KIND_FORWARD_MANY => Item::ForwardMany(decode_entries(payload)?),
             KIND_READ_INDEX_REQUEST => {
                 let context = fixed_u64s::<1>(payload)?[0];
                 Item::ReadIndexRequest { context }
@@ -108,6 +123,24 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(GroupId, Item)>, DecodeError> {
         return Err(DecodeError("trailing bytes"));
     }
     Ok(items)
+}
+
+/// The entries of a `ForwardMany` item: `[count u32]` then per entry `[len u32][data]`.
+fn decode_entries(payload: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut rest = payload;
+    let count = u32::from_le_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes")) as usize;
+    if count > rest.len() / 4 {
+        return Err(DecodeError("entry count exceeds the item"));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes")) as usize;
+        entries.push(take(&mut rest, len)?.to_vec());
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError("trailing bytes in forwarded entries"));
+    }
+    Ok(entries)
 }
 
 fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], DecodeError> {
@@ -155,6 +188,7 @@ mod tests {
         let items = vec![
             (1, Item::Raft(heartbeat)),
             (2, Item::Forward(b"set".to_vec())),
+            (2, Item::ForwardMany(vec![b"first".to_vec(), Vec::new(), b"third".to_vec()])),
             (2, Item::ReadIndexRequest { context: 5 }),
             (3, Item::ReadIndexResponse { context: 5, index: 77 }),
         ];
@@ -165,5 +199,9 @@ mod tests {
             decode(&[255, 255, 255, 255]),
             Err(DecodeError("item count exceeds the envelope"))
         );
+        // A forwarded batch that claims more entries than its bytes hold.
+        let mut lie = encode(&[(2, Item::ForwardMany(vec![b"x".to_vec()]))]);
+        lie[17] = 200;
+        assert_eq!(decode(&lie), Err(DecodeError("entry count exceeds the item")));
     }
 }

@@ -130,8 +130,10 @@ impl<M: StateMachine> Applier<M> {
     }
 }
 
+/// Entries proposed together (one client's pipeline): a follower forwards them as one item, so
+/// nothing on the way reorders them.
 struct QueuedProposal {
-    data: Vec<u8>,
+    entries: Vec<Vec<u8>>,
     queued_at: Instant,
 }
 
@@ -919,8 +921,8 @@ impl<M: StateMachine> Inner<M> {
             }
         }
         let leading = |group: &Group<M>| group.node.role() == Role::Leader;
-        let queued = groups.values().filter(|group| leading(group)).map(|g| g.proposals.len());
-        let hold = self.hold_proposals(now, queued.sum::<usize>() as u64);
+        let queued = groups.values().filter(|group| leading(group)).map(queued_entries);
+        let hold = self.hold_proposals(now, queued.sum());
         for (&group_id, group) in groups.iter_mut() {
             self.compact(group_id, group);
             if !(hold && leading(group)) {
@@ -942,7 +944,7 @@ impl<M: StateMachine> Inner<M> {
     fn leaders_queued_proposals(&self) -> u64 {
         let groups = self.groups.borrow();
         let leading = groups.values().filter(|group| group.node.role() == Role::Leader);
-        leading.map(|group| group.proposals.len() as u64).sum()
+        leading.map(queued_entries).sum()
     }
 
     /// Whether leaders hold their `queued` proposals for now (see [`GroupCommit`]).
@@ -982,14 +984,10 @@ impl<M: StateMachine> Inner<M> {
                     self.stats.borrow_mut().messages_refused += 1;
                 }
             }
-            Item::Forward(data) => {
-                // Only a leader appends; a stale forward is dropped and the client times out.
-                let Some((id, _)) = split_proposal(&data) else { return };
-                if group.node.role() != Role::Leader || !remember_forward(group, id) {
-                    return;
-                }
-                if group.node.propose(data).is_ok() {
-                    self.stats.borrow_mut().proposals_forwarded_in += 1;
+            Item::Forward(data) => self.step_forward(group, data),
+            Item::ForwardMany(entries) => {
+                for data in entries {
+                    self.step_forward(group, data);
                 }
             }
             Item::ReadIndexRequest { context } => {
@@ -1011,6 +1009,18 @@ impl<M: StateMachine> Inner<M> {
         }
     }
 
+    /// Appends a proposal a follower forwarded, if this replica leads (a stale forward is
+    /// dropped, and its client times out) and has not appended it already.
+    fn step_forward(&self, group: &mut Group<M>, data: Vec<u8>) {
+        let Some((id, _)) = split_proposal(&data) else { return };
+        if group.node.role() != Role::Leader || !remember_forward(group, id) {
+            return;
+        }
+        if group.node.propose(data).is_ok() {
+            self.stats.borrow_mut().proposals_forwarded_in += 1;
+        }
+    }
+
     fn take_proposals(
         &self,
         group_id: GroupId,
@@ -1018,15 +1028,21 @@ impl<M: StateMachine> Inner<M> {
         outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
     ) {
         let leader = group.node.leader();
-        while let Some(proposal) = group.proposals.pop_front() {
+        while let Some(mut proposal) = group.proposals.pop_front() {
             if group.node.role() == Role::Leader {
-                if let Err(error) = group.node.propose(proposal.data) {
-                    // A leader transfer is under way: the client retries on a timeout.
-                    let _ = error;
+                for data in proposal.entries {
+                    // Refused while a leader transfer is under way: the client retries on a
+                    // timeout.
+                    let _ = group.node.propose(data);
                 }
             } else if let Some(leader) = leader.filter(|&leader| leader != self.config.node) {
-                outgoing.entry(leader).or_default().push((group_id, Item::Forward(proposal.data)));
-                self.stats.borrow_mut().proposals_forwarded_out += 1;
+                let count = proposal.entries.len() as u64;
+                let item = match proposal.entries.len() {
+                    1 => Item::Forward(proposal.entries.pop().expect("one entry")),
+                    _ => Item::ForwardMany(proposal.entries),
+                };
+                outgoing.entry(leader).or_default().push((group_id, item));
+                self.stats.borrow_mut().proposals_forwarded_out += count;
             } else {
                 // No leader known yet: keep it for a later round (expired on ticks).
                 group.proposals.push_front(proposal);
@@ -1319,13 +1335,17 @@ impl<M: StateMachine> Inner<M> {
         }
     }
 
-    pub(crate) fn queue_proposal(&self, group: GroupId, data: Vec<u8>) -> Result<(), HostError> {
+    pub(crate) fn queue_proposal(
+        &self,
+        group: GroupId,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(), HostError> {
         let mut groups = self.groups.borrow_mut();
         let group = groups.get_mut(&group).ok_or(HostError::UnknownGroup { group })?;
         if group.proposals.len() >= self.config.proposals_queued_max {
             return Err(HostError::Busy);
         }
-        group.proposals.push_back(QueuedProposal { data, queued_at: self.rt.now() });
+        group.proposals.push_back(QueuedProposal { entries, queued_at: self.rt.now() });
         drop(groups);
         self.signal.notify();
         Ok(())
@@ -1429,6 +1449,11 @@ fn checkpoint_record<M: StateMachine>(group_id: GroupId, group: &mut Group<M>) -
     );
     group.persisted_hard_state = hard_state;
     record
+}
+
+/// Entries the group's queued proposals hold.
+fn queued_entries<M: StateMachine>(group: &Group<M>) -> u64 {
+    group.proposals.iter().map(|proposal| proposal.entries.len() as u64).sum()
 }
 
 /// Drops requests that waited too long (their callers gave up already).

@@ -346,36 +346,71 @@ impl<M: StateMachine> Host<M> {
     /// Replicates `command` in `group` and resolves to the output of the local replica's
     /// machine when it applies it. `Timeout` means the outcome is unknown.
     pub async fn propose(&self, group: GroupId, command: &[u8]) -> Result<M::Output, HostError> {
-        self.check_running()?;
+        let mut outputs = self.propose_many(group, std::slice::from_ref(&command)).await;
+        outputs.pop().expect("one output per command")
+    }
+
+    /// Replicates `commands` in `group` as consecutive entries, in order, even through a
+    /// follower (which forwards them to the leader as one item); resolves to each one's output,
+    /// as [`Host::propose`] does. A pipeline of writes from one client goes this way, so that
+    /// its writes apply in the order it sent them.
+    pub async fn propose_many(
+        &self,
+        group: GroupId,
+        commands: &[&[u8]],
+    ) -> Vec<Result<M::Output, HostError>> {
+        let failed = |error: HostError| commands.iter().map(|_| Err(error.clone())).collect();
+        if let Err(error) = self.check_running() {
+            return failed(error);
+        }
         let inner = &self.inner;
-        let id = inner.rng.borrow_mut().next_u64();
-        let completion = {
+        let mut ids = Vec::with_capacity(commands.len());
+        let mut completions = Vec::with_capacity(commands.len());
+        {
             let groups = inner.groups.borrow();
-            let applier = &groups.get(&group).ok_or(HostError::UnknownGroup { group })?.applier;
-            let mut proposals = applier.proposals.borrow_mut();
-            if proposals.len() >= inner.config.proposals_waiting_max {
-                return Err(HostError::Busy);
+            let Some(group_state) = groups.get(&group) else {
+                return failed(HostError::UnknownGroup { group });
+            };
+            let mut proposals = group_state.applier.proposals.borrow_mut();
+            if proposals.len() + commands.len() > inner.config.proposals_waiting_max {
+                return failed(HostError::Busy);
             }
-            let (completer, completion) = strata_rt::sync::completion();
-            proposals.insert(id, completer);
-            completion
-        };
-        let mut data = Vec::with_capacity(8 + command.len());
-        data.extend_from_slice(&id.to_le_bytes());
-        data.extend_from_slice(command);
-        if let Err(error) = inner.queue_proposal(group, data) {
-            self.forget_proposal(group, id);
-            return Err(error);
-        }
-        inner.stats.borrow_mut().proposals += 1;
-        match inner.rt.timeout(inner.config.request_timeout, completion).await {
-            Ok(Some(result)) => result,
-            Ok(None) => Err(HostError::Stopped),
-            Err(_) => {
-                self.forget_proposal(group, id);
-                Err(HostError::Timeout)
+            for _ in commands {
+                let id = inner.rng.borrow_mut().next_u64();
+                let (completer, completion) = strata_rt::sync::completion();
+                proposals.insert(id, completer);
+                ids.push(id);
+                completions.push(completion);
             }
         }
+        let entries = ids
+            .iter()
+            .zip(commands)
+            .map(|(id, command)| {
+                let mut data = Vec::with_capacity(8 + command.len());
+                data.extend_from_slice(&id.to_le_bytes());
+                data.extend_from_slice(command);
+                data
+            })
+            .collect();
+        if let Err(error) = inner.queue_proposal(group, entries) {
+            ids.iter().for_each(|&id| self.forget_proposal(group, id));
+            return failed(error);
+        }
+        inner.stats.borrow_mut().proposals += commands.len() as u64;
+        let deadline = inner.rt.now() + inner.config.request_timeout;
+        let mut outputs = Vec::with_capacity(commands.len());
+        for (id, completion) in ids.into_iter().zip(completions) {
+            outputs.push(match inner.rt.timeout_at(deadline, completion).await {
+                Ok(Some(result)) => result,
+                Ok(None) => Err(HostError::Stopped),
+                Err(_) => {
+                    self.forget_proposal(group, id);
+                    Err(HostError::Timeout)
+                }
+            });
+        }
+        outputs
     }
 
     fn forget_proposal(&self, group: GroupId, id: u64) {

@@ -81,7 +81,16 @@ impl Runtime {
         duration: Duration,
         future: F,
     ) -> Result<F::Output, Elapsed> {
-        match sync::select(future, self.sleep(duration)).await {
+        self.timeout_at(self.now() + duration, future).await
+    }
+
+    /// Runs `future` until `deadline` at most; `Err(Elapsed)` if the time ran out first.
+    pub async fn timeout_at<F: Future>(
+        &self,
+        deadline: Instant,
+        future: F,
+    ) -> Result<F::Output, Elapsed> {
+        match sync::select(future, self.sleep_until(deadline)).await {
             sync::Either::Left(output) => Ok(output),
             sync::Either::Right(()) => Err(Elapsed),
         }

@@ -15,8 +15,8 @@
 //!   again, until their timeout.
 //! - Pipelining: the requests already in the query buffer (at most `BATCH_COMMANDS_MAX`) run as
 //!   a batch, with replies and effects in request order. Consecutive plain writes to one shard
-//!   are proposed before any is awaited, in request order (the host's log keeps that order; on
-//!   a follower, which forwards them, they go one at a time); consecutive plain reads share one
+//!   are proposed together, in request order (`Cluster::write_many`: a follower forwards them to
+//!   the leader as one unit, so they append in that order); consecutive plain reads share one
 //!   read barrier per shard, taken after they arrived; a run starts only when the one before it
 //!   completed. Anything else (transactions, WATCH, blocking, pub/sub, fan-out, connection
 //!   commands, errors) runs alone, as it would unpipelined. Replies of a batch go out together.
@@ -52,6 +52,25 @@ pub trait Cluster: 'static {
         shard: u32,
         entry: Vec<u8>,
     ) -> impl Future<Output = Result<Reply, ClusterError>>;
+
+    /// Replicates `entries` in the shard in this order (one client's pipelined writes), each
+    /// as [`Cluster::write`] does; resolves to their replies in order. By default they are
+    /// started together in order (which a local log keeps); a cluster whose writes may travel
+    /// apart (forwarded by a follower) sends them as one unit.
+    fn write_many(
+        &self,
+        shard: u32,
+        entries: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Vec<Result<Reply, ClusterError>>> {
+        async move {
+            let writes = entries.into_iter().map(|entry| self.write(shard, entry)).collect();
+            let mut replies = Vec::new();
+            for write in start_in_order(writes).await {
+                replies.push(write.finish().await);
+            }
+            replies
+        }
+    }
 
     /// Resolves once the local machine has applied everything committed before the call.
     fn read_barrier(&self, shard: u32) -> impl Future<Output = Result<(), ClusterError>>;
@@ -471,9 +490,7 @@ impl<C: Cluster> Connection<C> {
         let mut requests = batch.into_iter().peekable();
         while let Some(arguments) = requests.next() {
             match self.plan(&arguments) {
-                // A follower forwards proposals to the leader, where nothing promises that two
-                // forwarded in one round are appended in that order: one at a time there.
-                Plan::Write { shard, name } if self.cluster.is_leader(shard) => {
+                Plan::Write { shard, name } => {
                     let mut run = vec![(arguments, name)];
                     while let Some(next) = requests.peek() {
                         let Plan::Write { shard: next_shard, name } = self.plan(next) else {
@@ -485,9 +502,6 @@ impl<C: Cluster> Connection<C> {
                         run.push((requests.next().expect("peeked"), name));
                     }
                     self.write_run(shard, run, out).await;
-                }
-                Plan::Write { shard, name } => {
-                    self.write_run(shard, vec![(arguments, name)], out).await
                 }
                 Plan::Read { shard, name } => {
                     let mut run = vec![(arguments, shard, name)];
@@ -568,15 +582,15 @@ impl<C: Cluster> Connection<C> {
     /// Plain writes to `shard`, each proposed before any is awaited and in request order: the
     /// host appends them to the shard's log in that order, so their effects and replies keep it.
     async fn write_run(&self, shard: u32, run: Vec<(Vec<Vec<u8>>, &str)>, out: &mut Vec<u8>) {
-        let writes: Vec<_> = run
+        let entries = run
             .into_iter()
             .map(|(arguments, name)| {
                 self.count_command(Some(name));
-                self.write(shard, Entry::Command { now_ms: self.now_ms(), arguments })
+                Entry::Command { now_ms: self.now_ms(), arguments }.encode()
             })
             .collect();
-        for write in start_in_order(writes).await {
-            let reply = write.finish().await;
+        for reply in self.cluster.write_many(shard, entries).await {
+            let reply = reply.unwrap_or_else(|error| Reply::error(format!("ERR {error}")));
             resp::encode(&reply, self.protocol, out);
         }
     }

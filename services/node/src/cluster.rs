@@ -177,6 +177,16 @@ impl Cluster for RaftCluster {
         self.host.propose(group_of(shard), &entry).await.map_err(cluster_error)
     }
 
+    async fn write_many(
+        &self,
+        shard: u32,
+        entries: Vec<Vec<u8>>,
+    ) -> Vec<Result<Reply, ClusterError>> {
+        let commands: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let outputs = self.host.propose_many(group_of(shard), &commands).await;
+        outputs.into_iter().map(|output| output.map_err(cluster_error)).collect()
+    }
+
     async fn read_barrier(&self, shard: u32) -> Result<(), ClusterError> {
         if self.planted_bug == Some(PlantedBug::StaleReads) {
             return Ok(());

@@ -96,6 +96,10 @@ impl Connection {
 
     async fn call(&mut self, arguments: &[Vec<u8>]) -> Option<Reply> {
         self.stream.write_all(encode_request(arguments)).await.ok()?;
+        self.next_reply().await
+    }
+
+    async fn next_reply(&mut self) -> Option<Reply> {
         loop {
             if let Ok(Some((reply, used))) = decode_reply(&self.buffered) {
                 self.buffered.drain(..used);
@@ -270,4 +274,107 @@ fn seed_1110_a_duplicated_forward_is_appended_once() {
 #[test]
 fn a_seed_replays_exactly() {
     assert_eq!(run(7), run(7));
+}
+
+/// Sends pipelines of APPENDs to its own key through node `client % SERVERS` (so some go through
+/// followers, which forward them); returns when `stop` is set.
+async fn appending_client(rt: Runtime, stop: Rc<Cell<bool>>, acknowledged: Rc<Cell<u64>>) {
+    let client = rt.node_id().0;
+    let mut connection: Option<Connection> = None;
+    let mut pipeline = 0u64;
+    while !stop.get() {
+        if connection.is_none() {
+            connection = Connection::open(&rt, client % SERVERS).await;
+            if connection.is_none() {
+                rt.sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        pipeline += 1;
+        let requests: Vec<Vec<Vec<u8>>> = (0..PIPELINE_APPENDS)
+            .map(|position| {
+                let token = format!("{pipeline}.{position},");
+                vec![b"APPEND".to_vec(), format!("log{client}").into_bytes(), token.into_bytes()]
+            })
+            .collect();
+        let stream = &connection.as_mut().unwrap().stream;
+        let bytes: Vec<u8> = requests.iter().flat_map(|request| encode_request(request)).collect();
+        let sent = stream.write_all(bytes).await.is_ok();
+        let mut answered = 0;
+        while sent && answered < PIPELINE_APPENDS {
+            let reply = connection.as_mut().unwrap().next_reply();
+            match rt.timeout(OPERATION_TIMEOUT, reply).await.ok().flatten() {
+                Some(Reply::Integer(_)) => answered += 1,
+                _ => break,
+            }
+        }
+        acknowledged.set(acknowledged.get() + answered);
+        if answered < PIPELINE_APPENDS {
+            connection = None;
+        }
+    }
+}
+
+const PIPELINE_APPENDS: u64 = 16;
+
+/// The tokens `pipeline.position,` of an appended log, in order.
+fn tokens(log: &[u8]) -> Vec<(u64, u64)> {
+    let text = std::str::from_utf8(log).unwrap();
+    let parse = |token: &str| {
+        let (pipeline, position) = token.split_once('.').unwrap();
+        (pipeline.parse().unwrap(), position.parse().unwrap())
+    };
+    text.split_terminator(',').map(parse).collect()
+}
+
+/// A client's pipelined writes apply in the order it sent them, also through a follower that
+/// forwards them over a network that delays, reorders and duplicates messages.
+#[test]
+fn pipelined_writes_through_followers_apply_in_order() {
+    for seed in 0..3 {
+        let mut faults = FaultConfig::none();
+        faults.network.latency_max_us = 3000;
+        faults.network.reorder_probability = 0.3;
+        faults.network.duplicate_probability = 0.1;
+        let mut sim = Sim::new(seed, faults);
+        let exited: Rc<RefCell<BTreeSet<u32>>> = Rc::default();
+        for _ in 0..SERVERS {
+            let exited = exited.clone();
+            sim.add_node(NodeOptions::SERVER, move |rt| Box::pin(server(rt, exited.clone())));
+        }
+        let stop = Rc::new(Cell::new(false));
+        let acknowledged = Rc::new(Cell::new(0));
+        for _ in 0..SERVERS {
+            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            sim.add_node(NodeOptions::CLIENT, move |rt| {
+                Box::pin(appending_client(rt, stop.clone(), acknowledged.clone()))
+            });
+        }
+        run_restarting(&mut sim, Duration::from_secs(5), &exited);
+        stop.set(true);
+        sim.run_for(Duration::from_secs(4));
+        assert!(acknowledged.get() > 300, "seed {seed}: {} appends", acknowledged.get());
+        let logs: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let reader = logs.clone();
+        let rt = sim.runtime(NodeId(SERVERS));
+        let _read = rt.clone().spawn(async move {
+            let mut connection = Connection::open(&rt, 0).await.unwrap();
+            for client in SERVERS..2 * SERVERS {
+                let get = [b"GET".to_vec(), format!("log{client}").into_bytes()];
+                let Some(Reply::Bulk(log)) = connection.call(&get).await else { panic!() };
+                reader.borrow_mut().push(log);
+            }
+        });
+        assert!(sim.run_until(Duration::from_secs(10), || logs.borrow().len() == 3));
+        for log in logs.borrow().iter() {
+            let tokens = tokens(log);
+            for pair in tokens.windows(2) {
+                let [(pipeline, position), (next_pipeline, next_position)] = [pair[0], pair[1]];
+                assert!(
+                    next_pipeline != pipeline || next_position > position,
+                    "seed {seed}: pipeline {pipeline}: {position} then {next_position}"
+                );
+            }
+        }
+    }
 }
