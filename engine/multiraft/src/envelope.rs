@@ -6,7 +6,8 @@
 //! (strata-raft wire encoding), 2 a proposal forwarded to the leader (the entry data), 3 a
 //! ReadIndex request from a follower (`[context u64]`), 4 its answer (`[context u64][index u64]`),
 //! 5 proposals forwarded together, to append in order (`[count u32]`, then per entry
-//! `[len u32][data]`).
+//! `[len u32][data]`), 6 a leader telling a node it is not in the group's committed
+//! configuration (`[configuration index u64]`).
 
 use crate::storage::GroupId;
 use strata_raft::Message;
@@ -29,6 +30,11 @@ pub enum Item {
         context: u64,
         index: u64,
     },
+    /// From a leader to a node that its committed configuration (made by the entry at
+    /// `configuration_index`) leaves out.
+    NotMember {
+        configuration_index: u64,
+    },
 }
 
 const KIND_RAFT: u8 = 1;
@@ -36,6 +42,7 @@ const KIND_FORWARD: u8 = 2;
 const KIND_READ_INDEX_REQUEST: u8 = 3;
 const KIND_READ_INDEX_RESPONSE: u8 = 4;
 const KIND_FORWARD_MANY: u8 = 5;
+const KIND_NOT_MEMBER: u8 = 6;
 
 pub fn encode(items: &[(GroupId, Item)]) -> Vec<u8> {
     assert!(items.len() <= ENVELOPE_ITEMS_MAX, "envelope holds at most {ENVELOPE_ITEMS_MAX}");
@@ -69,6 +76,10 @@ pub fn encode(items: &[(GroupId, Item)]) -> Vec<u8> {
                 payload.extend_from_slice(&context.to_le_bytes());
                 payload.extend_from_slice(&index.to_le_bytes());
                 KIND_READ_INDEX_RESPONSE
+            }
+            Item::NotMember { configuration_index } => {
+                payload.extend_from_slice(&configuration_index.to_le_bytes());
+                KIND_NOT_MEMBER
             }
         };
         out.extend_from_slice(&group.to_le_bytes());
@@ -114,6 +125,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(GroupId, Item)>, DecodeError> {
             KIND_READ_INDEX_RESPONSE => {
                 let [context, index] = fixed_u64s::<2>(payload)?;
                 Item::ReadIndexResponse { context, index }
+            }
+            KIND_NOT_MEMBER => {
+                let configuration_index = fixed_u64s::<1>(payload)?[0];
+                Item::NotMember { configuration_index }
             }
             _ => return Err(DecodeError("unknown item kind")),
         };
@@ -191,6 +206,7 @@ mod tests {
             (2, Item::ForwardMany(vec![b"first".to_vec(), Vec::new(), b"third".to_vec()])),
             (2, Item::ReadIndexRequest { context: 5 }),
             (3, Item::ReadIndexResponse { context: 5, index: 77 }),
+            (3, Item::NotMember { configuration_index: 12 }),
         ];
         let bytes = encode(&items);
         assert_eq!(decode(&bytes), Ok(items));

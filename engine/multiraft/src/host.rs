@@ -17,7 +17,7 @@ use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use strata_raft::{
-    Config, Entry, EntryKind, HardState, Message, RawNode, Ready, Role, SnapshotChunk,
+    Config, Entry, EntryKind, HardState, Message, MessageBody, RawNode, Ready, Role, SnapshotChunk,
     SnapshotMeta, SnapshotRequest,
 };
 use strata_rt::sync::{completion, Completer, Completion};
@@ -160,6 +160,10 @@ pub(crate) struct Group<M: StateMachine> {
     forwarded_seen: (BTreeSet<u64>, VecDeque<u64>),
     /// Created at run time and not yet recorded: answered once its record is durable.
     creation: Option<Completer<()>>,
+    /// A leader said this node is not in the group's committed configuration (it was removed,
+    /// and Raft itself never tells a removed node): the index of that configuration. Cleared
+    /// when a leader replicates to this node again.
+    pub(crate) removed_at: Option<u64>,
 }
 
 /// A snapshot chunk read for a follower: the request it answers, its bytes, whether it ends the
@@ -344,6 +348,7 @@ fn new_group<M: StateMachine>(
         forwarded_seen,
         persisted_hard_state,
         creation: None,
+        removed_at: None,
     })
 }
 
@@ -980,10 +985,23 @@ impl<M: StateMachine> Inner<M> {
     ) {
         match item {
             Item::Raft(message) => {
-                if message.from != from || group.node.step(message).is_err() {
+                if message.from != from {
+                    self.stats.borrow_mut().messages_refused += 1;
+                    return;
+                }
+                self.tell_if_removed(group_id, group, from, outgoing);
+                if matches!(
+                    message.body,
+                    MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+                ) {
+                    group.removed_at = None;
+                }
+                if group.node.step(message).is_err() {
                     self.stats.borrow_mut().messages_refused += 1;
                 }
             }
+            // Only reported (status, /health): it changes nothing of what Raft does.
+            Item::NotMember { configuration_index } => group.removed_at = Some(configuration_index),
             Item::Forward(data) => self.step_forward(group, data),
             Item::ForwardMany(entries) => {
                 for data in entries {
@@ -1006,6 +1024,26 @@ impl<M: StateMachine> Inner<M> {
                 }
                 let _ = (group_id, outgoing);
             }
+        }
+    }
+
+    /// A leader whose committed configuration leaves out `from` tells it so: a removed node
+    /// hears no more from the group (its leader stops replicating to it), so it would go on
+    /// campaigning, unheard, and report itself healthy.
+    fn tell_if_removed(
+        &self,
+        group_id: GroupId,
+        group: &Group<M>,
+        from: NodeId,
+        outgoing: &mut BTreeMap<NodeId, Vec<(GroupId, Item)>>,
+    ) {
+        let node = &group.node;
+        let configuration_index = node.membership_index();
+        let committed = configuration_index <= node.commit_index();
+        if node.role() == Role::Leader && committed && !node.membership().contains(from) {
+            let item = Item::NotMember { configuration_index };
+            outgoing.entry(from).or_default().push((group_id, item));
+            self.stats.borrow_mut().removal_notices_sent += 1;
         }
     }
 

@@ -298,6 +298,8 @@ pub struct HostStats {
     pub items_sent: u64,
     pub envelopes_refused: u64,
     pub messages_refused: u64,
+    /// Times this node, leading, told a node that a group's configuration leaves it out.
+    pub removal_notices_sent: u64,
     /// Snapshots machines took (each compacting its group's log).
     pub snapshots_taken: u64,
     /// Snapshot chunks read for followers, and snapshots installed from leaders.
@@ -320,6 +322,9 @@ pub struct GroupStatus {
     pub last_index: u64,
     /// What the in-memory log starts after (0: nothing compacted).
     pub snapshot_index: u64,
+    /// A leader told this node that the group's committed configuration, made at this index,
+    /// leaves it out (it was removed); `None` again once a leader replicates to it.
+    pub removed_at: Option<u64>,
 }
 
 /// The host of this node's groups. Clones share it.
@@ -556,6 +561,7 @@ impl<M: StateMachine> Host<M> {
             applied_index: group.applier.applied_index(),
             last_index: group.node.last_index(),
             snapshot_index: group.node.first_index() - 1,
+            removed_at: group.removed_at,
         })
     }
 

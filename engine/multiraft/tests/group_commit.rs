@@ -3,42 +3,18 @@
 //! into cohorts that wait on alternate syncs; with it, each sync carries most of them.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
+mod common;
+
+use common::Counter;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::rc::Rc;
-use strata_multiraft::{
-    GroupId, Host, HostConfig, HostStats, NoSnapshot, SnapshotSource, StateMachine,
-};
+use strata_multiraft::{GroupId, Host, HostConfig, HostStats};
 use strata_rt::{Duration, NodeId, Runtime};
 use strata_sim::{FaultConfig, NodeOptions, Sim};
 
 const CLIENTS: u64 = 32;
 const GROUP: GroupId = 1;
-
-struct Counter(Cell<u64>);
-
-impl StateMachine for Counter {
-    type Output = u64;
-    type Snapshot = NoSnapshot;
-
-    async fn apply(&self, _index: u64, _command: &[u8]) -> u64 {
-        self.0.set(self.0.get() + 1);
-        self.0.get()
-    }
-
-    fn durable_index(&self) -> u64 {
-        0
-    }
-
-    fn snapshot(&self) -> impl Future<Output = Result<NoSnapshot, String>> + 'static {
-        std::future::ready(Err("in memory".to_owned()))
-    }
-
-    async fn install(&self, _index: u64, _source: &mut SnapshotSource) -> Result<(), String> {
-        Err("in memory".to_owned())
-    }
-}
 
 /// Runs the clients for five virtual seconds; returns the host's stats and the writes answered.
 fn run(seed: u64, group_commit_wait_max: Duration) -> (HostStats, u64) {
@@ -50,7 +26,7 @@ fn run(seed: u64, group_commit_wait_max: Duration) -> (HostStats, u64) {
         Box::pin(async move {
             let mut config = HostConfig::new(NodeId(0), vec![NodeId(0)]);
             config.group_commit_wait_max = group_commit_wait_max;
-            let machines = BTreeMap::from([(GROUP, Rc::new(Counter(Cell::new(0))))]);
+            let machines = BTreeMap::from([(GROUP, Rc::new(Counter::default()))]);
             let host = Host::open(&rt, config, machines).await.unwrap();
             while host.propose(GROUP, b"warm up").await.is_err() {}
             let answered = Rc::new(Cell::new(0u64));

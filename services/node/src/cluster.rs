@@ -302,6 +302,17 @@ impl Pages for RaftCluster {
         if let Some(failure) = self.failure() {
             return Some(failure.to_string());
         }
+        let removed: Vec<u32> = (0..self.shards)
+            .filter(|&shard| {
+                self.host.status(group_of(shard)).is_some_and(|status| status.removed_at.is_some())
+            })
+            .collect();
+        if !removed.is_empty() {
+            return Some(format!(
+                "removed from shards {removed:?}: their leaders' configuration leaves this node \
+                 out; stop it, or add it again"
+            ));
+        }
         let leaderless: Vec<u32> = (0..self.shards)
             .filter(|&shard| {
                 self.host.status(group_of(shard)).is_none_or(|status| status.leader.is_none())
@@ -314,7 +325,7 @@ impl Pages for RaftCluster {
         let stats = self.host.stats();
         let mut out = String::new();
         let total = |value: u64| [(String::new(), value)];
-        let counters: [(&str, &str, u64); 13] = [
+        let counters: [(&str, &str, u64); 14] = [
             ("strata_raft_wal_syncs_total", "Syncs of the shared Raft WAL.", stats.wal_syncs),
             (
                 "strata_raft_entries_persisted_total",
@@ -339,6 +350,11 @@ impl Pages for RaftCluster {
                 "strata_raft_envelopes_refused_total",
                 "Peer envelopes that did not decode.",
                 stats.envelopes_refused,
+            ),
+            (
+                "strata_raft_removal_notices_sent_total",
+                "Times this node, leading, told a node that a shard's configuration leaves it out.",
+                stats.removal_notices_sent,
             ),
             (
                 "strata_raft_snapshots_taken_total",
@@ -396,6 +412,11 @@ impl Pages for RaftCluster {
             "strata_raft_leader",
             "The shard's leader as known here (node id + 1; 0: none).",
             &|status| status.leader.map_or(0, |leader| u64::from(leader.0) + 1),
+        );
+        per_shard(
+            "strata_raft_removed",
+            "1 if the shard's leader said its configuration leaves this node out.",
+            &|status| u64::from(status.removed_at.is_some()),
         );
         out
     }
