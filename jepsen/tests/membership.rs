@@ -1,7 +1,8 @@
 //! Membership change on real `node` processes: a cluster started with voters 1, 2 and 3 takes
 //! node 4 in (as a learner, then a voter) through `POST /members/...`, serves it data, then
-//! removes node 2; with 2 and 3 both killed afterwards, the shard still takes writes, which it
-//! could not if 2 were still a voter (2 of {1, 2, 3, 4} is no majority). Needs `redis-cli`.
+//! removes node 2, which learns it (its `/health` says so); with 2 and 3 both killed afterwards,
+//! the shard still takes writes, which it could not if 2 were still a voter (2 of {1, 2, 3, 4}
+//! is no majority). Needs `redis-cli`.
 #![allow(clippy::unwrap_used, reason = "tests unwrap: a failure is the test failing")]
 
 mod common;
@@ -122,6 +123,10 @@ fn a_node_joins_and_another_leaves_through_raft() {
     assert!(!body.contains(&removed.to_string()), "{removed} is gone: {body}");
     let (status, again) = http(leader_http, "POST", &format!("/members/remove/{removed}"));
     assert_eq!(status, 200, "asking again is answered at once: {again}");
+    eventually("the removed node learns it and says so on /health", || {
+        let (status, health) = http(node(&nodes, removed).http, "GET", "/health");
+        status == 503 && health.contains("removed from shards [0]")
+    });
     let also_stopped = (1..=3).find(|&id| id != leader_id && id != removed).unwrap();
     let (status, refused) = http(node(&nodes, also_stopped).http, "POST", "/members/remove/4");
     assert_eq!(status, 409, "only the leader changes membership: {refused}");
