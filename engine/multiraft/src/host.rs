@@ -1140,6 +1140,8 @@ impl<M: StateMachine> Inner<M> {
         let mut installs: Vec<Completer<()>> = Vec::new();
         let mut recorded: Vec<Completer<()>> = Vec::new();
         let mut entries_count = 0u64;
+        // Entries of the groups this node leads: their clients are the ones group commit waits for.
+        let mut entries_led = 0u64;
         let checkpoint = self.checkpoint_due();
         let mut checkpointed = false;
         {
@@ -1173,6 +1175,9 @@ impl<M: StateMachine> Inner<M> {
                 let bytes_max = self.config.wal.record_bytes_max as usize;
                 records.extend(persist_records(group_id, group, &ready, bytes_max));
                 entries_count += ready.entries.len() as u64;
+                if group.node.role() == Role::Leader {
+                    entries_led += ready.entries.len() as u64;
+                }
                 readies.push((group_id, group.applier.clone(), ready));
             }
             if let Some(checkpoint) = checkpoint.then(|| self.checkpoint_records(&mut groups)) {
@@ -1192,10 +1197,10 @@ impl<M: StateMachine> Inner<M> {
         if !records.is_empty() {
             let started = self.rt.now();
             let (first, _) = self.wal.append_many(records).await?;
-            if entries_count > 0 {
+            if entries_led > 0 {
                 let commit = &self.group_commit;
                 let now = self.rt.now();
-                commit.expected.set(entries_count + self.leaders_queued_proposals());
+                commit.expected.set(entries_led + self.leaders_queued_proposals());
                 commit.sync_time.set(now.saturating_duration_since(started));
                 commit.durable_at.set(now);
             }
