@@ -365,6 +365,9 @@ impl<M: StateMachine> Host<M> {
         commands: &[&[u8]],
     ) -> Vec<Result<M::Output, HostError>> {
         let failed = |error: HostError| commands.iter().map(|_| Err(error.clone())).collect();
+        if commands.is_empty() {
+            return Vec::new();
+        }
         if let Err(error) = self.check_running() {
             return failed(error);
         }
