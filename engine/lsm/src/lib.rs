@@ -57,7 +57,7 @@ use merge::{Merger, Source, TableCursor};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use strata_rt::Runtime;
@@ -851,19 +851,7 @@ async fn merge_scan(
     snapshot: u64,
     mut visit: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<(), LsmError> {
-    let in_range = |key: &[u8]| {
-        let above = match start {
-            Bound::Included(start) => key >= start,
-            Bound::Excluded(start) => key > start,
-            Bound::Unbounded => true,
-        };
-        let below = match end {
-            Bound::Included(end) => key <= end,
-            Bound::Excluded(end) => key < end,
-            Bound::Unbounded => true,
-        };
-        above && below
-    };
+    let in_range = |key: &[u8]| (start, end).contains(&key);
     let overlaps = |smallest: &[u8], largest: &[u8]| {
         let above = match start {
             Bound::Included(start) | Bound::Excluded(start) => largest >= start,

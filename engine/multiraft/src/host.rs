@@ -21,7 +21,7 @@ use strata_raft::{
     SnapshotMeta, SnapshotRequest,
 };
 use strata_rt::sync::{completion, Completer, Completion};
-use strata_rt::{Duration, Instant, JoinHandle, NodeId, Rng, Runtime};
+use strata_rt::{Instant, JoinHandle, NodeId, Rng, Runtime};
 use strata_wal::Wal;
 
 /// Items per envelope sent in one round (the decoder's bound is far above).
@@ -220,10 +220,10 @@ pub(crate) struct Inner<M: StateMachine> {
 /// not come back costs one wait, after which `expected` no longer counts it.
 struct GroupCommit {
     expected: Cell<u64>,
-    sync_time: Cell<Duration>,
-    durable_at: Cell<Instant>,
-    /// While proposals are held: when the driver must take them anyway.
-    hold_until: Cell<Option<Instant>>,
+    /// When leaders take held proposals anyway: the last round's end plus its sync time.
+    release_at: Cell<Instant>,
+    /// Whether proposals are held now (the driver then wakes at `release_at` at the latest).
+    holding: Cell<bool>,
 }
 
 pub(crate) async fn open_inner<M: StateMachine>(
@@ -279,9 +279,8 @@ pub(crate) async fn open_inner<M: StateMachine>(
         last_tick: Cell::new(rt.now()),
         group_commit: GroupCommit {
             expected: Cell::new(0),
-            sync_time: Cell::new(Duration::ZERO),
-            durable_at: Cell::new(rt.now()),
-            hold_until: Cell::new(None),
+            release_at: Cell::new(rt.now()),
+            holding: Cell::new(false),
         },
         // Random, not 1: a peer's late or duplicated ReadIndexResponse meant for an earlier
         // incarnation of this host must not match a read of this one (seed 1110 of the node's
@@ -638,12 +637,12 @@ fn drop_readers<R: crate::SnapshotReader>(readers: &mut Readers<R>, group: Group
 async fn drive<M: StateMachine>(weak: Weak<Inner<M>>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        match inner.group_commit.hold_until.get() {
-            Some(deadline) => {
-                let sleep = inner.rt.sleep_until(deadline);
-                strata_rt::sync::select(inner.signal.wait(), sleep).await;
-            }
-            None => inner.signal.wait().await,
+        let commit = &inner.group_commit;
+        if commit.holding.get() {
+            let sleep = inner.rt.sleep_until(commit.release_at.get());
+            strata_rt::sync::select(inner.signal.wait(), sleep).await;
+        } else {
+            inner.signal.wait().await;
         }
         if inner.stopped.get() {
             return;
@@ -925,12 +924,10 @@ impl<M: StateMachine> Inner<M> {
                 self.step_item(group_id, group, from, item, now, &mut outgoing);
             }
         }
-        let leading = |group: &Group<M>| group.node.role() == Role::Leader;
-        let queued = groups.values().filter(|group| leading(group)).map(queued_entries);
-        let hold = self.hold_proposals(now, queued.sum());
+        let hold = self.hold_proposals(now, leaders_queued_entries(&groups));
         for (&group_id, group) in groups.iter_mut() {
             self.compact(group_id, group);
-            if !(hold && leading(group)) {
+            if !(hold && group.node.role() == Role::Leader) {
                 self.take_proposals(group_id, group, &mut outgoing);
             }
             self.take_reads(group_id, group, now, &mut outgoing);
@@ -946,20 +943,11 @@ impl<M: StateMachine> Inner<M> {
         self.send(outgoing);
     }
 
-    fn leaders_queued_proposals(&self) -> u64 {
-        let groups = self.groups.borrow();
-        let leading = groups.values().filter(|group| group.node.role() == Role::Leader);
-        leading.map(queued_entries).sum()
-    }
-
     /// Whether leaders hold their `queued` proposals for now (see [`GroupCommit`]).
     fn hold_proposals(&self, now: Instant, queued: u64) -> bool {
         let commit = &self.group_commit;
-        let wanted = commit.expected.get();
-        let wait = commit.sync_time.get().min(self.config.group_commit_wait_max);
-        let deadline = commit.durable_at.get() + wait;
-        let hold = queued > 0 && queued < wanted && now < deadline;
-        commit.hold_until.set(hold.then_some(deadline));
+        let hold = queued > 0 && queued < commit.expected.get() && now < commit.release_at.get();
+        commit.holding.set(hold);
         hold
     }
 
@@ -1200,9 +1188,10 @@ impl<M: StateMachine> Inner<M> {
             if entries_led > 0 {
                 let commit = &self.group_commit;
                 let now = self.rt.now();
-                commit.expected.set(entries_led + self.leaders_queued_proposals());
-                commit.sync_time.set(now.saturating_duration_since(started));
-                commit.durable_at.set(now);
+                let queued = leaders_queued_entries(&self.groups.borrow());
+                commit.expected.set(entries_led + queued);
+                let sync_time = now.saturating_duration_since(started);
+                commit.release_at.set(now + sync_time.min(self.config.group_commit_wait_max));
             }
             {
                 let mut stats = self.stats.borrow_mut();
@@ -1494,9 +1483,10 @@ fn checkpoint_record<M: StateMachine>(group_id: GroupId, group: &mut Group<M>) -
     record
 }
 
-/// Entries the group's queued proposals hold.
-fn queued_entries<M: StateMachine>(group: &Group<M>) -> u64 {
-    group.proposals.iter().map(|proposal| proposal.entries.len() as u64).sum()
+/// Entries the proposals queued in the groups this node leads hold.
+fn leaders_queued_entries<M: StateMachine>(groups: &BTreeMap<GroupId, Group<M>>) -> u64 {
+    let leading = groups.values().filter(|group| group.node.role() == Role::Leader);
+    leading.flat_map(|group| &group.proposals).map(|proposal| proposal.entries.len() as u64).sum()
 }
 
 /// Drops requests that waited too long (their callers gave up already).

@@ -493,37 +493,23 @@ impl Machine {
             ^ u64::from(self.shard) << 48
             ^ self.applied_index()
             ^ self.reads_count.get().rotate_left(32);
-        let mut attempts = 0;
-        loop {
+        let read = async || {
             let mut context = Context::for_read(&self.db, now_ms, seed);
-            match commands::execute(&mut context, arguments).await {
-                Ok(reply) | Err(Fail::Reply(reply)) => return reply,
-                // An install swapped the store under the read: read the new one, which is at
-                // least as recent as the read barrier asked for.
-                Err(Fail::Storage(LsmError::Replaced)) if attempts < READ_ATTEMPTS_MAX => {
-                    attempts += 1;
-                }
-                Err(Fail::Storage(error)) => return Reply::error(format!("ERR storage: {error}")),
-            }
+            commands::execute(&mut context, arguments).await
+        };
+        match read_again_on_replace(read).await {
+            Ok(reply) | Err(Fail::Reply(reply)) => reply,
+            Err(Fail::Storage(error)) => Reply::error(format!("ERR storage: {error}")),
         }
     }
 
     /// The WATCH version of `key` now (see `layout`): compared again when EXEC applies.
     pub async fn watch_version(&self, key: &[u8], now_ms: u64) -> Result<u64, Reply> {
-        let mut attempts = 0;
-        loop {
-            let context = Context::for_read(&self.db, now_ms, 0);
-            match context.watch_version(key).await {
-                Ok(version) => return Ok(version),
-                Err(Fail::Reply(reply)) => return Err(reply),
-                Err(Fail::Storage(LsmError::Replaced)) if attempts < READ_ATTEMPTS_MAX => {
-                    attempts += 1;
-                }
-                Err(Fail::Storage(error)) => {
-                    return Err(Reply::error(format!("ERR storage: {error}")))
-                }
-            }
-        }
+        let read = async || Context::for_read(&self.db, now_ms, 0).watch_version(key).await;
+        read_again_on_replace(read).await.map_err(|fail| match fail {
+            Fail::Reply(reply) => reply,
+            Fail::Storage(error) => Reply::error(format!("ERR storage: {error}")),
+        })
     }
 
     /// Takes a snapshot of the state as of the last entry applied, captured now; the future makes
@@ -603,6 +589,20 @@ impl Drop for Applying<'_> {
     fn drop(&mut self) {
         self.0.set(false);
     }
+}
+
+/// Runs `read` again while an install swapped the store under it (each run takes a new
+/// snapshot): the new store is at least as recent as the read barrier asked for.
+async fn read_again_on_replace<T>(
+    mut read: impl AsyncFnMut() -> Result<T, Fail>,
+) -> Result<T, Fail> {
+    for _ in 0..READ_ATTEMPTS_MAX {
+        match read().await {
+            Err(Fail::Storage(LsmError::Replaced)) => {}
+            done => return done,
+        }
+    }
+    read().await
 }
 
 async fn transaction(
