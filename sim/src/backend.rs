@@ -317,10 +317,10 @@ impl FileBackend for SimFile {
         self.backend.disk_operation(DiskCost::Metadata, move |disk, _| disk.set_len(inode, len))
     }
 
-    fn allocate(&self, _len: u64) -> LocalBoxFuture<io::Result<()>> {
+    fn allocate(&self, len: u64) -> LocalBoxFuture<io::Result<()>> {
         let inode = self.inode;
-        // Space is not accounted in simulation; allocation only checks the handle.
-        self.backend.disk_operation(DiskCost::Metadata, move |disk, _| disk.len(inode).map(drop))
+        // Space is not accounted in simulation: the file only grows to `len`, in zeros.
+        self.backend.disk_operation(DiskCost::Metadata, move |disk, _| disk.allocate(inode, len))
     }
 }
 

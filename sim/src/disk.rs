@@ -23,10 +23,45 @@ enum Pending {
     SetLen(u64),
 }
 
+/// A file's bytes: those ever written, then zeros up to `len`. An allocated tail (a WAL segment
+/// is 64 MiB of zeros from birth) costs no memory until something is written into it.
+#[derive(Clone, Debug, Default)]
+struct Content {
+    written: Vec<u8>,
+    len: u64,
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Copies the bytes at `offset` into the front of `buf`; returns how many (short at the end).
+    fn read(&self, offset: u64, buf: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let count = (buf.len() as u64).min(self.len - offset) as usize;
+        let start = offset as usize;
+        let materialized = self.written.len().saturating_sub(start).min(count);
+        if materialized > 0 {
+            buf[..materialized].copy_from_slice(&self.written[start..start + materialized]);
+        }
+        buf[materialized..count].fill(0);
+        count
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut bytes = self.written.clone();
+        bytes.resize(self.len as usize, 0);
+        bytes
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Inode {
-    current: Vec<u8>,
-    durable: Vec<u8>,
+    current: Content,
+    durable: Content,
     pending: Vec<Pending>,
     /// Sectors that fail every read until a write covers them whole.
     bad_sectors: BTreeSet<u64>,
@@ -67,22 +102,26 @@ pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-fn apply(content: &mut Vec<u8>, op: &Pending) {
+fn apply(content: &mut Content, op: &Pending) {
     match op {
         Pending::Write { offset, data } => {
             let start = *offset as usize;
             let end = start + data.len();
-            if content.len() < end {
-                content.resize(end, 0);
+            if content.written.len() < end {
+                content.written.resize(end, 0);
             }
-            content[start..end].copy_from_slice(data);
+            content.written[start..end].copy_from_slice(data);
+            content.len = content.len.max(end as u64);
         }
-        Pending::SetLen(len) => content.resize(*len as usize, 0),
+        Pending::SetLen(len) => {
+            content.written.truncate(*len as usize);
+            content.len = *len;
+        }
     }
 }
 
 /// Applies only a random subset of the sectors a write covers: a torn write.
-fn apply_torn(content: &mut Vec<u8>, offset: u64, data: &[u8], rng: &mut Rng) {
+fn apply_torn(content: &mut Content, offset: u64, data: &[u8], rng: &mut Rng) {
     let end = offset + data.len() as u64;
     let mut sector_start = offset - offset % SECTOR_SIZE;
     while sector_start < end {
@@ -154,7 +193,7 @@ impl SimDisk {
             return Err(eio("read"));
         }
         let file = self.inode(inode)?;
-        let len = file.current.len() as u64;
+        let len = file.current.len();
         if offset >= len {
             return Ok(0);
         }
@@ -165,9 +204,7 @@ impl SimDisk {
             context.stats.latent_read_failures += 1;
             return Err(eio("latent sector error"));
         }
-        let range = offset as usize..(offset + count) as usize;
-        buf[..count as usize].copy_from_slice(&file.current[range]);
-        Ok(count as usize)
+        Ok(file.current.read(offset, buf))
     }
 
     pub fn write(
@@ -192,7 +229,7 @@ impl SimDisk {
         let latent = context.corruption(context.faults.latent_sector_error_probability);
         let file = self.inode(inode)?;
         let mut target = offset;
-        let file_len = file.current.len() as u64;
+        let file_len = file.current.len();
         if misdirect && file_len >= data.len() as u64 + SECTOR_SIZE {
             // Somewhere else in the file, sector-aligned, not where it was meant to go.
             let slots = (file_len - data.len() as u64) / SECTOR_SIZE + 1;
@@ -249,7 +286,15 @@ impl SimDisk {
     }
 
     pub fn len(&mut self, inode: u64) -> io::Result<u64> {
-        Ok(self.inode(inode)?.current.len() as u64)
+        Ok(self.inode(inode)?.current.len())
+    }
+
+    /// fallocate: extends the file to at least `len` with zeros, durable at the next sync.
+    pub fn allocate(&mut self, inode: u64, len: u64) -> io::Result<()> {
+        if len > self.inode(inode)?.current.len() {
+            self.set_len(inode, len)?;
+        }
+        Ok(())
     }
 
     pub fn set_len(&mut self, inode: u64, len: u64) -> io::Result<()> {
@@ -364,7 +409,7 @@ impl SimDisk {
             .durable_names
             .iter()
             .filter(|(_, inode)| {
-                self.inodes.get(inode).is_some_and(|file| !file.durable.is_empty())
+                self.inodes.get(inode).is_some_and(|file| !file.durable.written.is_empty())
             })
             .map(|(path, &inode)| (path, inode))
             .collect();
@@ -374,10 +419,11 @@ impl SimDisk {
         let (path, inode) = candidates[rng.index(candidates.len())];
         let path = path.clone();
         let file = self.inodes.get_mut(&inode).expect("candidate inode exists");
-        let offset = rng.below(file.durable.len() as u64);
+        // Only bytes ever written rot: an allocated tail that was never written holds nothing.
+        let offset = rng.below(file.durable.written.len() as u64);
         let bit = 1u8 << rng.below(8);
-        file.durable[offset as usize] ^= bit;
-        if let Some(byte) = file.current.get_mut(offset as usize) {
+        file.durable.written[offset as usize] ^= bit;
+        if let Some(byte) = file.current.written.get_mut(offset as usize) {
             *byte ^= bit;
         }
         Some((path, offset))
@@ -393,12 +439,12 @@ impl SimDisk {
     /// The content of `path` on the media (for tests and checkers).
     pub fn durable_content(&self, path: &str) -> Option<Vec<u8>> {
         let inode = self.durable_names.get(path)?;
-        Some(self.inodes.get(inode)?.durable.clone())
+        Some(self.inodes.get(inode)?.durable.to_vec())
     }
 
     /// The content of `path` as reads see it now.
     pub fn current_content(&self, path: &str) -> Option<Vec<u8>> {
         let inode = self.names.get(path)?;
-        Some(self.inodes.get(inode)?.current.clone())
+        Some(self.inodes.get(inode)?.current.to_vec())
     }
 }

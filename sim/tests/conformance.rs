@@ -79,8 +79,15 @@ async fn disk_semantics(rt: Runtime, _: Addresses) {
     assert_eq!(file.read_at(vec![0; 4], 100).await.0.unwrap(), 0, "read past the end");
     assert_eq!(file.read_exact_at(20, 0).await.unwrap_err().kind(), ErrorKind::UnexpectedEof);
     file.sync().await.unwrap();
-    file.allocate(1 << 20).await.unwrap();
-    assert_eq!(file.len().await.unwrap(), 15, "allocation keeps the size");
+    file.allocate(8).await.unwrap();
+    assert_eq!(file.len().await.unwrap(), 15, "allocation never shrinks a file");
+    file.allocate(5 << 20).await.unwrap();
+    assert_eq!(file.len().await.unwrap(), 5 << 20, "allocation grows the file");
+    let tail = file.read_exact_at(5 << 20, 0).await.unwrap();
+    assert_eq!(&tail[..15], b"hello\0\0\0\0\0world", "allocation keeps the data");
+    assert!(tail[15..].iter().all(|&byte| byte == 0), "an allocated tail reads as zeros");
+    file.write_at(b"tail".to_vec(), (5 << 20) - 4).await.0.unwrap();
+    assert_eq!(file.len().await.unwrap(), 5 << 20, "a write into the allocation keeps the size");
     file.truncate(5).await.unwrap();
     assert_eq!(file.len().await.unwrap(), 5);
     disk.sync_dir("a/b").await.unwrap();
@@ -240,6 +247,6 @@ async fn durable_writes(rt: Runtime, _: Addresses) {
     written.unwrap();
     assert_eq!(back, record, "the buffer comes back");
     assert_eq!(file.read_exact_at(record.len(), 100).await.unwrap(), record);
-    assert_eq!(file.len().await.unwrap(), 5100);
+    assert_eq!(file.len().await.unwrap(), 1 << 16, "the write fell inside the allocation");
 }
 conformance!(durable_write, durable_writes);

@@ -143,7 +143,9 @@ pub trait FileBackend {
     }
     fn len(&self) -> LocalBoxFuture<io::Result<u64>>;
     fn truncate(&self, len: u64) -> LocalBoxFuture<io::Result<()>>;
-    /// Reserves space up to `len` bytes (fallocate), so later writes below it cannot fail ENOSPC.
+    /// Grows the file to at least `len` bytes of zeros, reserved and written on the media, so a
+    /// later write below `len` can neither fail ENOSPC nor change metadata (its sync flushes
+    /// only data). The new length and zeros are durable at the next `sync`, like a write.
     fn allocate(&self, len: u64) -> LocalBoxFuture<io::Result<()>>;
 }
 

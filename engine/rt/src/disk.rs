@@ -164,6 +164,8 @@ impl File {
         self.inner.truncate(len).await
     }
 
+    /// Grows the file to at least `len` bytes of zeros that are reserved and written, so later
+    /// writes below `len` need no metadata at their sync (see `FileBackend::allocate`).
     pub async fn allocate(&self, len: u64) -> io::Result<()> {
         self.inner.allocate(len).await
     }

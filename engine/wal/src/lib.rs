@@ -5,12 +5,16 @@
 //! - Every record gets a dense index, in `append` call order. `append` resolves `Ok(index)` only
 //!   once the record and every record before it are durable (written and synced).
 //! - Group commit: one writer task takes every queued record (up to `batch_bytes_max`) and writes
-//!   them with one durable write (`write_durable_at`: a write and a data sync in one operation). Queued bytes not yet durable are
-//!   bounded by `in_flight_bytes_max`; appends beyond it wait.
+//!   them with one durable write (`write_durable_at`: a write and a data sync in one operation).
+//!   Queued bytes not yet durable are bounded by `in_flight_bytes_max`; appends beyond it wait.
 //! - A failed write, sync or directory sync **latches** the log: it is never retried, every later
 //!   call returns [`WalError::Latched`] until the log is reopened by a restarted process.
 //! - A segment's header and name are durable before any record in it is acknowledged; segments
 //!   are never reused; a cut tail is truncated and synced before anything is written after it.
+//! - Segments are allocated whole (zeros written, not just reserved) and the next one is made
+//!   ready in the background ([`segment::SPARE_FILE_NAME`]): a record's durable write then syncs
+//!   only data, never metadata, and a full segment does not stall the log while its successor
+//!   is zeroed.
 //!
 //! # Fault model
 //!
@@ -53,7 +57,8 @@ pub struct Options {
     pub in_flight_bytes_max: usize,
     /// Index of the first record of a new, empty log.
     pub first_index: u64,
-    /// Reserve each new segment's space up front (fallocate).
+    /// Allocate each segment whole up front (zeros written, see `File::allocate`), and make the
+    /// next one ready in the background.
     pub preallocate: bool,
 }
 
@@ -145,6 +150,15 @@ struct State {
     failed: Option<WalError>,
     wakers: Vec<Waker>,
     next_segment_id: u64,
+    spare: Spare,
+}
+
+/// The next segment's file, made ready before the active one fills.
+enum Spare {
+    Absent,
+    Preparing,
+    /// Allocated and synced, named [`segment::SPARE_FILE_NAME`].
+    Ready(File),
 }
 
 struct Shared {
@@ -166,6 +180,10 @@ impl Drop for Shared {
 impl Shared {
     fn path(&self, id: u64) -> String {
         format!("{}/{}", self.dir, segment::file_name(id))
+    }
+
+    fn spare_path(&self) -> String {
+        format!("{}/{}", self.dir, segment::SPARE_FILE_NAME)
     }
 
     fn notify(&self) {
@@ -256,6 +274,11 @@ impl Wal {
         let disk = rt.disk();
         disk.create_dir_all(dir).await.map_err(|error| WalError::io("create dir", dir, error))?;
         let names = disk.list(dir).await.map_err(|error| WalError::io("list", dir, error))?;
+        if names.iter().any(|name| name == segment::SPARE_FILE_NAME) {
+            // Half made, maybe: it is made again from scratch.
+            let path = format!("{dir}/{}", segment::SPARE_FILE_NAME);
+            disk.remove(&path).await.map_err(|error| WalError::io("remove", &path, error))?;
+        }
         let mut ids: Vec<u64> =
             names.iter().filter_map(|name| segment::parse_file_name(name)).collect();
         ids.sort_unstable();
@@ -303,6 +326,12 @@ impl Wal {
                 file.truncate(kept.end_offset)
                     .await
                     .map_err(|error| WalError::io("truncate", &path, error))?;
+                if options.preallocate && Some(kept.id) == last_kept {
+                    // Appends continue here: allocated again, so their syncs stay data-only.
+                    file.allocate(options.segment_bytes)
+                        .await
+                        .map_err(|error| WalError::io("allocate", &path, error))?;
+                }
                 file.sync().await.map_err(|error| WalError::io("sync", &path, error))?;
             }
             segments.push(Segment {
@@ -357,11 +386,13 @@ impl Wal {
                 failed: None,
                 wakers: Vec::new(),
                 next_segment_id,
+                spare: Spare::Absent,
             }),
         });
         if shared.state.borrow().segments.is_empty() {
             create_segment(&shared, next_index).await?;
         }
+        start_spare(&shared);
         let weak = Rc::downgrade(&shared);
         // Detached: the writer ends when the last handle on the log is dropped.
         drop(rt.spawn(writer(weak)));
@@ -693,26 +724,48 @@ impl Wal {
     }
 }
 
-/// Creates, preallocates and durably names segment for records from `first_index`.
+/// Creates (or takes the ready spare as), preallocates and durably names the segment for records
+/// from `first_index`.
 async fn create_segment(shared: &Rc<Shared>, first_index: u64) -> Result<(), WalError> {
-    let id = {
+    let (id, spare) = {
         let mut state = shared.state.borrow_mut();
         let id = state.next_segment_id;
         state.next_segment_id += 1;
-        id
+        let spare = match std::mem::replace(&mut state.spare, Spare::Absent) {
+            Spare::Ready(file) => Some(file),
+            other => {
+                state.spare = other;
+                None
+            }
+        };
+        (id, spare)
     };
     let path = shared.path(id);
     let disk = shared.rt.disk();
-    let file =
-        disk.create_new(&path).await.map_err(|error| WalError::io("create", &path, error))?;
+    let file = match spare {
+        Some(file) => {
+            let spare_path = shared.spare_path();
+            disk.rename(&spare_path, &path)
+                .await
+                .map_err(|error| WalError::io("rename spare", &spare_path, error))?;
+            file
+        }
+        None => {
+            let file = disk
+                .create_new(&path)
+                .await
+                .map_err(|error| WalError::io("create", &path, error))?;
+            if shared.options.preallocate {
+                file.allocate(shared.options.segment_bytes)
+                    .await
+                    .map_err(|error| WalError::io("allocate", &path, error))?;
+            }
+            file
+        }
+    };
     let header = SegmentHeader { id, first_index }.encode().to_vec();
     let (result, _) = file.write_at(header, 0).await;
     result.map_err(|error| WalError::io("write header", &path, error))?;
-    if shared.options.preallocate {
-        file.allocate(shared.options.segment_bytes)
-            .await
-            .map_err(|error| WalError::io("allocate", &path, error))?;
-    }
     file.sync().await.map_err(|error| WalError::io("sync", &path, error))?;
     disk.sync_dir(&shared.dir)
         .await
@@ -724,7 +777,43 @@ async fn create_segment(shared: &Rc<Shared>, first_index: u64) -> Result<(), Wal
         records: Vec::new(),
         end: HEADER_BYTES as u64,
     });
+    start_spare(shared);
     Ok(())
+}
+
+/// Starts making the next segment ready in the background, unless one is ready or on its way.
+fn start_spare(shared: &Rc<Shared>) {
+    {
+        let mut state = shared.state.borrow_mut();
+        if !shared.options.preallocate || !matches!(state.spare, Spare::Absent) {
+            return;
+        }
+        state.spare = Spare::Preparing;
+    }
+    // Detached and holding the log only weakly: a dropped log leaves a spare file that the next
+    // open deletes.
+    drop(shared.rt.spawn(prepare_spare(Rc::downgrade(shared))));
+}
+
+async fn prepare_spare(weak: Weak<Shared>) {
+    let Some(shared) = weak.upgrade() else { return };
+    let (rt, path, len) = (shared.rt.clone(), shared.spare_path(), shared.options.segment_bytes);
+    drop(shared);
+    let prepared = async {
+        let file = rt.disk().create(&path).await?;
+        file.truncate(0).await?;
+        file.allocate(len).await?;
+        file.sync().await?;
+        Ok::<File, std::io::Error>(file)
+    }
+    .await;
+    let Some(shared) = weak.upgrade() else { return };
+    // A failure here loses nothing: the next segment is then made where it is needed, and that
+    // reports the error if the disk still has it.
+    shared.state.borrow_mut().spare = match prepared {
+        Ok(file) => Spare::Ready(file),
+        Err(_) => Spare::Absent,
+    };
 }
 
 /// What the writer does next.
@@ -810,7 +899,7 @@ async fn write_batch(shared: &Rc<Shared>, batch: Vec<(u64, Vec<u8>)>) -> Result<
         strata_rt::sync::yield_now().await;
     }
     // Written and synced in one operation (RWF_DSYNC on io_uring): everything before `start` is
-    // durable already, and only the data needs syncing: the segment is preallocated, so no
+    // durable already, and only the data needs syncing: the segment is allocated whole, so no
     // metadata is needed to read the batch back (a size change, if any, is flushed too).
     let (result, _) = file.write_durable_at(buffer, start).await;
     result.map_err(|error| WalError::io("durable write", &path, error))?;

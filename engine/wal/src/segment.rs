@@ -3,6 +3,10 @@
 //! A segment is `{dir}/{id:016x}.wal`. Its first [`HEADER_BYTES`] bytes are the header below;
 //! records follow from offset [`HEADER_BYTES`]. A segment is created, given its header, preallocated
 //! and synced, and its name made durable with `sync_dir`, before any record in it is acknowledged.
+//!
+//! The next segment is usually made ready before it is needed, as [`SPARE_FILE_NAME`] in the same
+//! directory: allocated and synced, renamed to its segment name when the active one fills. A spare
+//! is never read as a segment; one left by a crash is deleted at open.
 
 /// `STRATWAL`.
 pub const MAGIC: [u8; 8] = *b"STRATWAL";
@@ -29,6 +33,9 @@ pub enum HeaderError {
     UnsupportedVersion(u32),
     BadChecksum,
 }
+
+/// The segment being made ready ahead of need (not a segment name: it does not parse as one).
+pub const SPARE_FILE_NAME: &str = "spare-segment";
 
 pub fn file_name(id: u64) -> String {
     format!("{id:016x}.wal")

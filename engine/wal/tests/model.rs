@@ -476,3 +476,55 @@ fn append_many_is_contiguous_and_durable() {
         assert_eq!(*data, vec![100 + position as u8; 30]);
     }
 }
+
+/// Segments are allocated whole from birth, the next one is made ready in the background and
+/// becomes the segment at a roll, and after a crash the active segment is allocated again past
+/// its last record (stale bytes there cut). A spare left by the crash does not disturb recovery.
+#[test]
+fn segments_are_allocated_whole_and_the_spare_becomes_the_next() {
+    let mut harness = Harness::new(5, FaultConfig::none(), false);
+    let segment_bytes = options().segment_bytes;
+    let spare = format!("{DIR}/{}", strata_wal::segment::SPARE_FILE_NAME);
+    wait_for_spare(&mut harness.sim, &spare, segment_bytes);
+    let first = format!("{DIR}/{}", strata_wal::segment::file_name(1));
+    let first_len = harness.sim.current_content(NODE, &first).unwrap().len() as u64;
+    assert_eq!(first_len, segment_bytes, "the first segment is allocated whole");
+    // A mark in the spare's last bytes, where no record of this test reaches.
+    let mark = b"spare!".to_vec();
+    let (spare_path, mark_at) = (spare.clone(), segment_bytes - mark.len() as u64);
+    let written = mark.clone();
+    run_on(&mut harness.sim, move |rt| async move {
+        let file = rt.disk().open(&spare_path).await.unwrap();
+        file.write_at(written, mark_at).await.0.unwrap();
+    });
+    let wal = harness.wal();
+    while wal.segment_count() < 2 {
+        harness.append(&[1000]);
+    }
+    let second = format!("{DIR}/{}", strata_wal::segment::file_name(2));
+    let content = harness.sim.current_content(NODE, &second).unwrap();
+    assert_eq!(content.len() as u64, segment_bytes, "the second segment is allocated whole");
+    assert_eq!(&content[mark_at as usize..], &mark[..], "the spare became the second segment");
+    wait_for_spare(&mut harness.sim, &spare, segment_bytes);
+    drop(wal);
+    harness.crash_and_reopen();
+    let content = harness.sim.current_content(NODE, &second).unwrap();
+    assert_eq!(content.len() as u64, segment_bytes, "allocated again after the reopen");
+    assert!(content[mark_at as usize..].iter().all(|&byte| byte == 0), "stale bytes are cut");
+}
+
+/// Runs the node until the spare segment at `path` is allocated whole.
+fn wait_for_spare(sim: &mut Sim, path: &str, len: u64) {
+    let path = path.to_string();
+    run_on(sim, move |rt| async move {
+        for _ in 0..1000 {
+            if let Ok(file) = rt.disk().open(&path).await {
+                if file.len().await.unwrap() == len {
+                    return;
+                }
+            }
+            rt.sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the spare {path} was not made ready");
+    });
+}
