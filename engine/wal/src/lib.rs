@@ -35,7 +35,7 @@ pub mod segment;
 
 pub use error::WalError;
 
-use recovery::{RecordLocation, SegmentInput};
+use recovery::{RecordLocation, ScannedSegment, SegmentInput};
 use segment::{SegmentHeader, HEADER_BYTES};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -266,6 +266,46 @@ async fn make_durable_after(dir: &str, segment: &Segment, witness: u64) -> Resul
     segment.file.sync().await.map_err(|error| WalError::io("sync", &path, error))
 }
 
+/// `read_segment` reads this much at a time.
+const READ_PIECE_BYTES: usize = 1 << 20;
+
+/// Reads a segment for recovery, all of it but a tail of whole pieces of zeros: the unwritten
+/// rest of an allocated segment, most of 64 MiB when the log has just rolled. Recovery reads
+/// zeros and the end of the file alike, so the tail need not be held in memory.
+async fn read_segment(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut zeros_behind = 0;
+    let mut piece = vec![0; READ_PIECE_BYTES];
+    let mut offset = 0;
+    while offset < len {
+        let want = (len - offset).min(READ_PIECE_BYTES as u64) as usize;
+        piece.resize(want, 0);
+        let (result, returned) = file.read_at(piece, offset).await;
+        piece = returned;
+        let count = result?;
+        if count < want {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("read {count} of {want} bytes at offset {offset}"),
+            ));
+        }
+        if is_zero(&piece) {
+            zeros_behind += count;
+        } else {
+            bytes.resize(bytes.len() + zeros_behind, 0);
+            zeros_behind = 0;
+            bytes.extend_from_slice(&piece);
+        }
+        offset += count as u64;
+    }
+    Ok(bytes)
+}
+
+/// Whether every byte is zero; a page at a time, each folded whole so the compiler vectorizes it.
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.chunks(4096).all(|page| page.iter().fold(0, |any, &byte| any | byte) == 0)
+}
+
 impl Wal {
     /// Opens (recovering) or creates the log in `dir`, and starts its writer task.
     pub async fn open(rt: &Runtime, dir: &str, options: Options) -> Result<Wal, WalError> {
@@ -289,14 +329,12 @@ impl Wal {
             let file =
                 disk.open(&path).await.map_err(|error| WalError::io("open", &path, error))?;
             let len = file.len().await.map_err(|error| WalError::io("len", &path, error))?;
-            let bytes = file
-                .read_exact_at(len as usize, 0)
+            let bytes = read_segment(&file, len)
                 .await
                 .map_err(|error| WalError::io("read", &path, error))?;
-            inputs.push(SegmentInput {
-                id,
-                scan: recovery::scan_segment(&bytes, options.payload_bytes_max()),
-            });
+            let scan = recovery::scan_segment(&bytes, options.payload_bytes_max())
+                .map(|scan| ScannedSegment { file_len: len, ..scan });
+            inputs.push(SegmentInput { id, scan });
             files.push(file);
         }
         let plan = recovery::plan(&inputs).map_err(|corruption| WalError::Corruption {
