@@ -7,10 +7,12 @@
 //!    durable before the reply), and
 //! 3. a 3-node Strata cluster on loopback (clients on the leader's node),
 //!
-//! printing requests/s and each Strata row's ratio to redis-server.
+//! printing requests/s and each Strata row's ratio to redis-server. The three run in rounds, in
+//! alternating order, and the table shows medians with the range of each ratio: this machine is
+//! shared, and one run of one side can be off by a fifth either way.
 //!
-//! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N]`
-//! (N requests per test, default 200000). `STRATA_NODE_BINARY` overrides where `node` is found
+//! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N
+//! [ROUNDS]]` (N requests per test, default 200000; ROUNDS default 3). `STRATA_NODE_BINARY` overrides where `node` is found
 //! (default: next to this binary); `STRATA_BENCH_DIR` picks the file system.
 
 use std::collections::BTreeMap;
@@ -186,35 +188,98 @@ fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
     rates
 }
 
+/// One round's rates: redis-server, 1-node Strata, 3-node Strata.
+struct Round {
+    anchor: BTreeMap<u32, Rates>,
+    single: BTreeMap<u32, Rates>,
+    cluster: BTreeMap<u32, Rates>,
+}
+
+/// Runs the three sides, in an order that alternates between rounds: a shared machine drifts,
+/// and it drifts for neighbours alike.
+fn round(binary: &Path, requests: u64, index: usize) -> Round {
+    if index.is_multiple_of(2) {
+        let anchor = redis_server(requests);
+        let single = strata(binary, 1, requests);
+        let cluster = strata(binary, 3, requests);
+        Round { anchor, single, cluster }
+    } else {
+        let cluster = strata(binary, 3, requests);
+        let single = strata(binary, 1, requests);
+        let anchor = redis_server(requests);
+        Round { anchor, single, cluster }
+    }
+}
+
+fn rate(rates: &BTreeMap<u32, Rates>, pipeline: u32, test: &str) -> f64 {
+    rates.get(&pipeline).and_then(|rates| rates.get(test)).copied().unwrap_or(0.0)
+}
+
+/// The median of `values` and their range.
+fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
 fn main() {
-    let requests: u64 =
-        std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(200_000);
+    let mut arguments = std::env::args().skip(1);
+    let requests: u64 = arguments.next().and_then(|text| text.parse().ok()).unwrap_or(200_000);
+    let rounds: usize = arguments.next().and_then(|text| text.parse().ok()).unwrap_or(3).max(1);
     let binary = node_binary();
     let version = Command::new("redis-server").arg("--version").output().map(|output| {
         String::from_utf8_lossy(&output.stdout).split_whitespace().nth(2).unwrap_or("?").to_string()
     });
-    let anchor = redis_server(requests);
-    let single = strata(&binary, 1, requests);
-    let cluster = strata(&binary, 3, requests);
+    let results: Vec<Round> = (0..rounds).map(|index| round(&binary, requests, index)).collect();
     println!(
         "redis-benchmark -q -n {requests} -c {CLIENTS}; anchor: redis-server {} with appendonly yes, appendfsync always",
         version.unwrap_or_default()
     );
     println!(
-        "{:<8} {:>3} {:>14} {:>14} {:>8} {:>14} {:>8}",
-        "test", "-P", "redis-server/s", "strata 1/s", "ratio", "strata 3/s", "ratio"
+        "{rounds} rounds in alternating order; rates and ratios are medians over the rounds, \
+         [the range of the ratio] beside them"
+    );
+    println!(
+        "{:<8} {:>3} {:>14} {:>12} {:>19} {:>12} {:>19}",
+        "test",
+        "-P",
+        "redis-server/s",
+        "strata 1/s",
+        "ratio [range]",
+        "strata 3/s",
+        "ratio [range]"
     );
     for pipeline in PIPELINES {
         for test in TESTS.split(',').map(str::to_uppercase) {
-            let rate =
-                |rates: &BTreeMap<u32, Rates>| rates[&pipeline].get(&test).copied().unwrap_or(0.0);
-            let (anchor_rate, single_rate, cluster_rate) =
-                (rate(&anchor), rate(&single), rate(&cluster));
-            let ratio = |value: f64| if anchor_rate > 0.0 { value / anchor_rate } else { 0.0 };
+            let column = |side: fn(&Round) -> &BTreeMap<u32, Rates>| {
+                median_and_range(
+                    results.iter().map(|round| rate(side(round), pipeline, &test)).collect(),
+                )
+            };
+            let ratios = |side: fn(&Round) -> &BTreeMap<u32, Rates>| {
+                median_and_range(
+                    results
+                        .iter()
+                        .map(|round| {
+                            let anchor = rate(&round.anchor, pipeline, &test);
+                            let value = rate(side(round), pipeline, &test);
+                            if anchor > 0.0 {
+                                value / anchor
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
+                )
+            };
+            let (anchor, _, _) = column(|round| &round.anchor);
+            let (single, _, _) = column(|round| &round.single);
+            let (cluster, _, _) = column(|round| &round.cluster);
+            let format_ratio =
+                |(median, low, high): (f64, f64, f64)| format!("{median:.2} [{low:.2}-{high:.2}]");
             println!(
-                "{test:<8} {pipeline:>3} {anchor_rate:>14.0} {single_rate:>14.0} {:>8.2} {cluster_rate:>14.0} {:>8.2}",
-                ratio(single_rate),
-                ratio(cluster_rate)
+                "{test:<8} {pipeline:>3} {anchor:>14.0} {single:>12.0} {:>19} {cluster:>12.0} {:>19}",
+                format_ratio(ratios(|round| &round.single)),
+                format_ratio(ratios(|round| &round.cluster)),
             );
         }
     }
