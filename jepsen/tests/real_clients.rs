@@ -120,6 +120,12 @@ fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
         .and_then(|value| value.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no WAL sync counter in /metrics:\n{metrics}"));
     assert!(syncs > 0, "writes were acknowledged without a WAL sync");
+    let waited = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("strata_raft_wal_sync_microseconds_total "))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no WAL sync time in /metrics:\n{metrics}"));
+    assert!(waited > 0, "syncs that took no time at all");
     assert!(metrics.contains("strata_raft_is_leader{shard=\"1\"} 1"), "{metrics}");
     drop(node); // kill -9: no graceful shutdown
     let node = start(&dir);

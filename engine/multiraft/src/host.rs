@@ -1185,17 +1185,18 @@ impl<M: StateMachine> Inner<M> {
         if !records.is_empty() {
             let started = self.rt.now();
             let (first, _) = self.wal.append_many(records).await?;
+            let now = self.rt.now();
+            let sync_time = now.saturating_duration_since(started);
             if entries_led > 0 {
                 let commit = &self.group_commit;
-                let now = self.rt.now();
                 let queued = leaders_queued_entries(&self.groups.borrow());
                 commit.expected.set(entries_led + queued);
-                let sync_time = now.saturating_duration_since(started);
                 commit.release_at.set(now + sync_time.min(self.config.group_commit_wait_max));
             }
             {
                 let mut stats = self.stats.borrow_mut();
                 stats.wal_syncs += 1;
+                stats.wal_sync_micros += sync_time.as_micros() as u64;
                 stats.entries_persisted += entries_count;
             }
             if checkpointed {

@@ -286,6 +286,9 @@ impl From<WalError> for HostError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostStats {
     pub wal_syncs: u64,
+    /// Time the rounds waited for their WAL appends to be durable, summed: over `wal_syncs`, the
+    /// mean latency of one sync.
+    pub wal_sync_micros: u64,
     pub entries_persisted: u64,
     pub entries_committed: u64,
     pub proposals: u64,

@@ -325,8 +325,13 @@ impl Pages for RaftCluster {
         let stats = self.host.stats();
         let mut out = String::new();
         let total = |value: u64| [(String::new(), value)];
-        let counters: [(&str, &str, u64); 14] = [
+        let counters: [(&str, &str, u64); 15] = [
             ("strata_raft_wal_syncs_total", "Syncs of the shared Raft WAL.", stats.wal_syncs),
+            (
+                "strata_raft_wal_sync_microseconds_total",
+                "Time spent waiting for WAL appends to be durable (over syncs: the mean sync).",
+                stats.wal_sync_micros,
+            ),
             (
                 "strata_raft_entries_persisted_total",
                 "Entries written to the WAL.",
