@@ -248,5 +248,11 @@ async fn durable_writes(rt: Runtime, _: Addresses) {
     assert_eq!(back, record, "the buffer comes back");
     assert_eq!(file.read_exact_at(record.len(), 100).await.unwrap(), record);
     assert_eq!(file.len().await.unwrap(), 1 << 16, "the write fell inside the allocation");
+    // Large enough that io_uring takes its asynchronous path rather than the inline one.
+    let large: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i % 249) as u8).collect();
+    let (written, back) = file.write_durable_at(large.clone(), 1 << 16).await;
+    written.unwrap();
+    assert_eq!(back.len(), large.len());
+    assert_eq!(file.read_exact_at(large.len(), 1 << 16).await.unwrap(), large);
 }
 conformance!(durable_write, durable_writes);

@@ -88,6 +88,43 @@ async fn transfer<B: IoMemory>(
     (Ok(done), buf)
 }
 
+/// A durable write of at most this many bytes may run inline (see `write_durable_inline`).
+const INLINE_DURABLE_WRITE_BYTES_MAX: usize = 1 << 20;
+
+/// `pwritev2(RWF_DSYNC)` on the reactor's own thread, blocking it for one write and its sync.
+///
+/// Through the ring, such a write cannot complete without blocking, so the kernel hands it to an
+/// io-wq worker thread, and the completion comes back through another wake-up. On a machine whose
+/// cores are busy those two hand-offs doubled the WAL's sync latency (Raft log syncs under
+/// `redis-benchmark SET -P 1` on 2 cores: 394 us through io-wq, 203 us inline; the disk's own
+/// write and fdatasync, 135 us) and with it every acknowledged write's. The reactor waits for
+/// the write either way (the log's group commit has nothing else to do while it syncs), but
+/// while it blocks here no socket or timer is served: so a write runs inline only while durable
+/// writes stay fast (a moving average under 2 ms) and small (1 MiB); past that the ring's
+/// asynchronous path keeps the reactor responsive to a slow disk.
+fn write_durable_inline(fd: RawFd, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &buf[done..];
+        let vector =
+            libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
+        let position = (offset + done as u64) as libc::off_t;
+        // SAFETY: `vector` points into `buf`, alive and unmoved for the duration of the call.
+        let written = unsafe { libc::pwritev2(fd, &vector, 1, position, libc::RWF_DSYNC) };
+        match written {
+            0 => return (Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")), buf),
+            count if count > 0 => done += count as usize,
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return (Err(error), buf);
+                }
+            }
+        }
+    }
+    (Ok(done), buf)
+}
+
 /// fsync (or fdatasync with `DATASYNC`) of an open descriptor. Never retried on failure: a failed
 /// fsync may have dropped the dirty pages, and a second one would report a false success.
 pub(crate) async fn fsync(descriptor: &Descriptor, flags: types::FsyncFlags) -> io::Result<()> {
@@ -145,8 +182,14 @@ impl FileBackend for UringFile {
     ) -> LocalBoxFuture<BufResult<()>> {
         let (descriptor, reactor, fd) = self.parts();
         Box::pin(async move {
-            let direction = Direction::WriteDurable;
-            let (result, buf) = transfer(&reactor, fd, buf, offset, direction).await;
+            let started = super::monotonic_nanos();
+            let (result, buf) =
+                if buf.len() <= INLINE_DURABLE_WRITE_BYTES_MAX && reactor.durable_writes_inline() {
+                    write_durable_inline(fd, buf, offset)
+                } else {
+                    transfer(&reactor, fd, buf, offset, Direction::WriteDurable).await
+                };
+            reactor.record_durable_write(super::monotonic_nanos().saturating_sub(started));
             drop(descriptor);
             (result.map(drop), buf)
         })

@@ -2,7 +2,9 @@
 //!
 //! Files, sockets and timers go through the ring. Two things do not, because io_uring has no
 //! operation for them: listing a directory (`getdents`) and creating, binding and listening on a
-//! socket; both are short set-up calls made directly.
+//! socket; both are short set-up calls made directly. A third does not because the ring would
+//! only hand it to a worker thread and back: a small durable write (a WAL batch) runs inline
+//! while durable writes stay fast (see `file::write_durable_inline`).
 //!
 //! Peer messages (`Runtime::net().send/receive`) travel over TCP through [`crate::transport`]
 //! when [`UringOptions::peers`] is set; without it, `send` drops (peer messages are unreliable)

@@ -31,6 +31,8 @@ pub const OPERATIONS_IN_FLIGHT_MAX: usize = 2 * RING_ENTRIES as usize - 64;
 const IO_WORKERS_BOUNDED_MAX: u32 = 64;
 /// Tasks polled between two looks at the ring, so I/O completions are not starved.
 const POLLS_PER_ROUND_MAX: usize = 256;
+/// Durable writes run inline while their moving average stays under this (see `file.rs`).
+const INLINE_DURABLE_WRITE_NANOS_MAX: u64 = 2_000_000;
 /// `user_data` of operations whose completion nobody waits for (cancels, closes).
 const IGNORED: u64 = u64::MAX;
 /// `user_data` of the eventfd read that wakes a sleeping reactor from another thread.
@@ -126,6 +128,8 @@ pub(crate) struct Reactor {
     /// dropped early (a request's timeout) costs no submission at all.
     timers: RefCell<BTreeMap<(u64, u64), Waker>>,
     timer_sequence: Cell<u64>,
+    /// Moving average of how long durable writes took (see `File::write_durable_at`).
+    durable_write_nanos: Cell<u64>,
 }
 
 impl Reactor {
@@ -182,6 +186,7 @@ impl Reactor {
             wakeup_buffer: Box::new(Cell::new(0)),
             timers: RefCell::new(BTreeMap::new()),
             timer_sequence: Cell::new(0),
+            durable_write_nanos: Cell::new(0),
         });
         reactor.arm_wakeup()?;
         Ok(reactor)
@@ -418,6 +423,17 @@ impl Reactor {
         let timespec =
             types::Timespec::new().sec(wait / 1_000_000_000).nsec((wait % 1_000_000_000) as u32);
         ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&timespec))
+    }
+
+    /// Whether durable writes run inline on this thread: while recent ones were fast.
+    pub(crate) fn durable_writes_inline(&self) -> bool {
+        self.durable_write_nanos.get() < INLINE_DURABLE_WRITE_NANOS_MAX
+    }
+
+    /// Folds one durable write's duration into the moving average (weight 1/8).
+    pub(crate) fn record_durable_write(&self, nanos: u64) {
+        let average = self.durable_write_nanos.get();
+        self.durable_write_nanos.set(average - average / 8 + nanos / 8);
     }
 
     // Timers.
