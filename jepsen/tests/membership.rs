@@ -29,8 +29,13 @@ impl Drop for Node {
     }
 }
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+/// `count` free loopback addresses, all distinct: each listener stays open until every address
+/// is chosen (one dropped at once may be handed out again by the next bind, and two nodes of
+/// this test then collide on it).
+fn free_addresses(count: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|listener| listener.local_addr().unwrap()).collect()
 }
 
 /// Node `id` (1-based) of `NODES`, every other one its peer, nodes 1-3 the initial voters.
@@ -96,7 +101,7 @@ fn leader(node: &Node) -> Option<usize> {
 fn a_node_joins_and_another_leaves_through_raft() {
     let directory = common::scratch("membership");
     let addresses: Vec<[SocketAddr; 3]> =
-        (0..NODES).map(|_| [free_address(), free_address(), free_address()]).collect();
+        free_addresses(3 * NODES).chunks(3).map(|chunk| [chunk[0], chunk[1], chunk[2]]).collect();
     let mut nodes: Vec<Option<Node>> =
         (1..=NODES).map(|id| Some(start(id, &directory, &addresses))).collect();
     eventually("the first three elect a leader and take a write", || {
