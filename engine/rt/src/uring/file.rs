@@ -185,6 +185,7 @@ impl FileBackend for UringFile {
             let started = super::monotonic_nanos();
             let (result, buf) =
                 if buf.len() <= INLINE_DURABLE_WRITE_BYTES_MAX && reactor.durable_writes_inline() {
+                    reactor.submit_queued();
                     write_durable_inline(fd, buf, offset)
                 } else {
                     transfer(&reactor, fd, buf, offset, Direction::WriteDurable).await

@@ -425,6 +425,17 @@ impl Reactor {
         ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&timespec))
     }
 
+    /// Hands what the tasks queued to the kernel now, without waiting: before this thread blocks
+    /// in a call of its own, so that the peer messages and replies queued before it go out
+    /// first (a leader's appends reach its followers while it syncs its own log).
+    pub(crate) fn submit_queued(&self) {
+        if self.ring.borrow_mut().submission().is_empty() {
+            return;
+        }
+        // A failure (the ring busy) leaves them queued for the next round, which retries.
+        let _ = self.ring.borrow().submit();
+    }
+
     /// Whether durable writes run inline on this thread: while recent ones were fast.
     pub(crate) fn durable_writes_inline(&self) -> bool {
         self.durable_write_nanos.get() < INLINE_DURABLE_WRITE_NANOS_MAX
