@@ -320,7 +320,9 @@ impl FileBackend for SimFile {
     fn allocate(&self, len: u64) -> LocalBoxFuture<io::Result<()>> {
         let inode = self.inode;
         // Space is not accounted in simulation: the file only grows to `len`, in zeros.
-        self.backend.disk_operation(DiskCost::Metadata, move |disk, _| disk.allocate(inode, len))
+        self.backend.disk_operation(DiskCost::Metadata, move |disk, context| {
+            disk.allocate(inode, len, context)
+        })
     }
 }
 

@@ -229,7 +229,9 @@ impl SimDisk {
         let latent = context.corruption(context.faults.latent_sector_error_probability);
         let file = self.inode(inode)?;
         let mut target = offset;
-        let file_len = file.current.len();
+        // Over bytes ever written: an allocated tail of zeros (most of a WAL segment) is not
+        // where a misdirected write hurts, and writing there would materialize all of it.
+        let file_len = file.current.written.len() as u64;
         if misdirect && file_len >= data.len() as u64 + SECTOR_SIZE {
             // Somewhere else in the file, sector-aligned, not where it was meant to go.
             let slots = (file_len - data.len() as u64) / SECTOR_SIZE + 1;
@@ -289,12 +291,21 @@ impl SimDisk {
         Ok(self.inode(inode)?.current.len())
     }
 
-    /// fallocate: extends the file to at least `len` with zeros, durable at the next sync.
-    pub fn allocate(&mut self, inode: u64, len: u64) -> io::Result<()> {
-        if len > self.inode(inode)?.current.len() {
-            self.set_len(inode, len)?;
+    /// fallocate and zeros: extends the file to at least `len`, durable at the next sync. Fails
+    /// as a write does (EIO, ENOSPC).
+    pub fn allocate(&mut self, inode: u64, len: u64, context: &mut DiskContext) -> io::Result<()> {
+        if len <= self.inode(inode)?.current.len() {
+            return Ok(());
         }
-        Ok(())
+        if context.fault(context.faults.write_error_probability) {
+            context.stats.write_errors += 1;
+            return Err(eio("allocate"));
+        }
+        if context.fault(context.faults.no_space_probability) {
+            context.stats.no_space_errors += 1;
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
+        }
+        self.set_len(inode, len)
     }
 
     pub fn set_len(&mut self, inode: u64, len: u64) -> io::Result<()> {

@@ -11,10 +11,11 @@
 //!   call returns [`WalError::Latched`] until the log is reopened by a restarted process.
 //! - A segment's header and name are durable before any record in it is acknowledged; segments
 //!   are never reused; a cut tail is truncated and synced before anything is written after it.
-//! - Segments are allocated whole (zeros written, not just reserved) and the next one is made
-//!   ready in the background ([`segment::SPARE_FILE_NAME`]): a record's durable write then syncs
-//!   only data, never metadata, and a full segment does not stall the log while its successor
-//!   is zeroed.
+//! - Segments are allocated whole (zeros written, not just reserved) and the next one is usually
+//!   made ready in the background ([`segment::SPARE_FILE_NAME`]): a record's durable write then
+//!   syncs only data, and a full segment does not wait for its successor to be zeroed. (After a
+//!   cut, `truncate_suffix`, the active segment is not allocated again: until the next roll its
+//!   syncs also flush the size.)
 //!
 //! # Fault model
 //!
@@ -269,10 +270,12 @@ async fn make_durable_after(dir: &str, segment: &Segment, witness: u64) -> Resul
 /// `read_segment` reads this much at a time.
 const READ_PIECE_BYTES: usize = 1 << 20;
 
-/// Reads a segment for recovery, all of it but a tail of whole pieces of zeros: the unwritten
-/// rest of an allocated segment, most of 64 MiB when the log has just rolled. Recovery reads
-/// zeros and the end of the file alike, so the tail need not be held in memory.
-async fn read_segment(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
+/// Reads a segment for recovery, all of it but the far part of a tail of whole pieces of zeros:
+/// the unwritten rest of an allocated segment, most of 64 MiB when the log has just rolled.
+/// `zeros_kept` bytes of that tail stay (the longest record): a record may end in zeros, and
+/// one that starts in the data and runs into the tail must read whole, as must a witness past
+/// the end. Beyond that nothing can reach, and recovery reads the end of the file as zeros.
+async fn read_segment(file: &File, len: u64, zeros_kept: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut zeros_behind = 0;
     let mut piece = vec![0; READ_PIECE_BYTES];
@@ -298,6 +301,7 @@ async fn read_segment(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
         }
         offset += count as u64;
     }
+    bytes.resize(bytes.len() + zeros_behind.min(zeros_kept), 0);
     Ok(bytes)
 }
 
@@ -329,7 +333,8 @@ impl Wal {
             let file =
                 disk.open(&path).await.map_err(|error| WalError::io("open", &path, error))?;
             let len = file.len().await.map_err(|error| WalError::io("len", &path, error))?;
-            let bytes = read_segment(&file, len)
+            let zeros_kept = record::encoded_len(options.record_bytes_max as usize);
+            let bytes = read_segment(&file, len, zeros_kept)
                 .await
                 .map_err(|error| WalError::io("read", &path, error))?;
             let scan = recovery::scan_segment(&bytes, options.payload_bytes_max())
@@ -837,9 +842,20 @@ async fn prepare_spare(weak: Weak<Shared>) {
     let Some(shared) = weak.upgrade() else { return };
     let (rt, path, len) = (shared.rt.clone(), shared.spare_path(), shared.options.segment_bytes);
     drop(shared);
+    let alive = || weak.strong_count() > 0;
+    let gone = || std::io::Error::other("the log was dropped");
+    // A file of its own (the old one unlinked first, then created exclusively): a task of a log
+    // dropped and reopened in this process may still be writing to the one it made.
     let prepared = async {
-        let file = rt.disk().create(&path).await?;
-        file.truncate(0).await?;
+        let disk = rt.disk();
+        match disk.remove(&path).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        let file = disk.create_new(&path).await?;
+        if !alive() {
+            return Err(gone());
+        }
         file.allocate(len).await?;
         file.sync().await?;
         Ok::<File, std::io::Error>(file)
@@ -937,8 +953,8 @@ async fn write_batch(shared: &Rc<Shared>, batch: Vec<(u64, Vec<u8>)>) -> Result<
         strata_rt::sync::yield_now().await;
     }
     // Written and synced in one operation (RWF_DSYNC on io_uring): everything before `start` is
-    // durable already, and only the data needs syncing: the segment is allocated whole, so no
-    // metadata is needed to read the batch back (a size change, if any, is flushed too).
+    // durable already, and only the data needs syncing: a segment is allocated whole, so no
+    // metadata is needed to read the batch back (a size change, after a cut, is flushed too).
     let (result, _) = file.write_durable_at(buffer, start).await;
     result.map_err(|error| WalError::io("durable write", &path, error))?;
     let mut state = shared.state.borrow_mut();

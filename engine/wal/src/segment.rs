@@ -1,8 +1,9 @@
 //! Segment files: naming and the fixed header at the front of each. Pure, no I/O.
 //!
 //! A segment is `{dir}/{id:016x}.wal`. Its first [`HEADER_BYTES`] bytes are the header below;
-//! records follow from offset [`HEADER_BYTES`]. A segment is created, given its header, preallocated
-//! and synced, and its name made durable with `sync_dir`, before any record in it is acknowledged.
+//! records follow from offset [`HEADER_BYTES`]. A segment is created and allocated whole (or taken
+//! from the spare below), given its header and synced, and its name made durable with `sync_dir`,
+//! before any record in it is acknowledged.
 //!
 //! The next segment is usually made ready before it is needed, as [`SPARE_FILE_NAME`] in the same
 //! directory: allocated and synced, renamed to its segment name when the active one fills. A spare
