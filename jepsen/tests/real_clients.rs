@@ -102,6 +102,15 @@ fn redis_py_resp2_and_resp3() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The value of the unlabelled counter `name` in a /metrics page.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+}
+
 #[test]
 fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
     let dir = common::scratch("clients-redis-cli");
@@ -114,17 +123,9 @@ fn redis_cli_and_a_restart_keeps_acknowledged_writes() {
     let (status, _) = http_get(node.http, "/health");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let (_, metrics) = http_get(node.http, "/metrics");
-    let syncs = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("strata_raft_wal_syncs_total "))
-        .and_then(|value| value.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no WAL sync counter in /metrics:\n{metrics}"));
+    let syncs = counter(&metrics, "strata_raft_wal_syncs_total");
     assert!(syncs > 0, "writes were acknowledged without a WAL sync");
-    let waited = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("strata_raft_wal_sync_microseconds_total "))
-        .and_then(|value| value.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no WAL sync time in /metrics:\n{metrics}"));
+    let waited = counter(&metrics, "strata_raft_wal_sync_microseconds_total");
     assert!(waited > 0, "syncs that took no time at all");
     assert!(metrics.contains("strata_raft_is_leader{shard=\"1\"} 1"), "{metrics}");
     drop(node); // kill -9: no graceful shutdown

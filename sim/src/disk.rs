@@ -93,6 +93,19 @@ fn eio(what: &str) -> io::Error {
     io::Error::other(format!("simulated EIO: {what}"))
 }
 
+/// The faults a write may meet before it reaches the file: EIO, ENOSPC.
+fn write_fault(context: &mut DiskContext, what: &str) -> io::Result<()> {
+    if context.fault(context.faults.write_error_probability) {
+        context.stats.write_errors += 1;
+        return Err(eio(what));
+    }
+    if context.fault(context.faults.no_space_probability) {
+        context.stats.no_space_errors += 1;
+        return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
+    }
+    Ok(())
+}
+
 fn not_found(path: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no such file or directory: {path}"))
 }
@@ -217,14 +230,7 @@ impl SimDisk {
         context.stats.disk_writes += 1;
         context.trace.fold(offset);
         context.trace.fold_bytes(data);
-        if context.fault(context.faults.write_error_probability) {
-            context.stats.write_errors += 1;
-            return Err(eio("write"));
-        }
-        if context.fault(context.faults.no_space_probability) {
-            context.stats.no_space_errors += 1;
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
-        }
+        write_fault(context, "write")?;
         let misdirect = context.corruption(context.faults.misdirected_write_probability);
         let latent = context.corruption(context.faults.latent_sector_error_probability);
         let file = self.inode(inode)?;
@@ -297,14 +303,7 @@ impl SimDisk {
         if len <= self.inode(inode)?.current.len() {
             return Ok(());
         }
-        if context.fault(context.faults.write_error_probability) {
-            context.stats.write_errors += 1;
-            return Err(eio("allocate"));
-        }
-        if context.fault(context.faults.no_space_probability) {
-            context.stats.no_space_errors += 1;
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
-        }
+        write_fault(context, "allocate")?;
         self.set_len(inode, len)
     }
 

@@ -654,3 +654,28 @@ pub(crate) fn check(result: i32) -> io::Result<u32> {
         Ok(result as u32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durable writes run inline while they are fast, go through the ring once a slow disk pulls
+    /// the moving average past the limit, and come back inline once it is fast again.
+    #[test]
+    fn durable_writes_leave_the_thread_while_the_disk_is_slow() {
+        let reactor = Reactor::new().expect("io_uring");
+        assert!(reactor.durable_writes_inline(), "a new reactor writes inline");
+        for _ in 0..8 {
+            reactor.record_durable_write(200_000);
+        }
+        assert!(reactor.durable_writes_inline(), "fast writes stay inline");
+        reactor.record_durable_write(50_000_000);
+        assert!(!reactor.durable_writes_inline(), "one stall moves writes to the ring");
+        let mut writes = 0;
+        while !reactor.durable_writes_inline() {
+            reactor.record_durable_write(200_000);
+            writes += 1;
+            assert!(writes < 64, "fast writes never brought the average back");
+        }
+    }
+}
