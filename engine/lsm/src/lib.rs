@@ -322,12 +322,23 @@ async fn read_whole(rt: &Runtime, path: &str) -> Result<Option<Vec<u8>>, LsmErro
     Ok(Some(bytes))
 }
 
-fn apply(memtable: &mut Memtable, batch: WriteBatch, wal_index: u64) {
+/// Applies `batch` to `memtable`; `snapshots` (the live ones) keep the versions they read.
+fn apply(
+    memtable: &mut Memtable,
+    batch: WriteBatch,
+    wal_index: u64,
+    snapshots: &BTreeMap<u64, usize>,
+) {
+    let observed = |hidden: u64, by: u64| snapshots.range(hidden..by).next().is_some();
     for (position, operation) in batch.operations.into_iter().enumerate() {
         let sequence = batch::sequence(wal_index, position);
         match operation {
-            Operation::Put { key, value } => memtable.insert(key, sequence, Kind::Put, value),
-            Operation::Delete { key } => memtable.insert(key, sequence, Kind::Delete, Vec::new()),
+            Operation::Put { key, value } => {
+                memtable.insert(key, sequence, Kind::Put, value, observed)
+            }
+            Operation::Delete { key } => {
+                memtable.insert(key, sequence, Kind::Delete, Vec::new(), observed)
+            }
             Operation::DeleteRange { start, end } => {
                 memtable.insert_tombstone(RangeTombstone { start, end, sequence })
             }
@@ -425,7 +436,7 @@ impl Db {
                         format!("record {index}: {reason}"),
                     )
                 })?;
-                apply(&mut active, batch, index);
+                apply(&mut active, batch, index, &BTreeMap::new());
                 if active.size_bytes() >= options.memtable_bytes_max {
                     immutables.push(Rc::new(std::mem::take(&mut active)));
                 }
@@ -542,7 +553,8 @@ impl Db {
             });
         }
         state.stats.user_bytes_written += batch.size_bytes as u64;
-        apply(&mut state.active, batch, log_index);
+        let fields = &mut *state;
+        apply(&mut fields.active, batch, log_index, &fields.snapshots);
         state.applied_index = log_index;
         freeze_if_full(inner, &mut state);
         drop(state);
@@ -963,7 +975,8 @@ async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError
     .await?;
     {
         let mut state = inner.state.borrow_mut();
-        apply(&mut state.active, batch, index);
+        let fields = &mut *state;
+        apply(&mut fields.active, batch, index, &fields.snapshots);
         state.applied_index = index;
         state.stats.user_bytes_written += size as u64;
         freeze_if_full(inner, &mut state);

@@ -1,7 +1,6 @@
 //! The memtable: recent writes in memory, multi-versioned by sequence number, with range
 //! tombstones kept beside the point entries. Lost on crash; the WAL replays it.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -62,12 +61,33 @@ pub fn tombstone_sequence(tombstones: &[RangeTombstone], key: &[u8], snapshot: u
         .unwrap_or(0)
 }
 
-/// (key, sequence newest first): the memtable's internal key order.
-type InternalKey = (Vec<u8>, Reverse<u64>);
+/// One version of a key in the memtable.
+struct Version {
+    sequence: u64,
+    kind: Kind,
+    value: Vec<u8>,
+}
+
+/// The versions of one key: the newest, and older ones some snapshot may still read.
+struct Versions {
+    newest: Version,
+    /// Oldest first.
+    older: Vec<Version>,
+}
+
+impl Versions {
+    /// Newest first.
+    fn iter(&self) -> impl Iterator<Item = &Version> {
+        std::iter::once(&self.newest).chain(self.older.iter().rev())
+    }
+}
+
+/// What the memtable counts for one version besides its value (and its key, once per key).
+const VERSION_OVERHEAD_BYTES: usize = 48;
 
 #[derive(Default)]
 pub struct Memtable {
-    entries: BTreeMap<InternalKey, (Kind, Vec<u8>)>,
+    entries: BTreeMap<Vec<u8>, Versions>,
     tombstones: Vec<RangeTombstone>,
     size_bytes: usize,
     /// Highest WAL index applied here (0: none).
@@ -77,13 +97,37 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    pub fn insert(&mut self, key: Vec<u8>, sequence: u64, kind: Kind, value: Vec<u8>) {
-        self.size_bytes += key.len() + value.len() + 48;
-        self.entries.insert((key, Reverse(sequence)), (kind, value));
+    /// Adds a version of `key` newer than any it has. The version it hides is dropped unless
+    /// `observed(hidden, sequence)`: some live snapshot reads at a sequence in
+    /// `hidden..sequence`. So a key written over and over takes the room of one version, not
+    /// of every write since the last flush (a compaction would drop them anyway).
+    pub fn insert(
+        &mut self,
+        key: Vec<u8>,
+        sequence: u64,
+        kind: Kind,
+        value: Vec<u8>,
+        observed: impl Fn(u64, u64) -> bool,
+    ) {
+        self.size_bytes += value.len() + VERSION_OVERHEAD_BYTES;
+        let version = Version { sequence, kind, value };
+        let Some(versions) = self.entries.get_mut(key.as_slice()) else {
+            self.size_bytes += key.len();
+            self.entries.insert(key, Versions { newest: version, older: Vec::new() });
+            return;
+        };
+        let hidden = versions.newest.sequence;
+        assert!(sequence > hidden, "memtable version {sequence} of a key after {hidden}");
+        let hidden = std::mem::replace(&mut versions.newest, version);
+        if observed(hidden.sequence, sequence) {
+            versions.older.push(hidden);
+        } else {
+            self.size_bytes -= hidden.value.len() + VERSION_OVERHEAD_BYTES;
+        }
     }
 
     pub fn insert_tombstone(&mut self, tombstone: RangeTombstone) {
-        self.size_bytes += tombstone.start.len() + tombstone.end.len() + 48;
+        self.size_bytes += tombstone.start.len() + tombstone.end.len() + VERSION_OVERHEAD_BYTES;
         self.tombstones.push(tombstone);
     }
 
@@ -97,9 +141,9 @@ impl Memtable {
 
     /// The newest version of `key` at or below `snapshot`.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Option<(u64, Kind, &[u8])> {
-        let from = (key.to_vec(), Reverse(snapshot));
-        let ((found, Reverse(sequence)), (kind, value)) = self.entries.range(from..).next()?;
-        (found.as_slice() == key).then_some((*sequence, *kind, value.as_slice()))
+        let versions = self.entries.get(key)?;
+        let version = versions.iter().find(|version| version.sequence <= snapshot)?;
+        Some((version.sequence, version.kind, version.value.as_slice()))
     }
 
     pub fn tombstone_sequence(&self, key: &[u8], snapshot: u64) -> u64 {
@@ -112,36 +156,25 @@ impl Memtable {
 
     /// Every version in `range` (all sequences), in (key, newest first) order.
     pub fn entries_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<Entry> {
-        let lower = match start {
-            Bound::Included(key) => Bound::Included((key.to_vec(), Reverse(u64::MAX))),
-            Bound::Excluded(key) => Bound::Excluded((key.to_vec(), Reverse(0))),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let upper = match end {
-            Bound::Included(key) => Bound::Included((key.to_vec(), Reverse(0))),
-            Bound::Excluded(key) => Bound::Excluded((key.to_vec(), Reverse(u64::MAX))),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        self.entries
-            .range((lower, upper))
-            .map(|((key, Reverse(sequence)), (kind, value))| Entry {
-                key: key.clone(),
-                sequence: *sequence,
-                kind: *kind,
-                value: value.clone(),
-            })
-            .collect()
+        self.entries.range::<[u8], _>((start, end)).flat_map(entries_of).collect()
     }
 
     /// Every entry, for a flush.
     pub fn all_entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.entries.iter().map(|((key, Reverse(sequence)), (kind, value))| Entry {
-            key: key.clone(),
-            sequence: *sequence,
-            kind: *kind,
-            value: value.clone(),
-        })
+        self.entries.iter().flat_map(entries_of)
     }
+}
+
+/// The versions of one key as entries, newest first.
+fn entries_of<'a>(
+    (key, versions): (&'a Vec<u8>, &'a Versions),
+) -> impl Iterator<Item = Entry> + 'a {
+    versions.iter().map(|version| Entry {
+        key: key.clone(),
+        sequence: version.sequence,
+        kind: version.kind,
+        value: version.value.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -151,14 +184,32 @@ mod tests {
     #[test]
     fn newest_version_at_a_snapshot() {
         let mut memtable = Memtable::default();
-        memtable.insert(b"k".to_vec(), 5, Kind::Put, b"old".to_vec());
-        memtable.insert(b"k".to_vec(), 9, Kind::Delete, Vec::new());
-        memtable.insert(b"l".to_vec(), 1, Kind::Put, b"x".to_vec());
+        let observed = |_, _| true;
+        memtable.insert(b"k".to_vec(), 5, Kind::Put, b"old".to_vec(), observed);
+        memtable.insert(b"k".to_vec(), 9, Kind::Delete, Vec::new(), observed);
+        memtable.insert(b"l".to_vec(), 1, Kind::Put, b"x".to_vec(), observed);
         assert_eq!(memtable.get(b"k", 4), None);
         assert_eq!(memtable.get(b"k", 5), Some((5, Kind::Put, &b"old"[..])));
         assert_eq!(memtable.get(b"k", 100), Some((9, Kind::Delete, &b""[..])));
         assert_eq!(memtable.get(b"j", 100), None);
         let all = memtable.entries_in(Bound::Included(b"k"), Bound::Excluded(b"l"));
         assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn a_version_no_snapshot_reads_is_dropped_when_hidden() {
+        let mut memtable = Memtable::default();
+        // A snapshot at 6 reads version 5 (hidden by 9), none reads 9 (hidden by 12).
+        let observed = |hidden: u64, by: u64| (hidden..by).contains(&6);
+        memtable.insert(b"k".to_vec(), 5, Kind::Put, b"five".to_vec(), observed);
+        let one_version = memtable.size_bytes();
+        memtable.insert(b"k".to_vec(), 9, Kind::Put, b"nine".to_vec(), observed);
+        memtable.insert(b"k".to_vec(), 12, Kind::Put, b"12__".to_vec(), observed);
+        assert_eq!(memtable.get(b"k", 6), Some((5, Kind::Put, &b"five"[..])));
+        assert_eq!(memtable.get(b"k", 11), Some((5, Kind::Put, &b"five"[..])), "9 is gone");
+        assert_eq!(memtable.get(b"k", 12), Some((12, Kind::Put, &b"12__"[..])));
+        let sequences: Vec<u64> = memtable.all_entries().map(|entry| entry.sequence).collect();
+        assert_eq!(sequences, [12, 5]);
+        assert_eq!(memtable.size_bytes(), 2 * one_version - 1, "the key counts once");
     }
 }
