@@ -409,17 +409,19 @@ impl<M: StateMachine> Host<M> {
             return failed(error);
         }
         inner.stats.borrow_mut().proposals += commands.len() as u64;
+        // One timer for the whole batch: they were proposed together and apply in order.
         let deadline = inner.rt.now() + inner.config.request_timeout;
         let mut outputs = Vec::with_capacity(commands.len());
-        for (id, completion) in ids.into_iter().zip(completions) {
-            outputs.push(match inner.rt.timeout_at(deadline, completion).await {
-                Ok(Some(result)) => result,
-                Ok(None) => Err(HostError::Stopped),
-                Err(_) => {
-                    self.forget_proposal(group, id);
-                    Err(HostError::Timeout)
-                }
-            });
+        let all_done = async {
+            for completion in completions {
+                outputs.push(completion.await.unwrap_or(Err(HostError::Stopped)));
+            }
+        };
+        if inner.rt.timeout_at(deadline, all_done).await.is_err() {
+            for &id in &ids[outputs.len()..] {
+                self.forget_proposal(group, id);
+                outputs.push(Err(HostError::Timeout));
+            }
         }
         outputs
     }

@@ -83,7 +83,7 @@ const W: u16 = WRITE;
 const R: u16 = READONLY;
 const C: u16 = CONNECTION;
 
-/// Every command, sorted by name (binary search).
+/// Every command, sorted by name (COMMAND lists them in this order).
 pub const COMMANDS: &[CommandSpec] = &[
     spec("append", 3, W, ONE, "string", "Appends a string to the value of a key."),
     spec("auth", -2, C | NO_AUTH, NONE, "connection", "Authenticates the connection."),
@@ -474,16 +474,58 @@ pub const COMMANDS: &[CommandSpec] = &[
     .keys_counted_at(2),
 ];
 
-/// The spec of `name` (any case).
+/// The spec of `name` (any case). Every request looks its name up several times (to plan it,
+/// then to run it on each replica), so this is a hash probe, not a search.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    if name.len() > 32 {
+    if name.len() > NAME_BYTES_MAX {
         return None;
     }
-    let lower = name.to_ascii_lowercase();
-    COMMANDS
-        .binary_search_by(|spec| spec.name.as_bytes().cmp(&lower))
-        .ok()
-        .map(|position| &COMMANDS[position])
+    let mut slot = name_hash(name) & (NAME_INDEX_SLOTS - 1);
+    loop {
+        let position = NAME_INDEX[slot];
+        if position == NAME_INDEX_EMPTY {
+            return None;
+        }
+        let spec = &COMMANDS[usize::from(position)];
+        if spec.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some(spec);
+        }
+        slot = (slot + 1) & (NAME_INDEX_SLOTS - 1);
+    }
+}
+
+/// Longer than any command's name.
+const NAME_BYTES_MAX: usize = 32;
+/// Slots of the open-addressing name index: a power of two, over twice the commands.
+const NAME_INDEX_SLOTS: usize = 1024;
+const NAME_INDEX_EMPTY: u16 = u16::MAX;
+static NAME_INDEX: [u16; NAME_INDEX_SLOTS] = name_index();
+
+/// FNV-1a of the name in lower case.
+const fn name_hash(name: &[u8]) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut at = 0;
+    while at < name.len() {
+        hash = (hash ^ name[at].to_ascii_lowercase() as u64).wrapping_mul(0x0100_0000_01b3);
+        at += 1;
+    }
+    hash as usize
+}
+
+/// Each command's position in [`COMMANDS`], at the slot of its name's hash or the next free.
+const fn name_index() -> [u16; NAME_INDEX_SLOTS] {
+    assert!(COMMANDS.len() * 2 < NAME_INDEX_SLOTS);
+    let mut index = [NAME_INDEX_EMPTY; NAME_INDEX_SLOTS];
+    let mut position = 0;
+    while position < COMMANDS.len() {
+        let mut slot = name_hash(COMMANDS[position].name.as_bytes()) & (NAME_INDEX_SLOTS - 1);
+        while index[slot] != NAME_INDEX_EMPTY {
+            slot = (slot + 1) & (NAME_INDEX_SLOTS - 1);
+        }
+        index[slot] = position as u16;
+        position += 1;
+    }
+    index
 }
 
 impl CommandSpec {
@@ -642,6 +684,9 @@ pub fn shard_of_slot(slot: u32, shard_count: u32) -> u32 {
 }
 
 pub fn shard_of_key(key: &[u8], shard_count: u32) -> u32 {
+    if shard_count == 1 {
+        return 0; // Not worth a CRC of the key.
+    }
     shard_of_slot(slot(key), shard_count)
 }
 
@@ -657,6 +702,10 @@ mod tests {
         for spec in COMMANDS {
             assert!(spec.arity != 0, "{}", spec.name);
             assert!(lookup(spec.name.to_uppercase().as_bytes()) == Some(spec));
+            assert!(lookup(spec.name.as_bytes()) == Some(spec));
+        }
+        for unknown in ["", "gett", "se", "nosuchcommand", "ＧＥＴ", "get\0"] {
+            assert!(lookup(unknown.as_bytes()).is_none(), "{unknown:?}");
         }
     }
 

@@ -78,7 +78,21 @@ fn put_command(out: &mut Vec<u8>, arguments: &[Vec<u8>]) {
     }
 }
 
+/// Bytes [`put_command`] writes.
+fn command_len(arguments: &[Vec<u8>]) -> usize {
+    4 + arguments.iter().map(|argument| 4 + argument.len()).sum::<usize>()
+}
+
 impl Entry {
+    /// The encoding's length for a lone command (the usual entry), a start for the others.
+    fn encoded_len_estimate(&self) -> usize {
+        let header = 2 + 8;
+        match self {
+            Entry::Command { arguments, .. } => header + command_len(arguments),
+            _ => header + 64,
+        }
+    }
+
     pub fn now_ms(&self) -> u64 {
         match self {
             Entry::Command { now_ms, .. }
@@ -89,7 +103,8 @@ impl Entry {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ENTRY_FORMAT];
+        let mut out = Vec::with_capacity(self.encoded_len_estimate());
+        out.push(ENTRY_FORMAT);
         let kind = match self {
             Entry::Command { .. } => KIND_COMMAND,
             Entry::Transaction { .. } => KIND_TRANSACTION,
@@ -249,6 +264,9 @@ mod tests {
         for entry in entries {
             let bytes = entry.encode();
             assert_eq!(bytes[0], ENTRY_FORMAT);
+            if matches!(entry, Entry::Command { .. }) {
+                assert_eq!(bytes.len(), entry.encoded_len_estimate(), "exact for a command");
+            }
             assert_eq!(Entry::decode(&bytes).unwrap(), entry);
             for cut in 0..bytes.len() {
                 assert!(Entry::decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");

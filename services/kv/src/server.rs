@@ -570,8 +570,13 @@ impl<C: Cluster> Connection<C> {
 
     /// What is noted of every request (`name`: of a known command).
     fn count_command(&self, name: Option<&str>) {
+        self.count_command_at(name, self.rt.now());
+    }
+
+    /// [`Self::count_command`] for a request of a run, which reads the clock once.
+    fn count_command_at(&self, name: Option<&str>, now: strata_rt::Instant) {
         self.state.commands_total.set(self.state.commands_total.get() + 1);
-        self.info.last_command.set(self.rt.now());
+        self.info.last_command.set(now);
         if let Some(name) = name {
             let mut command = self.info.command.borrow_mut();
             command.clear();
@@ -582,11 +587,12 @@ impl<C: Cluster> Connection<C> {
     /// Plain writes to `shard`, each proposed before any is awaited and in request order: the
     /// host appends them to the shard's log in that order, so their effects and replies keep it.
     async fn write_run(&self, shard: u32, run: Vec<(Vec<Vec<u8>>, &str)>, out: &mut Vec<u8>) {
+        let (now, now_ms) = (self.rt.now(), self.now_ms());
         let entries = run
             .into_iter()
             .map(|(arguments, name)| {
-                self.count_command(Some(name));
-                Entry::Command { now_ms: self.now_ms(), arguments }.encode()
+                self.count_command_at(Some(name), now);
+                Entry::Command { now_ms, arguments }.encode()
             })
             .collect();
         for reply in self.cluster.write_many(shard, entries).await {
@@ -708,12 +714,13 @@ impl<C: Cluster> Connection<C> {
 
     /// The one shard of `keys`, or CROSSSLOT.
     fn one_shard(&self, keys: &[&[u8]]) -> Result<u32, Reply> {
-        let shards: BTreeSet<u32> =
-            keys.iter().map(|key| shard_of(key, self.shard_count())).collect();
-        match shards.len() {
-            0 => Ok(0),
-            1 => Ok(*shards.first().expect("one shard")),
-            _ => Err(Reply::error(CROSSSLOT)),
+        let shard_count = self.shard_count();
+        let mut shards = keys.iter().map(|key| shard_of(key, shard_count));
+        let first = shards.next().unwrap_or(0);
+        if shards.all(|shard| shard == first) {
+            Ok(first)
+        } else {
+            Err(Reply::error(CROSSSLOT))
         }
     }
 
