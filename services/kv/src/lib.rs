@@ -12,6 +12,7 @@
 
 pub mod command;
 mod commands;
+pub mod cursors;
 pub mod entry;
 pub mod fuzz;
 pub mod glob;

@@ -38,6 +38,7 @@
 //! key that is still expired at the entry's `now_ms`.
 
 use crate::commands;
+use crate::cursors::Cursors;
 use crate::entry::Entry;
 use crate::layout;
 use crate::resp::{Protocol, Reply};
@@ -313,6 +314,7 @@ pub struct Machine {
     /// Reads served: part of a read's random seed, so that two SRANDMEMBERs in one millisecond
     /// with no write between them still draw differently.
     reads_count: Cell<u64>,
+    cursors: RefCell<Cursors>,
     failure: RefCell<Option<MachineError>>,
 }
 
@@ -358,6 +360,7 @@ impl Machine {
             shared,
             applying: Cell::new(false),
             reads_count: Cell::new(0),
+            cursors: RefCell::new(Cursors::new(rt.rng().next_u64())),
             failure: RefCell::new(None),
         })
     }
@@ -416,7 +419,7 @@ impl Machine {
                 };
             }
         };
-        let mut context = Context::for_apply(&self.db, entry.now_ms(), index);
+        let mut context = Context::for_apply(&self.db, &self.cursors, entry.now_ms(), index);
         let lone_publish = matches!(&entry, Entry::Command { arguments, .. }
             if arguments[0].eq_ignore_ascii_case(b"publish"));
         let lone_command = matches!(entry, Entry::Command { .. });
@@ -494,7 +497,7 @@ impl Machine {
             ^ self.applied_index()
             ^ self.reads_count.get().rotate_left(32);
         let read = async || {
-            let mut context = Context::for_read(&self.db, now_ms, seed);
+            let mut context = Context::for_read(&self.db, &self.cursors, now_ms, seed);
             commands::execute(&mut context, arguments).await
         };
         match read_again_on_replace(read).await {
@@ -505,7 +508,8 @@ impl Machine {
 
     /// The WATCH version of `key` now (see `layout`): compared again when EXEC applies.
     pub async fn watch_version(&self, key: &[u8], now_ms: u64) -> Result<u64, Reply> {
-        let read = async || Context::for_read(&self.db, now_ms, 0).watch_version(key).await;
+        let read =
+            async || Context::for_read(&self.db, &self.cursors, now_ms, 0).watch_version(key).await;
         read_again_on_replace(read).await.map_err(|fail| match fail {
             Fail::Reply(reply) => reply,
             Fail::Storage(error) => Reply::error(format!("ERR storage: {error}")),
@@ -562,7 +566,7 @@ impl Machine {
 
     /// Up to `limit` keys whose deadline is at or before `now_ms` (for an `Entry::Expire`).
     pub async fn expired_keys(&self, now_ms: u64, limit: usize) -> Vec<Vec<u8>> {
-        let context = Context::for_read(&self.db, now_ms, 0);
+        let context = Context::for_read(&self.db, &self.cursors, now_ms, 0);
         let start = layout::expiry_key(0, b"");
         let end = layout::expiry_key(now_ms.saturating_add(1), b"");
         let Ok(records) = context.scan_raw(&start, Some(&end), limit).await else {

@@ -9,8 +9,10 @@
 //! - Metadata is written only for keys whose metadata was loaded first in the same context, so
 //!   the expiry index is kept exactly in step with the metadata's deadline.
 
+use crate::cursors::Cursors;
 use crate::layout::{self, Metadata};
 use crate::resp::Reply;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use strata_lsm::{Db, LsmError, Snapshot, WriteBatch};
@@ -59,6 +61,8 @@ pub enum Effect {
 
 pub struct Context<'a> {
     db: &'a Db,
+    /// The shard's collection-scan cursors (node-local: they change no replicated state).
+    pub cursors: &'a RefCell<Cursors>,
     snapshot: Option<Snapshot>,
     /// Unix ms: the entry's `now_ms` when applying, the node's clock for a read.
     pub now_ms: u64,
@@ -79,17 +83,28 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn for_read(db: &'a Db, now_ms: u64, seed: u64) -> Context<'a> {
+    pub fn for_read(
+        db: &'a Db,
+        cursors: &'a RefCell<Cursors>,
+        now_ms: u64,
+        seed: u64,
+    ) -> Context<'a> {
         let snapshot = Some(db.snapshot());
-        Context::new(db, snapshot, now_ms, None, seed)
+        Context::new(db, cursors, snapshot, now_ms, None, seed)
     }
 
-    pub fn for_apply(db: &'a Db, now_ms: u64, index: u64) -> Context<'a> {
-        Context::new(db, None, now_ms, Some(index), index)
+    pub fn for_apply(
+        db: &'a Db,
+        cursors: &'a RefCell<Cursors>,
+        now_ms: u64,
+        index: u64,
+    ) -> Context<'a> {
+        Context::new(db, cursors, None, now_ms, Some(index), index)
     }
 
     fn new(
         db: &'a Db,
+        cursors: &'a RefCell<Cursors>,
         snapshot: Option<Snapshot>,
         now_ms: u64,
         index: Option<u64>,
@@ -97,6 +112,7 @@ impl<'a> Context<'a> {
     ) -> Context<'a> {
         Context {
             db,
+            cursors,
             snapshot,
             now_ms,
             index,

@@ -410,3 +410,85 @@ fn object_encodings_change_at_redis_thresholds() {
         }
     });
 }
+
+/// One HSCAN/SSCAN/ZSCAN call: the next cursor and the items replied.
+async fn scan_step(client: &mut Client, command: &str) -> (u64, Vec<Vec<u8>>) {
+    let Reply::Array(mut reply) = client.call(command).await else { panic!("{command}: array") };
+    let items = bulks(reply.pop().expect("[cursor, items]"));
+    let Some(Reply::Bulk(cursor)) = reply.pop() else { panic!("{command}: a cursor") };
+    (String::from_utf8(cursor).unwrap().parse().expect("an integer cursor"), items)
+}
+
+/// HSCAN, SSCAN and ZSCAN resume at the next element, wherever it moved: while others are
+/// removed and added between calls, every element present for the whole iteration comes back
+/// exactly once (an offset into the elements would skip some), and an element removed before
+/// it was reached never does. A cursor belongs to its key; a made-up one is an error.
+#[test]
+fn collection_scans_resume_at_the_next_element() {
+    with_server(6, |rt, address| async move {
+        let mut client = Client::connect(&rt, address, 2).await;
+        let fields: Vec<String> = (0..600).map(|index| format!("f{index:04}")).collect();
+        let pairs: Vec<String> = fields.iter().map(|field| format!("{field} v{field}")).collect();
+        assert_eq!(
+            client.call(&format!("HSET {{t}}h {}", pairs.join(" "))).await,
+            Reply::Integer(600)
+        );
+        assert_eq!(
+            client.call(&format!("SADD {{t}}s {}", fields.join(" "))).await,
+            Reply::Integer(600)
+        );
+        let scores: Vec<String> = fields.iter().map(|field| format!("1.5 {field}")).collect();
+        assert_eq!(
+            client.call(&format!("ZADD {{t}}z {}", scores.join(" "))).await,
+            Reply::Integer(600)
+        );
+        let removers =
+            [("HSCAN {t}h", "HDEL {t}h"), ("SSCAN {t}s", "SREM {t}s"), ("ZSCAN {t}z", "ZREM {t}z")];
+        for (scan, remove) in removers {
+            let with_values = !scan.starts_with("SSCAN");
+            let (mut cursor, mut seen, mut calls) = (0, Vec::new(), 0);
+            loop {
+                let (next, items) =
+                    scan_step(&mut client, &format!("{scan} {cursor} COUNT 7")).await;
+                let step = if with_values { 2 } else { 1 };
+                for pair in items.chunks(step) {
+                    if with_values {
+                        let expected = if scan.starts_with("ZSCAN") {
+                            b"1.5".to_vec()
+                        } else {
+                            [b"v", &pair[0][..]].concat()
+                        };
+                        assert_eq!(pair[1], expected, "{scan}: value of {:?}", pair[0]);
+                    }
+                    seen.push(String::from_utf8(pair[0].clone()).unwrap());
+                }
+                calls += 1;
+                if next == 0 {
+                    break;
+                }
+                assert!(next >= 1 << 40, "{scan}: cursor {next}");
+                // Remove two elements already returned (an offset would then skip two) and,
+                // in the first 50 calls, one far ahead of the cursor.
+                let behind = format!("{} {}", fields[calls * 2 - 2], fields[calls * 2 - 1]);
+                let ahead = if calls <= 50 { fields[599 - calls].as_str() } else { "" };
+                client.call(format!("{remove} {behind} {ahead}").trim_end()).await;
+                cursor = next;
+            }
+            let removed_ahead: Vec<&String> = (1..=50).map(|call| &fields[599 - call]).collect();
+            let expected: Vec<&String> =
+                fields.iter().filter(|field| !removed_ahead.contains(field)).collect();
+            let got: Vec<&String> = seen.iter().collect();
+            assert_eq!(got, expected, "{scan}: each element once, in order, none removed ahead");
+            assert_eq!(calls, 550_usize.div_ceil(7), "{scan}: calls of COUNT 7");
+        }
+        let (cursor, _) = scan_step(&mut client, "HSCAN {t}h 0 COUNT 3").await;
+        let other = client.call(&format!("SSCAN {{t}}s {cursor}")).await;
+        assert!(matches!(other, Reply::Error(text) if text.starts_with("ERR invalid cursor")));
+        let made_up = client.call("HSCAN {t}h 12345").await;
+        assert!(matches!(made_up, Reply::Error(text) if text.starts_with("ERR invalid cursor")));
+        let (_, matched) =
+            scan_step(&mut client, "HSCAN {t}h 0 MATCH *9 COUNT 1000 NOVALUES").await;
+        assert!(!matched.is_empty() && matched.iter().all(|field| field.ends_with(b"9")));
+        assert_eq!(scan_step(&mut client, "SSCAN {t}nothing 0").await, (0, Vec::new()));
+    });
+}

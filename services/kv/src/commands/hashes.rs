@@ -2,7 +2,9 @@
 //! HINCRBYFLOAT HRANDFIELD HSCAN. One element per field: `sub = field`, value = the field's value.
 
 use super::{check_element, elements, error, float, format_human, integer, load_or_new};
-use super::{parse_float, parse_integer, scan_elements, store_collection, STRING_BYTES_MAX};
+use super::{
+    parse_float, parse_integer, scan_collection, store_collection, ScanOf, STRING_BYTES_MAX,
+};
 use super::{random_count, random_picks, remove_elements, upper, SYNTAX};
 use crate::layout::{self, TYPE_HASH};
 use crate::resp::Reply;
@@ -127,11 +129,8 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         "hrandfield" => hrandfield(context, a).await,
         "hscan" => {
-            let fields = match context.meta_of(key, TYPE_HASH).await? {
-                Some(metadata) => elements(context, key, &metadata, b"").await?,
-                None => Vec::new(),
-            };
-            scan_elements(fields, &a[2..], true)
+            let of = ScanOf { kind: TYPE_HASH, tag: b"", value: Some(|value| value) };
+            scan_collection(context, key, &a[2..], of).await
         }
         _ => error(&format!("ERR unhandled hash command '{name}'")),
     }

@@ -223,13 +223,28 @@ pub async fn elements(
         .collect())
 }
 
-/// HSCAN/SSCAN/ZSCAN over `items` (in element order): `options` = `cursor [MATCH p] [COUNT n]
-/// [NOVALUES]`. The cursor is an offset into the elements: an element present for the whole
-/// iteration may be missed only if elements before it are removed meanwhile.
-pub fn scan_elements(
-    items: Vec<(Vec<u8>, Vec<u8>)>,
+/// What HSCAN, SSCAN and ZSCAN read of a collection, and how an element's reply looks.
+pub struct ScanOf {
+    pub kind: u8,
+    /// The sub-key tag of the elements iterated (sorted sets keep two kinds).
+    pub tag: &'static [u8],
+    /// Replies each element's value after it, made from the stored value (HSCAN, ZSCAN).
+    pub value: Option<fn(Vec<u8>) -> Vec<u8>>,
+}
+
+/// Elements one HSCAN, SSCAN or ZSCAN reads at most, whatever its COUNT.
+const SCAN_COUNT_MAX: usize = 1 << 16;
+
+/// HSCAN/SSCAN/ZSCAN `key cursor [MATCH p] [COUNT n] [NOVALUES]`, in element order. Reads only
+/// the COUNT elements from where the cursor resumes (see `cursors`), so iterating a collection
+/// costs its size once, however large. An element present for the whole iteration is returned
+/// exactly once; MATCH filters what was read, so a reply may hold fewer than COUNT (or none)
+/// before the end, as in Redis.
+pub async fn scan_collection(
+    context: &mut Context<'_>,
+    key: &[u8],
     options: &[Vec<u8>],
-    pairs: bool,
+    of: ScanOf,
 ) -> Outcome<Reply> {
     let Some(cursor) = std::str::from_utf8(&options[0]).ok().and_then(|t| t.parse::<u64>().ok())
     else {
@@ -237,7 +252,7 @@ pub fn scan_elements(
     };
     let mut pattern: Option<&[u8]> = None;
     let mut count = 10usize;
-    let mut values = pairs;
+    let mut value_of = of.value;
     let mut position = 1;
     while position < options.len() {
         match upper(&options[position]).as_slice() {
@@ -250,25 +265,41 @@ pub fn scan_elements(
                 if parsed < 1 {
                     return error(SYNTAX);
                 }
-                count = parsed as usize;
+                count = usize::try_from(parsed).unwrap_or(usize::MAX).min(SCAN_COUNT_MAX);
                 position += 1;
             }
-            b"NOVALUES" if pairs => values = false,
+            b"NOVALUES" if of.kind == layout::TYPE_HASH => value_of = None,
             _ => return error(SYNTAX),
         }
         position += 1;
     }
-    let start = (cursor as usize).min(items.len());
-    let end = start.saturating_add(count).min(items.len());
-    let next = if end >= items.len() { 0 } else { end };
+    let done = || Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]));
+    let Some(metadata) = context.meta_of(key, of.kind).await? else { return done() };
+    let prefix = layout::sub_key(key, metadata.generation, of.tag);
+    let mut start = prefix.clone();
+    if cursor != 0 {
+        let cursors = context.cursors.borrow();
+        let Some(element) = cursors.resume(cursor, key) else {
+            return error("ERR invalid cursor (expired, from before a restart, or another node's)");
+        };
+        start.extend_from_slice(element);
+    }
+    let end = strata_lsm::prefix_end(&prefix);
+    let mut records = context.scan_raw(&start, end.as_deref(), count + 1).await?;
+    let mut next = 0;
+    if records.len() > count {
+        let (resume, _) = records.pop().expect("one past the count");
+        next = context.cursors.borrow_mut().remember(key, resume[prefix.len()..].to_vec());
+    }
     let mut out = Vec::new();
-    for (element, value) in items.into_iter().skip(start).take(end - start) {
+    for (record, value) in records {
+        let element = record[prefix.len()..].to_vec();
         if pattern.is_some_and(|pattern| !crate::glob::matches(pattern, &element)) {
             continue;
         }
         out.push(Reply::Bulk(element));
-        if values {
-            out.push(Reply::Bulk(value));
+        if let Some(value_of) = value_of {
+            out.push(Reply::Bulk(value_of(value)));
         }
     }
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))

@@ -2,7 +2,7 @@
 //! (and their STORE forms) SINTERCARD SSCAN. One element per member: `sub = member`, empty value.
 
 use super::store_collection;
-use super::{check_element, elements, error, integer, load_or_new, scan_elements};
+use super::{check_element, elements, error, integer, load_or_new, scan_collection, ScanOf};
 use super::{parse_integer, random_count, random_picks, remove_elements, upper};
 use crate::layout::{self, Metadata, TYPE_SET};
 use crate::resp::Reply;
@@ -188,11 +188,8 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         "sintercard" => sintercard(context, a).await,
         "sscan" => {
-            let members = match context.meta_of(key, TYPE_SET).await? {
-                Some(metadata) => elements(context, key, &metadata, b"").await?,
-                None => Vec::new(),
-            };
-            scan_elements(members, &a[2..], false)
+            let of = ScanOf { kind: TYPE_SET, tag: b"", value: None };
+            scan_collection(context, key, &a[2..], of).await
         }
         _ => error(&format!("ERR unhandled set command '{name}'")),
     }

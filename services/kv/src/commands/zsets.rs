@@ -8,7 +8,7 @@
 
 use super::zsets_range::{Range, RangeKind, RangeRequest};
 use super::{check_element, elements, error, float, load_or_new, pop_count, MultiplePop};
-use super::{scan_elements, store_collection, upper, zsets_algebra, SYNTAX};
+use super::{scan_collection, store_collection, upper, zsets_algebra, ScanOf, SYNTAX};
 use crate::layout::{self, Metadata, TYPE_ZSET};
 use crate::resp::Reply;
 use crate::store::{Context, Effect, Outcome};
@@ -37,6 +37,12 @@ async fn score_of(
 ) -> Outcome<Option<f64>> {
     let stored = context.get_raw(&member_key(key, metadata, member)).await?;
     Ok(stored.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok()).map(f64::from_le_bytes))
+}
+
+/// A member record's value (a score's f64 bits) as ZSCAN replies it.
+fn stored_score_text(stored: Vec<u8>) -> Vec<u8> {
+    let bits = <[u8; 8]>::try_from(stored.as_slice()).expect("member records hold 8 bytes");
+    crate::resp::format_double(f64::from_le_bytes(bits)).into_bytes()
 }
 
 /// Sets `member`'s score (replacing its old position).
@@ -304,12 +310,8 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
             Ok(Reply::Integer(selected.len() as i64))
         }
         "zscan" => {
-            let (_, members) = ordered(context, key).await?;
-            let items = members
-                .into_iter()
-                .map(|(member, score)| (member, crate::resp::format_double(score).into_bytes()))
-                .collect();
-            scan_elements(items, &a[2..], true)
+            let of = ScanOf { kind: TYPE_ZSET, tag: &[TAG_MEMBER], value: Some(stored_score_text) };
+            scan_collection(context, key, &a[2..], of).await
         }
         _ => error(&format!("ERR unhandled sorted set command '{name}'")),
     }
