@@ -107,6 +107,17 @@ def check(port, protocol):
     assert r.hexists(k("h"), "a") is True
     assert r.hdel(k("h"), "a", "x") == 1
     assert dict(r.hscan_iter(k("h"))) == {"b": "2.5"}
+    # Many calls: the cursors are large integers the client sends back.
+    big = {f"f{index:05}": str(index) for index in range(3000)}
+    assert r.hset(k("big-hash"), mapping=big) == 3000
+    assert dict(r.hscan_iter(k("big-hash"), count=100)) == big
+    assert r.sadd(k("big-set"), *big) == 3000
+    assert sorted(r.sscan_iter(k("big-set"), count=100)) == sorted(big)
+    assert r.zadd(k("big-zset"), {field: int(value) for field, value in big.items()}) == 3000
+    scores = {field: float(value) for field, value in big.items()}
+    assert dict(r.zscan_iter(k("big-zset"), count=100)) == scores
+    cursor, _ = r.hscan(k("big-hash"), 0, count=10)
+    assert cursor > 1 << 40
     assert r.hrandfield(k("h")) == "b"
     assert r.hrandfield(k("h"), 3) == ["b"]
     assert pairs(r.hrandfield(k("h"), -2, withvalues=True)) == [("b", "2.5"), ("b", "2.5")]
