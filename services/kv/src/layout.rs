@@ -140,6 +140,11 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// A copy with an empty value, for a write that replaces the value.
+    pub fn without_value(&self) -> Metadata {
+        Metadata { value: Vec::new(), ..*self }
+    }
+
     pub fn new(kind: u8, version: u64, generation: u64) -> Metadata {
         Metadata {
             kind,

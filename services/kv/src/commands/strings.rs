@@ -28,11 +28,11 @@ fn store(
         return error(TOO_BIG);
     }
     let mut metadata = match existing {
-        Some(old) if old.kind == TYPE_STRING => old.clone(),
+        // Not the old value: it is replaced (and may be large).
+        Some(old) if old.kind == TYPE_STRING => old.without_value(),
         Some(old) => {
             // Another type is overwritten: its elements go.
-            let old = old.clone();
-            context.delete_key(key, &old);
+            context.delete_key(key, old);
             context.new_meta(TYPE_STRING)
         }
         None => context.new_meta(TYPE_STRING),
@@ -134,8 +134,8 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         "getex" => getex(context, a).await,
         "append" => {
-            let old = load(context, &a[1]).await?;
-            let mut value = old.as_ref().map(|m| m.value.clone()).unwrap_or_default();
+            let mut old = load(context, &a[1]).await?;
+            let mut value = old.as_mut().map(|m| std::mem::take(&mut m.value)).unwrap_or_default();
             if value.len() + a[2].len() > STRING_BYTES_MAX {
                 return error(TOO_BIG);
             }
@@ -158,9 +158,9 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
                 return error("ERR offset is out of range");
             }
             let offset = offset as usize;
-            let old = load(context, &a[1]).await?;
+            let mut old = load(context, &a[1]).await?;
             let patch = &a[3];
-            let mut value = old.as_ref().map(|m| m.value.clone()).unwrap_or_default();
+            let mut value = old.as_mut().map(|m| std::mem::take(&mut m.value)).unwrap_or_default();
             if patch.is_empty() {
                 return Ok(Reply::Integer(value.len() as i64));
             }
@@ -263,7 +263,8 @@ async fn set(context: &mut Context<'_>, a: &[Vec<u8>]) -> Outcome<Reply> {
     if get && existing.as_ref().is_some_and(|m| m.kind != TYPE_STRING) {
         return wrong_type();
     }
-    let old_value = existing.as_ref().filter(|m| m.kind == TYPE_STRING).map(|m| m.value.clone());
+    let old_value =
+        existing.as_ref().filter(|m| get && m.kind == TYPE_STRING).map(|m| m.value.clone());
     let allowed = match condition.as_deref() {
         Some(b"NX") => existing.is_none(),
         Some(b"XX") => existing.is_some(),
