@@ -543,29 +543,32 @@ impl CommandSpec {
     }
 
     /// Positions of the key arguments in a request of `count` arguments.
-    pub fn key_positions(&self, count: usize) -> Vec<usize> {
-        if self.first_key <= 0 || count <= self.first_key as usize {
-            return Vec::new();
-        }
-        let last = if self.last_key < 0 {
-            count as i64 + i64::from(self.last_key)
+    pub fn key_positions(&self, count: usize) -> impl Iterator<Item = usize> {
+        let positions = if self.first_key <= 0 || count <= self.first_key as usize {
+            1..=0
         } else {
-            i64::from(self.last_key).min(count as i64 - 1)
+            let last = if self.last_key < 0 {
+                count as i64 + i64::from(self.last_key)
+            } else {
+                i64::from(self.last_key).min(count as i64 - 1)
+            };
+            self.first_key as usize..=last.max(0) as usize
         };
-        let step = self.step.max(1) as usize;
-        (self.first_key as usize..=last.max(0) as usize)
-            .step_by(step)
-            .filter(|&position| position < count)
-            .collect()
+        positions.step_by(self.step.max(1) as usize).filter(move |&position| position < count)
     }
 
     /// The keys of `arguments` (a request of this command).
     pub fn keys<'a>(&self, arguments: &'a [Vec<u8>]) -> Vec<&'a [u8]> {
-        if self.name == "publish" {
-            return arguments.get(1).map(Vec::as_slice).into_iter().collect();
-        }
-        let fixed = self.key_positions(arguments.len()).into_iter().map(|at| &arguments[at]);
-        fixed.chain(self.counted_keys(arguments)).map(Vec::as_slice).collect()
+        self.key_iter(arguments).collect()
+    }
+
+    /// [`CommandSpec::keys`] without collecting them: planning a request looks at each once.
+    pub fn key_iter<'a>(&self, arguments: &'a [Vec<u8>]) -> impl Iterator<Item = &'a [u8]> {
+        let publish = self.name == "publish";
+        let fixed = self.key_positions(if publish { 0 } else { arguments.len() });
+        let channel = arguments.get(1).filter(|_| publish);
+        let fixed = fixed.map(|at| &arguments[at]);
+        fixed.chain(self.counted_keys(arguments)).chain(channel).map(Vec::as_slice)
     }
 
     /// The keys after the key count argument, if any. None when the count is not a positive
@@ -724,11 +727,11 @@ mod tests {
     #[test]
     fn key_positions() {
         let mset = lookup(b"MSET").unwrap();
-        assert_eq!(mset.key_positions(5), vec![1, 3]);
+        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
         let blpop = lookup(b"blpop").unwrap();
-        assert_eq!(blpop.key_positions(4), vec![1, 2]);
+        assert_eq!(blpop.key_positions(4).collect::<Vec<_>>(), vec![1, 2]);
         let get = lookup(b"get").unwrap();
-        assert_eq!(get.key_positions(2), vec![1]);
+        assert_eq!(get.key_positions(2).collect::<Vec<_>>(), vec![1]);
         assert!(lookup(b"nosuch").is_none());
     }
 

@@ -551,13 +551,18 @@ impl<C: Cluster> Connection<C> {
         if !spec.arity_ok(arguments.len()) || spec.flags & special != 0 {
             return Plan::Alone;
         }
-        let keys = spec.keys(arguments);
-        if keys.iter().any(|key| key.len() > crate::commands::KEY_BYTES_MAX) {
-            return Plan::Alone;
-        }
         // Over one shard, DEL/UNLINK/EXISTS/TOUCH/MGET are one request to it, as `per_shard`
         // would make; over several they run alone.
-        let Ok(shard) = self.one_shard(&keys) else { return Plan::Alone };
+        let mut shard = None;
+        for key in spec.key_iter(arguments) {
+            let key_shard = shard_of(key, self.shard_count());
+            if key.len() > crate::commands::KEY_BYTES_MAX
+                || *shard.get_or_insert(key_shard) != key_shard
+            {
+                return Plan::Alone;
+            }
+        }
+        let shard = shard.unwrap_or(0);
         let name = spec.name;
         if spec.has(command::WRITE) {
             Plan::Write { shard, name }
@@ -611,10 +616,11 @@ impl<C: Cluster> Connection<C> {
         for (shard, barrier) in shards.into_iter().zip(start_in_order(barriers).await) {
             passed.insert(shard, barrier.finish().await);
         }
+        let (now, now_ms) = (self.rt.now(), self.now_ms());
         for (arguments, shard, name) in run {
-            self.count_command(Some(name));
+            self.count_command_at(Some(name), now);
             let reply = match &passed[&shard] {
-                Ok(()) => self.cluster.machine(shard).read(&arguments, self.now_ms()).await,
+                Ok(()) => self.cluster.machine(shard).read(&arguments, now_ms).await,
                 Err(error) => Reply::error(format!("ERR {error}")),
             };
             resp::encode(&reply, self.protocol, out);

@@ -45,7 +45,7 @@ pub async fn execute(context: &mut Context<'_>, arguments: &[Vec<u8>]) -> Outcom
     if !spec.arity_ok(arguments.len()) {
         return error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
     }
-    if spec.keys(arguments).iter().any(|key| key.len() > KEY_BYTES_MAX) {
+    if spec.key_iter(arguments).any(|key| key.len() > KEY_BYTES_MAX) {
         return error("ERR key too long");
     }
     if spec.has(command::WRITE) && !context.is_write() {
