@@ -7,9 +7,11 @@
 //!    durable before the reply), and
 //! 3. a 3-node Strata cluster on loopback (clients on the leader's node),
 //!
-//! printing requests/s and each Strata row's ratio to redis-server. The three run in rounds, in
-//! alternating order, and the table shows medians with the range of each ratio: this machine is
-//! shared, and one run of one side can be off by a fifth either way.
+//! printing requests/s and each Strata row's ratio to redis-server, then the servers' CPU time
+//! per request (user + system, over all their processes, from `/proc`): the steadier measure of
+//! efficiency where neighbours make rates noisy. The three run in rounds, in alternating order,
+//! and the tables show medians with the range of each ratio: this machine is shared, and one
+//! run of one side can be off by a fifth either way.
 //!
 //! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N
 //! [ROUNDS]]` (N requests per test, default 200000; ROUNDS default 3). `STRATA_NODE_BINARY` overrides where `node` is found
@@ -26,8 +28,37 @@ const TESTS: &str = "set,get,incr,lpush,lpop";
 const CLIENTS: &str = "50";
 const PIPELINES: [u32; 2] = [1, 16];
 
-/// requests/s per test name (upper case, as redis-benchmark prints it).
-type Rates = BTreeMap<String, f64>;
+/// One test against one server.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    requests_per_second: f64,
+    /// The server's CPU time (user + system, all its processes) per request.
+    cpu_micros: f64,
+}
+
+/// Samples per test name (upper case, as redis-benchmark prints it).
+type Rates = BTreeMap<String, Sample>;
+
+/// CPU time the processes `pids` used so far, in clock ticks (`/proc/PID/stat` utime + stime).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command name, which may hold spaces: state is the first.
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let field = |at: usize| fields.get(at).and_then(|text| text.parse::<u64>().ok());
+            field(11).unwrap_or(0) + field(12).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Clock ticks per second, as `/proc` counts CPU time.
+fn ticks_per_second() -> f64 {
+    let output = Command::new("getconf").arg("CLK_TCK").output();
+    let text = output.map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    text.ok().and_then(|text| text.parse().ok()).unwrap_or(100.0)
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -63,25 +94,37 @@ fn wait_until_writable(port: u16) {
     }
 }
 
-fn benchmark(port: u16, requests: u64, pipeline: u32) -> Rates {
-    let output = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-c", CLIENTS, "-t", TESTS, "--csv"])
-        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
-        .output()
-        .expect("run redis-benchmark (apt-get install redis-tools)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .filter_map(|line| {
+/// Runs each test on its own, to count the server's CPU time for it alone.
+fn benchmark(port: u16, pids: &[u32], requests: u64, pipeline: u32) -> Rates {
+    let tick_micros = 1e6 / ticks_per_second();
+    let mut rates = Rates::new();
+    for test in TESTS.split(',') {
+        let ticks_before = cpu_ticks(pids);
+        let output = Command::new("redis-benchmark")
+            .args(["-p", &port.to_string(), "-c", CLIENTS, "-t", test, "--csv"])
+            .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+            .output()
+            .expect("run redis-benchmark (apt-get install redis-tools)");
+        let cpu_micros = (cpu_ticks(pids) - ticks_before) as f64 * tick_micros / requests as f64;
+        let text = String::from_utf8_lossy(&output.stdout);
+        for line in text.lines() {
             let mut fields = line.split(',').map(|field| field.trim_matches('"'));
-            let name = fields.next()?;
-            let rate = fields.next()?.parse().ok()?;
-            Some((name.to_string(), rate))
-        })
-        .collect()
+            let (Some(name), Some(Ok(requests_per_second))) =
+                (fields.next(), fields.next().map(str::parse))
+            else {
+                continue;
+            };
+            rates.insert(name.to_string(), Sample { requests_per_second, cpu_micros });
+        }
+    }
+    rates
 }
 
-fn all_pipelines(port: u16, requests: u64) -> BTreeMap<u32, Rates> {
-    PIPELINES.iter().map(|&pipeline| (pipeline, benchmark(port, requests, pipeline))).collect()
+fn all_pipelines(port: u16, pids: &[u32], requests: u64) -> BTreeMap<u32, Rates> {
+    PIPELINES
+        .iter()
+        .map(|&pipeline| (pipeline, benchmark(port, pids, requests, pipeline)))
+        .collect()
 }
 
 struct Process(Child);
@@ -162,7 +205,8 @@ fn strata(binary: &Path, nodes: u32, requests: u64) -> BTreeMap<u32, Rates> {
         (0..nodes).map(|id| start_node(binary, &dir, id, &ports)).collect();
     let port = leader_port(&ports);
     wait_until_writable(port);
-    let rates = all_pipelines(port, requests);
+    let pids: Vec<u32> = processes.iter().map(|process| process.0.id()).collect();
+    let rates = all_pipelines(port, &pids, requests);
     drop(processes);
     let _ = std::fs::remove_dir_all(&dir);
     rates
@@ -182,7 +226,7 @@ fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
     wait_until_listening(port, &mut child);
     let process = Process(child);
     wait_until_writable(port);
-    let rates = all_pipelines(port, requests);
+    let rates = all_pipelines(port, &[process.0.id()], requests);
     drop(process);
     let _ = std::fs::remove_dir_all(&dir);
     rates
@@ -211,14 +255,61 @@ fn round(binary: &Path, requests: u64, index: usize) -> Round {
     }
 }
 
-fn rate(rates: &BTreeMap<u32, Rates>, pipeline: u32, test: &str) -> f64 {
-    rates.get(&pipeline).and_then(|rates| rates.get(test)).copied().unwrap_or(0.0)
+fn sample(rates: &BTreeMap<u32, Rates>, pipeline: u32, test: &str) -> Sample {
+    rates.get(&pipeline).and_then(|rates| rates.get(test)).copied().unwrap_or_default()
 }
 
 /// The median of `values` and their range.
 fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+/// One table: `value` of each side per test, and each Strata side's `ratio` (anchor's value,
+/// Strata's value) to redis-server, larger meaning better for Strata.
+fn print_table(
+    results: &[Round],
+    headers: [&str; 3],
+    precision: usize,
+    value: fn(Sample) -> f64,
+    ratio: fn(f64, f64) -> f64,
+) {
+    println!(
+        "{:<8} {:>3} {:>14} {:>12} {:>19} {:>12} {:>19}",
+        "test", "-P", headers[0], headers[1], "ratio [range]", headers[2], "ratio [range]"
+    );
+    type Side = fn(&Round) -> &BTreeMap<u32, Rates>;
+    for pipeline in PIPELINES {
+        for test in TESTS.split(',').map(str::to_uppercase) {
+            let column = |side: Side| {
+                let values =
+                    results.iter().map(|round| value(sample(side(round), pipeline, &test)));
+                median_and_range(values.collect())
+            };
+            let ratios = |side: Side| {
+                let values = results.iter().map(|round| {
+                    let anchor = value(sample(&round.anchor, pipeline, &test));
+                    let strata = value(sample(side(round), pipeline, &test));
+                    if anchor > 0.0 && strata > 0.0 {
+                        ratio(anchor, strata)
+                    } else {
+                        0.0
+                    }
+                });
+                let (median, low, high) = median_and_range(values.collect());
+                format!("{median:.2} [{low:.2}-{high:.2}]")
+            };
+            let (anchor, _, _) = column(|round| &round.anchor);
+            let (single, _, _) = column(|round| &round.single);
+            let (cluster, _, _) = column(|round| &round.cluster);
+            println!(
+                "{test:<8} {pipeline:>3} {anchor:>14.precision$} {single:>12.precision$} {:>19} \
+                 {cluster:>12.precision$} {:>19}",
+                ratios(|round| &round.single),
+                ratios(|round| &round.cluster),
+            );
+        }
+    }
 }
 
 fn main() {
@@ -235,52 +326,19 @@ fn main() {
         version.unwrap_or_default()
     );
     println!(
-        "{rounds} rounds in alternating order; rates and ratios are medians over the rounds, \
-         [the range of the ratio] beside them"
+        "{rounds} rounds in alternating order; values and ratios are medians over the rounds, \
+         [the range of the ratio] beside them\n"
     );
-    println!(
-        "{:<8} {:>3} {:>14} {:>12} {:>19} {:>12} {:>19}",
-        "test",
-        "-P",
-        "redis-server/s",
-        "strata 1/s",
-        "ratio [range]",
-        "strata 3/s",
-        "ratio [range]"
+    println!("Requests per second (ratio: Strata's over redis-server's)");
+    let headers = ["redis-server/s", "strata 1/s", "strata 3/s"];
+    print_table(
+        &results,
+        headers,
+        0,
+        |sample| sample.requests_per_second,
+        |anchor, strata| strata / anchor,
     );
-    for pipeline in PIPELINES {
-        for test in TESTS.split(',').map(str::to_uppercase) {
-            let column = |side: fn(&Round) -> &BTreeMap<u32, Rates>| {
-                median_and_range(
-                    results.iter().map(|round| rate(side(round), pipeline, &test)).collect(),
-                )
-            };
-            let ratios = |side: fn(&Round) -> &BTreeMap<u32, Rates>| {
-                median_and_range(
-                    results
-                        .iter()
-                        .map(|round| {
-                            let anchor = rate(&round.anchor, pipeline, &test);
-                            let value = rate(side(round), pipeline, &test);
-                            if anchor > 0.0 {
-                                value / anchor
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect(),
-                )
-            };
-            let (anchor, _, _) = column(|round| &round.anchor);
-            let (single, _, _) = column(|round| &round.single);
-            let (cluster, _, _) = column(|round| &round.cluster);
-            let format_ratio =
-                |(median, low, high): (f64, f64, f64)| format!("{median:.2} [{low:.2}-{high:.2}]");
-            println!(
-                "{test:<8} {pipeline:>3} {anchor:>14.0} {single:>12.0} {:>19} {cluster:>12.0} {:>19}",
-                format_ratio(ratios(|round| &round.single)),
-                format_ratio(ratios(|round| &round.cluster)),
-            );
-        }
-    }
+    println!("\nServer CPU time per request, microseconds (ratio: redis-server's over Strata's)");
+    let headers = ["redis-server", "strata 1", "strata 3"];
+    print_table(&results, headers, 2, |sample| sample.cpu_micros, |anchor, strata| anchor / strata);
 }
