@@ -437,7 +437,7 @@ impl Db {
                     )
                 })?;
                 apply(&mut active, batch, index, &BTreeMap::new());
-                if active.size_bytes() >= options.memtable_bytes_max {
+                if memtable_full(&active, &options) {
                     immutables.push(Rc::new(std::mem::take(&mut active)));
                 }
             }
@@ -985,11 +985,22 @@ async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError
     Ok(())
 }
 
+/// Writes that overwrite keep a memtable small, but the log behind it grows: past
+/// [`LOG_PER_MEMTABLE_ROOM`] times the memtable's room of writes, it is flushed anyway, so
+/// the log can be cut and a restart replays a bounded tail.
+fn memtable_full(memtable: &Memtable, options: &Options) -> bool {
+    memtable.size_bytes() >= options.memtable_bytes_max
+        || memtable.written_bytes() >= LOG_PER_MEMTABLE_ROOM * options.memtable_bytes_max
+}
+
+/// See [`memtable_full`].
+const LOG_PER_MEMTABLE_ROOM: usize = 4;
+
 fn freeze_if_full(inner: &Inner, state: &mut State) {
     // buggify: freeze small memtables now and then, to flush and compact far more often.
     let early =
         strata_rt::buggify!() && state.immutables.len() + 1 < inner.options.immutable_memtables_max;
-    if early || state.active.size_bytes() >= inner.options.memtable_bytes_max {
+    if early || memtable_full(&state.active, &inner.options) {
         let frozen = std::mem::take(&mut state.active);
         state.immutables.push(Rc::new(frozen));
         state.idle = false;

@@ -90,6 +90,8 @@ pub struct Memtable {
     entries: BTreeMap<Vec<u8>, Versions>,
     tombstones: Vec<RangeTombstone>,
     size_bytes: usize,
+    /// Of every write applied, dropped versions too: what the log holds for this memtable.
+    written_bytes: usize,
     /// Highest WAL index applied here (0: none).
     pub wal_index_max: u64,
     /// Lowest WAL index applied here (0: none): a snapshot below it sees nothing here.
@@ -110,6 +112,7 @@ impl Memtable {
         observed: impl Fn(u64, u64) -> bool,
     ) {
         self.size_bytes += value.len() + VERSION_OVERHEAD_BYTES;
+        self.written_bytes += key.len() + value.len() + VERSION_OVERHEAD_BYTES;
         let version = Version { sequence, kind, value };
         let Some(versions) = self.entries.get_mut(key.as_slice()) else {
             self.size_bytes += key.len();
@@ -127,12 +130,20 @@ impl Memtable {
     }
 
     pub fn insert_tombstone(&mut self, tombstone: RangeTombstone) {
-        self.size_bytes += tombstone.start.len() + tombstone.end.len() + VERSION_OVERHEAD_BYTES;
+        let size = tombstone.start.len() + tombstone.end.len() + VERSION_OVERHEAD_BYTES;
+        self.size_bytes += size;
+        self.written_bytes += size;
         self.tombstones.push(tombstone);
     }
 
     pub fn size_bytes(&self) -> usize {
         self.size_bytes
+    }
+
+    /// The bytes of every write applied here, including versions dropped since: a memtable
+    /// that stays small under overwrites still holds back the log behind it from truncation.
+    pub fn written_bytes(&self) -> usize {
+        self.written_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,7 +165,7 @@ impl Memtable {
         &self.tombstones
     }
 
-    /// Every version in `range` (all sequences), in (key, newest first) order.
+    /// Every version kept in `range` (see [`Memtable::insert`]), in (key, newest first) order.
     pub fn entries_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<Entry> {
         self.entries.range::<[u8], _>((start, end)).flat_map(entries_of).collect()
     }

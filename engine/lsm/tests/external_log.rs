@@ -107,3 +107,52 @@ fn indexes_must_increase_and_plain_writes_are_refused() {
         assert!(db.wal().is_none());
     });
 }
+
+fn put_key(key: &str, value: &str) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.put(key, value);
+    batch
+}
+
+/// Overwrites replace a key's version in the memtable unless a live snapshot reads it: the
+/// snapshot keeps seeing its value while later writes go on, and a read now sees the newest.
+#[test]
+fn a_snapshot_keeps_the_version_it_reads_through_overwrites() {
+    let mut sim = Sim::new(9, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        db.write_at(put_key("k", "one"), 1).await.unwrap();
+        let first = db.snapshot();
+        db.write_at(put_key("k", "two"), 2).await.unwrap();
+        db.write_at(put_key("k", "three"), 3).await.unwrap();
+        let third = db.snapshot();
+        db.write_at(put_key("k", "four"), 4).await.unwrap();
+        assert_eq!(db.get_in(b"k", &first).await.unwrap(), Some(b"one".to_vec()));
+        assert_eq!(db.get_in(b"k", &third).await.unwrap(), Some(b"three".to_vec()));
+        assert_eq!(db.get(b"k").await.unwrap(), Some(b"four".to_vec()));
+        drop(first);
+        db.write_at(put_key("k", "five"), 5).await.unwrap();
+        assert_eq!(db.get_in(b"k", &third).await.unwrap(), Some(b"three".to_vec()));
+    });
+}
+
+/// A key written over and over keeps the memtable small, yet the log behind it grows: the
+/// memtable is flushed anyway, so the caller's log can be cut (here, the durable index moves).
+#[test]
+fn overwriting_one_key_still_lets_the_log_be_cut() {
+    let mut sim = Sim::new(10, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    let durable = run(&mut sim, async move {
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        let value = "v".repeat(100);
+        for index in 1..=1000 {
+            db.write_at(put_key("hot", &value), index).await.unwrap();
+        }
+        db.wait_idle().await.unwrap();
+        db.log_index_durable()
+    });
+    assert!(durable > 500, "the memtable of one key was flushed: durable through {durable}");
+}

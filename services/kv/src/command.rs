@@ -215,7 +215,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("hmget", -3, R, ONE, "hash", "Returns the values of all fields in a hash."),
     spec("hmset", -4, W, ONE, "hash", "Sets the values of multiple fields."),
     spec("hrandfield", -2, R, ONE, "hash", "Returns one or more random fields from a hash."),
-    spec("hscan", -3, R, ONE, "hash", "Iterates over fields and values of a hash."),
+    spec("hscan", -3, R | NO_MULTI, ONE, "hash", "Iterates over fields and values of a hash."),
     spec("hset", -4, W, ONE, "hash", "Creates or modifies the value of a field in a hash."),
     spec("hsetnx", 4, W, ONE, "hash", "Sets the value of a field only when it does not exist."),
     spec("hstrlen", 3, R, ONE, "hash", "Returns the length of the value of a field."),
@@ -334,7 +334,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("spop", -2, W, ONE, "set", "Returns one or more random members after removing them."),
     spec("srandmember", -2, R, ONE, "set", "Get one or multiple random members from a set."),
     spec("srem", -3, W, ONE, "set", "Removes one or more members from a set."),
-    spec("sscan", -3, R, ONE, "set", "Iterates over members of a set."),
+    spec("sscan", -3, R | NO_MULTI, ONE, "set", "Iterates over members of a set."),
     spec("strlen", 2, R, ONE, "string", "Returns the length of a string value."),
     spec(
         "subscribe",
@@ -459,7 +459,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         "sorted-set",
         "Returns the index of a member, by descending score.",
     ),
-    spec("zscan", -3, R, ONE, "sorted-set", "Iterates over members and scores of a sorted set."),
+    spec(
+        "zscan",
+        -3,
+        R | NO_MULTI,
+        ONE,
+        "sorted-set",
+        "Iterates over members and scores of a sorted set.",
+    ),
     spec("zscore", 3, R, ONE, "sorted-set", "Returns the score of a member in a sorted set."),
     spec("zunion", -3, R, NONE, "sorted-set", "Returns the union of multiple sorted sets.")
         .keys_counted_at(1),
@@ -544,17 +551,15 @@ impl CommandSpec {
 
     /// Positions of the key arguments in a request of `count` arguments.
     pub fn key_positions(&self, count: usize) -> impl Iterator<Item = usize> {
-        let positions = if self.first_key <= 0 || count <= self.first_key as usize {
-            1..=0
+        let first = self.first_key.max(1) as usize;
+        let last = if self.first_key <= 0 || count <= first {
+            0 // Below `first`: none.
+        } else if self.last_key < 0 {
+            (count as i64 + i64::from(self.last_key)).max(0) as usize
         } else {
-            let last = if self.last_key < 0 {
-                count as i64 + i64::from(self.last_key)
-            } else {
-                i64::from(self.last_key).min(count as i64 - 1)
-            };
-            self.first_key as usize..=last.max(0) as usize
+            (self.last_key as usize).min(count - 1)
         };
-        positions.step_by(self.step.max(1) as usize).filter(move |&position| position < count)
+        (first..=last).step_by(self.step.max(1) as usize).filter(move |&position| position < count)
     }
 
     /// The keys of `arguments` (a request of this command).

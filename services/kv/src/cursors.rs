@@ -3,9 +3,10 @@
 //! integer. Each shard's machine keeps a bounded table from cursor numbers to resume points, as
 //! Kvrocks and Pika do; a cursor is a number drawn once per table plus a counter.
 //!
-//! A cursor lives until [`CURSORS_MAX`] newer ones, or [`CURSOR_BYTES_MAX`] bytes of newer resume
-//! points, push it out, or the node restarts; it is known only on the node that gave it. An
-//! unknown cursor is an error, never a wrong place to resume.
+//! A cursor lives until it is used, [`CURSORS_MAX`] newer ones or [`CURSOR_BYTES_MAX`] bytes of
+//! newer resume points push it out, or the node restarts; it is known only on the node that gave
+//! it. An unknown cursor is an error, never a wrong place to resume. Transactions, applied on
+//! every replica, cannot reach one node's table: collection scans are refused inside MULTI.
 
 use std::collections::BTreeMap;
 
@@ -37,8 +38,8 @@ impl Cursors {
     /// A table whose cursors start at a number drawn from `seed`: after a restart, a client's
     /// old cursor is unknown rather than someone else's.
     pub fn new(seed: u64) -> Cursors {
-        // Above 2^40, so never 0 (the end of an iteration); below 2^62, so it stays positive
-        // for clients that read cursors as signed 64-bit integers, however many are handed out.
+        // Above 2^40, so never 0 (the end of an iteration); below 2^62 after 2^40 more, so it
+        // stays positive for clients that read cursors as signed 64-bit integers.
         let next = (1 << 40) + seed % ((1 << 62) - (1 << 41));
         Cursors { entries: BTreeMap::new(), bytes: 0, next }
     }
@@ -59,11 +60,17 @@ impl Cursors {
         cursor
     }
 
-    /// Where `cursor` resumes an iteration over `key`; `None` if this table has no such cursor
-    /// for that key (never given, pushed out, or given before a restart).
-    pub fn resume(&self, cursor: u64, key: &[u8]) -> Option<&[u8]> {
-        let resume = self.entries.get(&cursor)?;
-        (resume.key == key).then_some(resume.element.as_slice())
+    /// Where `cursor` resumes an iteration over `key`, forgetting it: the call that uses it
+    /// hands out the next one, so a table holds one cursor per iteration under way and a slow
+    /// iteration is not pushed out by quick ones. `None` if this table has no such cursor for
+    /// that key (never given, used already, pushed out, or given before a restart).
+    pub fn take(&mut self, cursor: u64, key: &[u8]) -> Option<Vec<u8>> {
+        if self.entries.get(&cursor)?.key != key {
+            return None;
+        }
+        let resume = self.entries.remove(&cursor).expect("just found");
+        self.bytes -= resume.bytes();
+        Some(resume.element)
     }
 
     pub fn len(&self) -> usize {
@@ -86,10 +93,12 @@ mod tests {
         let second = cursors.remember(b"h", b"g".to_vec());
         assert_ne!(first, second);
         assert!(first != 0 && first < 1 << 62);
-        assert_eq!(cursors.resume(first, b"h"), Some(&b"f"[..]));
-        assert_eq!(cursors.resume(second, b"h"), Some(&b"g"[..]), "a cursor is kept after use");
-        assert_eq!(cursors.resume(first, b"other"), None);
-        assert_eq!(cursors.resume(first + 100, b"h"), None);
+        assert_eq!(cursors.take(first, b"other"), None);
+        assert_eq!(cursors.take(first + 100, b"h"), None);
+        assert_eq!(cursors.take(first, b"h"), Some(b"f".to_vec()));
+        assert_eq!(cursors.take(first, b"h"), None, "a cursor is used once");
+        assert_eq!(cursors.take(second, b"h"), Some(b"g".to_vec()));
+        assert!(cursors.is_empty());
     }
 
     #[test]
@@ -98,8 +107,8 @@ mod tests {
         let oldest = cursors.remember(b"h", b"a".to_vec());
         let kept = (0..CURSORS_MAX).map(|_| cursors.remember(b"h", b"b".to_vec())).last();
         assert_eq!(cursors.len(), CURSORS_MAX);
-        assert_eq!(cursors.resume(oldest, b"h"), None);
-        assert!(cursors.resume(kept.unwrap(), b"h").is_some());
+        assert_eq!(cursors.take(oldest, b"h"), None);
+        assert!(cursors.take(kept.unwrap(), b"h").is_some());
         assert!(kept.unwrap() < 1 << 62);
     }
 
@@ -108,10 +117,10 @@ mod tests {
         let mut cursors = Cursors::new(1);
         let quarter = vec![0; CURSOR_BYTES_MAX / 4];
         let all: Vec<u64> = (0..4).map(|_| cursors.remember(b"h", quarter.clone())).collect();
-        assert_eq!(cursors.resume(all[0], b"h"), None, "four quarters and their keys are over");
-        assert!(all[1..].iter().all(|&cursor| cursors.resume(cursor, b"h").is_some()));
+        assert_eq!(cursors.len(), 3, "four quarters and their keys are over");
+        assert_eq!(cursors.take(all[0], b"h"), None, "the oldest went");
         let huge = cursors.remember(b"h", vec![0; CURSOR_BYTES_MAX + 1]);
         assert_eq!(cursors.len(), 1, "one larger than the bound stays alone");
-        assert!(cursors.resume(huge, b"h").is_some());
+        assert!(cursors.take(huge, b"h").is_some());
     }
 }

@@ -555,10 +555,11 @@ impl<C: Cluster> Connection<C> {
         // would make; over several they run alone.
         let mut shard = None;
         for key in spec.key_iter(arguments) {
+            if key.len() > crate::commands::KEY_BYTES_MAX {
+                return Plan::Alone;
+            }
             let key_shard = shard_of(key, self.shard_count());
-            if key.len() > crate::commands::KEY_BYTES_MAX
-                || *shard.get_or_insert(key_shard) != key_shard
-            {
+            if *shard.get_or_insert(key_shard) != key_shard {
                 return Plan::Alone;
             }
         }
@@ -616,6 +617,8 @@ impl<C: Cluster> Connection<C> {
         for (shard, barrier) in shards.into_iter().zip(start_in_order(barriers).await) {
             passed.insert(shard, barrier.finish().await);
         }
+        // One clock reading for the run: its reads see one instant, a key that expires
+        // during the run alive (or gone) for all of them.
         let (now, now_ms) = (self.rt.now(), self.now_ms());
         for (arguments, shard, name) in run {
             self.count_command_at(Some(name), now);
@@ -690,7 +693,10 @@ impl<C: Cluster> Connection<C> {
         if let Some(queue) = &mut self.multi {
             if !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
                 let queueable = spec.has(command::WRITE) || spec.has(command::READONLY);
+                // Collection scans keep their cursors on the node serving reads, which a
+                // transaction (applied on every replica) cannot reach alike.
                 if !queueable
+                    || spec.has(command::NO_MULTI)
                     || spec.has(command::FANOUT)
                     || spec.has(command::PUBSUB) && spec.name != "publish"
                 {

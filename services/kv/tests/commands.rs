@@ -490,5 +490,29 @@ fn collection_scans_resume_at_the_next_element() {
             scan_step(&mut client, "HSCAN {t}h 0 MATCH *9 COUNT 1000 NOVALUES").await;
         assert!(!matched.is_empty() && matched.iter().all(|field| field.ends_with(b"9")));
         assert_eq!(scan_step(&mut client, "SSCAN {t}nothing 0").await, (0, Vec::new()));
+        let (cursor, _) = scan_step(&mut client, "SSCAN {t}s 0 COUNT 2").await;
+        scan_step(&mut client, &format!("SSCAN {{t}}s {cursor} COUNT 2")).await;
+        let used = client.call(&format!("SSCAN {{t}}s {cursor}")).await;
+        assert!(matches!(used, Reply::Error(text) if text.starts_with("ERR invalid cursor")));
+        for bad in
+            ["SSCAN {t}s x", "SSCAN {t}s -1", "SSCAN {t}s 0 COUNT 0", "HSCAN {t}h 0 NOVALUES X"]
+        {
+            assert!(matches!(client.call(bad).await, Reply::Error(_)), "{bad}");
+        }
+        let (next, all) = scan_step(&mut client, "SSCAN {t}s 0 COUNT 9223372036854775807").await;
+        let Reply::Integer(members) = client.call("SCARD {t}s").await else { panic!("SCARD") };
+        assert_eq!((next, all.len() as i64), (0, members), "a huge COUNT reads what there is");
+        assert_eq!(client.call("ZADD {t}order 3 a 1 b 2 c").await, Reply::Integer(3));
+        let (_, items) = scan_step(&mut client, "ZSCAN {t}order 0").await;
+        let expected: Vec<&[u8]> = vec![b"a", b"3", b"b", b"1", b"c", b"2"];
+        assert_eq!(items, expected, "members in byte order, each with its score");
+        assert_eq!(client.call("MULTI").await, Reply::Simple("OK".into()));
+        let refused = client.call("HSCAN {t}h 0").await;
+        assert!(
+            matches!(refused, Reply::Error(text) if text.contains("not allowed inside a transaction"))
+        );
+        assert!(
+            matches!(client.call("EXEC").await, Reply::Error(text) if text.starts_with("EXECABORT"))
+        );
     });
 }

@@ -129,7 +129,7 @@ pub async fn run(context: &mut Context<'_>, name: &str, a: &[Vec<u8>]) -> Outcom
         }
         "hrandfield" => hrandfield(context, a).await,
         "hscan" => {
-            let of = ScanOf { kind: TYPE_HASH, tag: b"", value: Some(|value| value) };
+            let of = ScanOf { kind: TYPE_HASH, tag: b"", value: Some(Some) };
             scan_collection(context, key, &a[2..], of).await
         }
         _ => error(&format!("ERR unhandled hash command '{name}'")),

@@ -15,7 +15,7 @@ mod zsets_range;
 use crate::command;
 use crate::layout::{self, Metadata};
 use crate::resp::Reply;
-use crate::store::{error, Context, Outcome};
+use crate::store::{error, Context, Fail, Outcome};
 
 /// Largest user key (the store's key limit leaves room for element sub-keys).
 pub const KEY_BYTES_MAX: usize = 16 << 10;
@@ -229,8 +229,11 @@ pub struct ScanOf {
     /// The sub-key tag of the elements iterated (sorted sets keep two kinds).
     pub tag: &'static [u8],
     /// Replies each element's value after it, made from the stored value (HSCAN, ZSCAN).
-    pub value: Option<fn(Vec<u8>) -> Vec<u8>>,
+    pub value: Option<ValueReply>,
 }
+
+/// The reply for an element's stored value; `None` if it is not a value the collection writes.
+pub type ValueReply = fn(Vec<u8>) -> Option<Vec<u8>>;
 
 /// Elements one HSCAN, SSCAN or ZSCAN reads at most, whatever its COUNT.
 const SCAN_COUNT_MAX: usize = 1 << 16;
@@ -274,15 +277,18 @@ pub async fn scan_collection(
         position += 1;
     }
     let done = || Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]));
+    if context.is_write() {
+        return error("ERR collection scans are not allowed inside a transaction");
+    }
     let Some(metadata) = context.meta_of(key, of.kind).await? else { return done() };
     let prefix = layout::sub_key(key, metadata.generation, of.tag);
     let mut start = prefix.clone();
     if cursor != 0 {
-        let cursors = context.cursors.borrow();
-        let Some(element) = cursors.resume(cursor, key) else {
+        let mut cursors = context.cursors.borrow_mut();
+        let Some(element) = cursors.take(cursor, key) else {
             return error("ERR invalid cursor (expired, from before a restart, or another node's)");
         };
-        start.extend_from_slice(element);
+        start.extend_from_slice(&element);
     }
     let end = strata_lsm::prefix_end(&prefix);
     let mut records = context.scan_raw(&start, end.as_deref(), count + 1).await?;
@@ -297,10 +303,16 @@ pub async fn scan_collection(
         if pattern.is_some_and(|pattern| !crate::glob::matches(pattern, &element)) {
             continue;
         }
+        let value = match value_of.map(|value_of| value_of(value)) {
+            None => None,
+            Some(Some(value)) => Some(value),
+            Some(None) => {
+                let reason = format!("element {element:?} of key {key:?}: a malformed value");
+                return Err(Fail::Storage(strata_lsm::LsmError::Invalid { reason }));
+            }
+        };
         out.push(Reply::Bulk(element));
-        if let Some(value_of) = value_of {
-            out.push(Reply::Bulk(value_of(value)));
-        }
+        out.extend(value.map(Reply::Bulk));
     }
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
 }

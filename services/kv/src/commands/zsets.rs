@@ -39,10 +39,10 @@ async fn score_of(
     Ok(stored.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok()).map(f64::from_le_bytes))
 }
 
-/// A member record's value (a score's f64 bits) as ZSCAN replies it.
-fn stored_score_text(stored: Vec<u8>) -> Vec<u8> {
-    let bits = <[u8; 8]>::try_from(stored.as_slice()).expect("member records hold 8 bytes");
-    crate::resp::format_double(f64::from_le_bytes(bits)).into_bytes()
+/// A member record's value (a score's f64 bits) as ZSCAN replies it; `None` if it is not one.
+fn stored_score_text(stored: Vec<u8>) -> Option<Vec<u8>> {
+    let bits = <[u8; 8]>::try_from(stored.as_slice()).ok()?;
+    Some(crate::resp::format_double(f64::from_le_bytes(bits)).into_bytes())
 }
 
 /// Sets `member`'s score (replacing its old position).
