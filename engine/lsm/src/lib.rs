@@ -710,29 +710,57 @@ impl Db {
     /// Calls `visit` with each live key and value in the range, in key order, as of `snapshot`
     /// (now if `None`), until it returns false. A snapshot taken before a [`Db::replace`] reads
     /// nothing: `Replaced`.
+    ///
+    /// The memtables are copied (they change while tables are read) [`SCAN_PASS_KEYS`] keys at
+    /// a time: a scan that stops early costs what it read, not the memtables' whole range. It
+    /// holds a snapshot across its passes, so every pass reads the same versions.
     pub async fn scan(
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         snapshot: Option<&Snapshot>,
-        visit: impl FnMut(&[u8], &[u8]) -> bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), LsmError> {
-        let snapshot = match snapshot {
-            Some(snapshot) => self.sequence_of(snapshot)?,
-            None => self.current_sequence(),
-        };
         if range_is_empty(start, end) {
             return Ok(());
         }
-        // No await between the check above and taking the memtables and tables read.
-        let (sources, tombstones, version) = {
-            let state = self.inner.state.borrow();
-            let memtables =
-                std::iter::once(&state.active).chain(state.immutables.iter().map(|m| &**m));
-            let (sources, tombstones) = memtable_sources(memtables, start, end, snapshot);
-            (sources, tombstones, state.version.clone())
+        let held;
+        let snapshot = match snapshot {
+            Some(snapshot) => snapshot,
+            None => {
+                held = self.snapshot();
+                &held
+            }
         };
-        merge_scan(sources, tombstones, &version, start, end, snapshot, visit).await
+        let mut from: Bound<Vec<u8>> = start.map(<[u8]>::to_vec);
+        loop {
+            let sequence = self.sequence_of(snapshot)?;
+            // No await between the check above and taking the memtables and tables read.
+            let (sources, tombstones, version, cut) = {
+                let state = self.inner.state.borrow();
+                let memtables =
+                    std::iter::once(&state.active).chain(state.immutables.iter().map(|m| &**m));
+                let pass =
+                    memtable_sources(memtables, borrowed(&from), end, sequence, SCAN_PASS_KEYS);
+                (pass.sources, pass.tombstones, state.version.clone(), pass.cut)
+            };
+            // Every memtable's keys up to the cut are in this pass; what follows, in the next.
+            let pass_end = cut.as_deref().map_or(end, Bound::Included);
+            let going_on = merge_scan(
+                sources,
+                tombstones,
+                &version,
+                borrowed(&from),
+                pass_end,
+                sequence,
+                &mut visit,
+            )
+            .await?;
+            match cut {
+                Some(cut) if going_on => from = Bound::Excluded(cut),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Live keys and values in `start..end` (unbounded ends with `None`).
@@ -834,26 +862,51 @@ fn above_end(key: &[u8], end: Bound<&[u8]>) -> bool {
     }
 }
 
-/// The memtables' versions in a range (each memtable a sorted source) and their range
-/// tombstones a read at `snapshot` sees; memtables holding only later writes are skipped.
+fn borrowed(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    bound.as_ref().map(Vec::as_slice)
+}
+
+/// Keys a scan copies from each memtable per pass (see [`Db::scan`]).
+const SCAN_PASS_KEYS: usize = 1024;
+
+/// What one pass of a scan reads of the memtables.
+struct MemtablePass {
+    /// Each memtable's versions, a sorted source.
+    sources: Vec<Source>,
+    /// Their range tombstones a read at the pass's snapshot sees.
+    tombstones: Vec<RangeTombstone>,
+    /// The lowest last key copied of a memtable with keys of the range left: above it, this
+    /// pass has not every memtable's versions.
+    cut: Option<Vec<u8>>,
+}
+
+/// The versions in a range of the memtables a read at `snapshot` sees, up to `keys_max` keys
+/// of each; memtables holding only later writes are skipped.
 fn memtable_sources<'a>(
     memtables: impl Iterator<Item = &'a Memtable>,
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
     snapshot: u64,
-) -> (Vec<Source>, Vec<RangeTombstone>) {
-    let mut sources = Vec::new();
-    let mut tombstones = Vec::new();
+    keys_max: usize,
+) -> MemtablePass {
+    let mut pass = MemtablePass { sources: Vec::new(), tombstones: Vec::new(), cut: None };
     for memtable in memtables.filter(|memtable| visible_in(memtable, snapshot)) {
-        sources.push(Source::Memory(memtable.entries_in(start, end).into_iter()));
-        tombstones.extend(memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned());
+        let (entries, cut) = memtable.entries_in(start, end, keys_max);
+        pass.sources.push(Source::Memory(entries.into_iter()));
+        let seen = memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned();
+        pass.tombstones.extend(seen);
+        if let Some(cut) = cut {
+            if pass.cut.as_ref().is_none_or(|lowest| cut < *lowest) {
+                pass.cut = Some(cut);
+            }
+        }
     }
-    (sources, tombstones)
+    pass
 }
 
 /// Merges `sources` (memtables) with the tables of `version` overlapping the range, and calls
 /// `visit` with each key's newest live version at `snapshot`, in key order, until it returns
-/// false.
+/// false; whether it never did.
 async fn merge_scan(
     mut sources: Vec<Source>,
     mut tombstones: Vec<RangeTombstone>,
@@ -862,7 +915,7 @@ async fn merge_scan(
     end: Bound<&[u8]>,
     snapshot: u64,
     mut visit: impl FnMut(&[u8], &[u8]) -> bool,
-) -> Result<(), LsmError> {
+) -> Result<bool, LsmError> {
     let in_range = |key: &[u8]| (start, end).contains(&key);
     let overlaps = |smallest: &[u8], largest: &[u8]| {
         let above = match start {
@@ -897,11 +950,11 @@ async fn merge_scan(
         let hidden =
             memtable::tombstone_sequence(&tombstones, &entry.key, snapshot) > entry.sequence;
         if entry.kind == Kind::Put && !hidden && !visit(&entry.key, &entry.value) {
-            return Ok(());
+            return Ok(false);
         }
         done_key = Some(entry.key);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A read view that holds on to what it reads (see [`Db::view`]).
@@ -933,9 +986,13 @@ impl View {
         if range_is_empty(start, end) {
             return Ok(());
         }
+        // A view's memtables do not change: one pass reads them all.
         let memtables = self.memtables.iter().map(|memtable| &**memtable);
-        let (sources, tombstones) = memtable_sources(memtables, start, end, self.sequence);
-        merge_scan(sources, tombstones, &self.version, start, end, self.sequence, visit).await
+        let pass = memtable_sources(memtables, start, end, self.sequence, usize::MAX);
+        let sequence = self.sequence;
+        merge_scan(pass.sources, pass.tombstones, &self.version, start, end, sequence, visit)
+            .await
+            .map(drop)
     }
 }
 

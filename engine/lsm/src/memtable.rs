@@ -165,9 +165,18 @@ impl Memtable {
         &self.tombstones
     }
 
-    /// Every version kept in `range` (see [`Memtable::insert`]), in (key, newest first) order.
-    pub fn entries_in(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<Entry> {
-        self.entries.range::<[u8], _>((start, end)).flat_map(entries_of).collect()
+    /// Every version kept (see [`Memtable::insert`]) of the first `keys_max` keys in the range,
+    /// in (key, newest first) order, and the last key copied if keys of the range are left.
+    pub fn entries_in(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        keys_max: usize,
+    ) -> (Vec<Entry>, Option<Vec<u8>>) {
+        let mut keys = self.entries.range::<[u8], _>((start, end));
+        let entries: Vec<Entry> = keys.by_ref().take(keys_max).flat_map(entries_of).collect();
+        let cut = keys.next().is_some().then(|| entries.last().expect("keys_max > 0").key.clone());
+        (entries, cut)
     }
 
     /// Every entry, for a flush.
@@ -203,8 +212,10 @@ mod tests {
         assert_eq!(memtable.get(b"k", 5), Some((5, Kind::Put, &b"old"[..])));
         assert_eq!(memtable.get(b"k", 100), Some((9, Kind::Delete, &b""[..])));
         assert_eq!(memtable.get(b"j", 100), None);
-        let all = memtable.entries_in(Bound::Included(b"k"), Bound::Excluded(b"l"));
-        assert_eq!(all.len(), 2);
+        let (all, cut) = memtable.entries_in(Bound::Included(b"k"), Bound::Excluded(b"l"), 10);
+        assert_eq!((all.len(), cut), (2, None));
+        let (first, cut) = memtable.entries_in(Bound::Unbounded, Bound::Unbounded, 1);
+        assert_eq!((first.len(), cut), (2, Some(b"k".to_vec())), "both versions of one key");
     }
 
     #[test]

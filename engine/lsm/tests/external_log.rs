@@ -156,3 +156,65 @@ fn overwriting_one_key_still_lets_the_log_be_cut() {
     });
     assert!(durable > 500, "the memtable of one key was flushed: durable through {durable}");
 }
+
+/// A scan copies the memtables a thousand keys at a time: over many passes it still returns
+/// every key once, in order, with the values as of its start, while writes overwrite and delete
+/// keys between its passes (a task writing beside it, and tables it awaits).
+#[test]
+fn a_scan_in_passes_reads_one_moment() {
+    let mut sim = Sim::new(11, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let options = Options { memtable_bytes_max: 1 << 20, ..options() };
+        let db = Rc::new(Db::open(&rt, "db", options).await.unwrap());
+        let key = |number: u64| format!("key{number:05}");
+        let mut index = 0;
+        // Half the keys in tables, the other half (interleaved) in the memtable.
+        for round in 0..2 {
+            for number in (round..6000).step_by(2) {
+                index += 1;
+                db.write_at(put_key(&key(number), &format!("old{number}")), index).await.unwrap();
+            }
+            if round == 0 {
+                db.flush().await.unwrap();
+            }
+        }
+        let writer_db = db.clone();
+        let writer = rt.spawn(async move {
+            for number in 0..6000 {
+                let mut batch = WriteBatch::new();
+                if number % 3 == 0 {
+                    batch.delete(key(number));
+                } else {
+                    batch.put(key(number), "new");
+                }
+                writer_db.write_at(batch, index + 1 + number).await.unwrap();
+                if number % 100 == 0 {
+                    strata_rt::sync::yield_now().await;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        db.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, None, |key, value| {
+            seen.push((key.to_vec(), value.to_vec()));
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(db.log_index_applied(), index + 6000, "the writes ran beside the scan");
+        writer.await;
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..6000)
+            .map(|number| (key(number).into_bytes(), format!("old{number}").into_bytes()))
+            .collect();
+        assert!(seen == expected, "{} keys seen, as of the scan's start", seen.len());
+        let mut first = Vec::new();
+        db.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, None, |key, _| {
+            first.push(key.to_vec());
+            first.len() < 3
+        })
+        .await
+        .unwrap();
+        assert_eq!(first, [key(1).into_bytes(), key(2).into_bytes(), key(4).into_bytes()]);
+    });
+}
