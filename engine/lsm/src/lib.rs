@@ -712,8 +712,9 @@ impl Db {
     /// nothing: `Replaced`.
     ///
     /// The memtables are copied (they change while tables are read) [`SCAN_PASS_KEYS`] keys at
-    /// a time: a scan that stops early costs what it read, not the memtables' whole range. It
-    /// holds a snapshot across its passes, so every pass reads the same versions.
+    /// a time: a scan that stops early costs what it read, not the memtables' whole range. A
+    /// scan of several passes holds a snapshot across them, so each reads the same versions;
+    /// a [`Db::replace`] finishing meanwhile ends it with `Replaced` after part of the range.
     pub async fn scan(
         &self,
         start: Bound<&[u8]>,
@@ -724,17 +725,14 @@ impl Db {
         if range_is_empty(start, end) {
             return Ok(());
         }
-        let held;
-        let snapshot = match snapshot {
-            Some(snapshot) => snapshot,
-            None => {
-                held = self.snapshot();
-                &held
-            }
-        };
+        // Taken only once a second pass is needed: a short scan registers nothing.
+        let mut held: Option<Snapshot> = None;
         let mut from: Bound<Vec<u8>> = start.map(<[u8]>::to_vec);
         loop {
-            let sequence = self.sequence_of(snapshot)?;
+            let sequence = match snapshot.or(held.as_ref()) {
+                Some(snapshot) => self.sequence_of(snapshot)?,
+                None => self.current_sequence(),
+            };
             // No await between the check above and taking the memtables and tables read.
             let (sources, tombstones, version, cut) = {
                 let state = self.inner.state.borrow();
@@ -744,6 +742,12 @@ impl Db {
                     memtable_sources(memtables, borrowed(&from), end, sequence, SCAN_PASS_KEYS);
                 (pass.sources, pass.tombstones, state.version.clone(), pass.cut)
             };
+            if cut.is_some() && snapshot.is_none() && held.is_none() {
+                // Still no await since `sequence` was read: the snapshot is at it.
+                let taken = self.snapshot();
+                assert_eq!(taken.sequence, sequence, "a scan's snapshot is at its first pass");
+                held = Some(taken);
+            }
             // Every memtable's keys up to the cut are in this pass; what follows, in the next.
             let pass_end = cut.as_deref().map_or(end, Bound::Included);
             let going_on = merge_scan(

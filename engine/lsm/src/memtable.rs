@@ -173,6 +173,7 @@ impl Memtable {
         end: Bound<&[u8]>,
         keys_max: usize,
     ) -> (Vec<Entry>, Option<Vec<u8>>) {
+        assert!(keys_max > 0, "a memtable range of no keys copies nothing");
         let mut keys = self.entries.range::<[u8], _>((start, end));
         let entries: Vec<Entry> = keys.by_ref().take(keys_max).flat_map(entries_of).collect();
         let cut = keys.next().is_some().then(|| entries.last().expect("keys_max > 0").key.clone());

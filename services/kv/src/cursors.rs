@@ -60,17 +60,20 @@ impl Cursors {
         cursor
     }
 
-    /// Where `cursor` resumes an iteration over `key`, forgetting it: the call that uses it
-    /// hands out the next one, so a table holds one cursor per iteration under way and a slow
-    /// iteration is not pushed out by quick ones. `None` if this table has no such cursor for
-    /// that key (never given, used already, pushed out, or given before a restart).
-    pub fn take(&mut self, cursor: u64, key: &[u8]) -> Option<Vec<u8>> {
-        if self.entries.get(&cursor)?.key != key {
-            return None;
+    /// Where `cursor` resumes an iteration over `key`; `None` if this table has no such cursor
+    /// for that key (never given, used already, pushed out, or given before a restart).
+    pub fn resume(&self, cursor: u64, key: &[u8]) -> Option<&[u8]> {
+        let resume = self.entries.get(&cursor)?;
+        (resume.key == key).then_some(resume.element.as_slice())
+    }
+
+    /// Forgets `cursor` once a call used it: that call hands out the next one, so the table
+    /// holds one cursor per iteration under way, and a slow iteration is not pushed out by
+    /// quick ones.
+    pub fn forget(&mut self, cursor: u64) {
+        if let Some(resume) = self.entries.remove(&cursor) {
+            self.bytes -= resume.bytes();
         }
-        let resume = self.entries.remove(&cursor).expect("just found");
-        self.bytes -= resume.bytes();
-        Some(resume.element)
     }
 
     pub fn len(&self) -> usize {
@@ -93,11 +96,13 @@ mod tests {
         let second = cursors.remember(b"h", b"g".to_vec());
         assert_ne!(first, second);
         assert!(first != 0 && first < 1 << 62);
-        assert_eq!(cursors.take(first, b"other"), None);
-        assert_eq!(cursors.take(first + 100, b"h"), None);
-        assert_eq!(cursors.take(first, b"h"), Some(b"f".to_vec()));
-        assert_eq!(cursors.take(first, b"h"), None, "a cursor is used once");
-        assert_eq!(cursors.take(second, b"h"), Some(b"g".to_vec()));
+        assert_eq!(cursors.resume(first, b"other"), None);
+        assert_eq!(cursors.resume(first + 100, b"h"), None);
+        assert_eq!(cursors.resume(first, b"h"), Some(&b"f"[..]));
+        cursors.forget(first);
+        assert_eq!(cursors.resume(first, b"h"), None, "a cursor is used once");
+        assert_eq!(cursors.resume(second, b"h"), Some(&b"g"[..]));
+        cursors.forget(second);
         assert!(cursors.is_empty());
     }
 
@@ -107,8 +112,8 @@ mod tests {
         let oldest = cursors.remember(b"h", b"a".to_vec());
         let kept = (0..CURSORS_MAX).map(|_| cursors.remember(b"h", b"b".to_vec())).last();
         assert_eq!(cursors.len(), CURSORS_MAX);
-        assert_eq!(cursors.take(oldest, b"h"), None);
-        assert!(cursors.take(kept.unwrap(), b"h").is_some());
+        assert_eq!(cursors.resume(oldest, b"h"), None);
+        assert!(cursors.resume(kept.unwrap(), b"h").is_some());
         assert!(kept.unwrap() < 1 << 62);
     }
 
@@ -118,9 +123,9 @@ mod tests {
         let quarter = vec![0; CURSOR_BYTES_MAX / 4];
         let all: Vec<u64> = (0..4).map(|_| cursors.remember(b"h", quarter.clone())).collect();
         assert_eq!(cursors.len(), 3, "four quarters and their keys are over");
-        assert_eq!(cursors.take(all[0], b"h"), None, "the oldest went");
+        assert_eq!(cursors.resume(all[0], b"h"), None, "the oldest went");
         let huge = cursors.remember(b"h", vec![0; CURSOR_BYTES_MAX + 1]);
         assert_eq!(cursors.len(), 1, "one larger than the bound stays alone");
-        assert!(cursors.take(huge, b"h").is_some());
+        assert!(cursors.resume(huge, b"h").is_some());
     }
 }

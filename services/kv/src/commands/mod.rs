@@ -284,19 +284,23 @@ pub async fn scan_collection(
     let prefix = layout::sub_key(key, metadata.generation, of.tag);
     let mut start = prefix.clone();
     if cursor != 0 {
-        let mut cursors = context.cursors.borrow_mut();
-        let Some(element) = cursors.take(cursor, key) else {
+        let cursors = context.cursors.borrow();
+        let Some(element) = cursors.resume(cursor, key) else {
             return error("ERR invalid cursor (expired, from before a restart, or another node's)");
         };
-        start.extend_from_slice(&element);
+        start.extend_from_slice(element);
     }
     let end = strata_lsm::prefix_end(&prefix);
     let mut records = context.scan_raw(&start, end.as_deref(), count + 1).await?;
+    // Used once the read went through: a read retried (the store replaced under it) resumes.
+    let mut cursors = context.cursors.borrow_mut();
+    cursors.forget(cursor);
     let mut next = 0;
     if records.len() > count {
         let (resume, _) = records.pop().expect("one past the count");
-        next = context.cursors.borrow_mut().remember(key, resume[prefix.len()..].to_vec());
+        next = cursors.remember(key, resume[prefix.len()..].to_vec());
     }
+    drop(cursors);
     let mut out = Vec::new();
     for (record, value) in records {
         let element = record[prefix.len()..].to_vec();
