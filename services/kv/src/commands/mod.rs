@@ -311,6 +311,8 @@ pub async fn scan_collection(
             None => None,
             Some(Some(value)) => Some(value),
             Some(None) => {
+                let (element, key) =
+                    (String::from_utf8_lossy(&element), String::from_utf8_lossy(key));
                 let reason = format!("element {element:?} of key {key:?}: a malformed value");
                 return Err(Fail::Storage(strata_lsm::LsmError::Invalid { reason }));
             }
