@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use strata_lsm::{Db, LsmError, Options, WriteBatch};
-use strata_rt::{Duration, NodeId};
+use strata_rt::{Duration, NodeId, Runtime};
 use strata_sim::{FaultConfig, NodeOptions, Sim};
 
 const NODE: NodeId = NodeId(0);
@@ -22,6 +22,14 @@ fn options() -> Options {
     }
 }
 
+/// A simulation of one node, fault-free, and that node's runtime.
+fn one_node(seed: u64) -> (Sim, Runtime) {
+    let mut sim = Sim::new(seed, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    (sim, rt)
+}
+
 fn run<T: 'static>(sim: &mut Sim, future: impl std::future::Future<Output = T> + 'static) -> T {
     let rt = sim.runtime(NODE);
     let slot: Rc<RefCell<Option<T>>> = Rc::default();
@@ -35,16 +43,12 @@ fn run<T: 'static>(sim: &mut Sim, future: impl std::future::Future<Output = T> +
 }
 
 fn put(index: u64) -> WriteBatch {
-    let mut batch = WriteBatch::new();
-    batch.put(format!("key{:06}", index % 500), format!("value{index}"));
-    batch
+    put_key(&format!("key{:06}", index % 500), &format!("value{index}"))
 }
 
 #[test]
 fn replaying_from_the_durable_index_restores_every_write() {
-    let mut sim = Sim::new(7, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(7);
     let durable = run(&mut sim, async move {
         let db = Db::open(&rt, "db", options()).await.unwrap();
         assert_eq!(db.log_index_durable(), 0);
@@ -77,9 +81,7 @@ fn replaying_from_the_durable_index_restores_every_write() {
 
 #[test]
 fn flushing_empty_writes_moves_the_durable_index() {
-    let mut sim = Sim::new(8, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(8);
     run(&mut sim, async move {
         let db = Db::open(&rt, "db", options()).await.unwrap();
         db.write_at(put(1), 1).await.unwrap();
@@ -94,9 +96,7 @@ fn flushing_empty_writes_moves_the_durable_index() {
 
 #[test]
 fn indexes_must_increase_and_plain_writes_are_refused() {
-    let mut sim = Sim::new(9, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(9);
     run(&mut sim, async move {
         let db = Db::open(&rt, "db", options()).await.unwrap();
         db.write_at(put(5), 5).await.unwrap();
@@ -118,9 +118,7 @@ fn put_key(key: &str, value: &str) -> WriteBatch {
 /// snapshot keeps seeing its value while later writes go on, and a read now sees the newest.
 #[test]
 fn a_snapshot_keeps_the_version_it_reads_through_overwrites() {
-    let mut sim = Sim::new(9, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(12);
     run(&mut sim, async move {
         let db = Db::open(&rt, "db", options()).await.unwrap();
         db.write_at(put_key("k", "one"), 1).await.unwrap();
@@ -142,9 +140,7 @@ fn a_snapshot_keeps_the_version_it_reads_through_overwrites() {
 /// memtable is flushed anyway, so the caller's log can be cut (here, the durable index moves).
 #[test]
 fn overwriting_one_key_still_lets_the_log_be_cut() {
-    let mut sim = Sim::new(10, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(10);
     let durable = run(&mut sim, async move {
         let db = Db::open(&rt, "db", options()).await.unwrap();
         let value = "v".repeat(100);
@@ -162,9 +158,7 @@ fn overwriting_one_key_still_lets_the_log_be_cut() {
 /// keys between its passes (a task writing beside it, and tables it awaits).
 #[test]
 fn a_scan_in_passes_reads_one_moment() {
-    let mut sim = Sim::new(11, FaultConfig::none());
-    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
-    let rt = sim.runtime(NODE);
+    let (mut sim, rt) = one_node(11);
     run(&mut sim, async move {
         // Memtables of about 1,600 keys: the scan meets more keys in the active one than a
         // pass copies, and memtables frozen and flushed under it.

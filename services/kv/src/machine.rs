@@ -419,7 +419,7 @@ impl Machine {
                 };
             }
         };
-        let mut context = Context::for_apply(&self.db, &self.cursors, entry.now_ms(), index);
+        let mut context = Context::for_apply(&self.db, entry.now_ms(), index);
         let lone_publish = matches!(&entry, Entry::Command { arguments, .. }
             if arguments[0].eq_ignore_ascii_case(b"publish"));
         let lone_command = matches!(entry, Entry::Command { .. });

@@ -553,17 +553,10 @@ impl<C: Cluster> Connection<C> {
         }
         // Over one shard, DEL/UNLINK/EXISTS/TOUCH/MGET are one request to it, as `per_shard`
         // would make; over several they run alone.
-        let mut shard = None;
-        for key in spec.key_iter(arguments) {
-            if key.len() > crate::commands::KEY_BYTES_MAX {
-                return Plan::Alone;
-            }
-            let key_shard = shard_of(key, self.shard_count());
-            if *shard.get_or_insert(key_shard) != key_shard {
-                return Plan::Alone;
-            }
+        if spec.key_iter(arguments).any(|key| key.len() > crate::commands::KEY_BYTES_MAX) {
+            return Plan::Alone;
         }
-        let shard = shard.unwrap_or(0);
+        let Some(shard) = self.single_shard(spec.key_iter(arguments)) else { return Plan::Alone };
         let name = spec.name;
         if spec.has(command::WRITE) {
             Plan::Write { shard, name }
@@ -726,14 +719,15 @@ impl<C: Cluster> Connection<C> {
 
     /// The one shard of `keys`, or CROSSSLOT.
     fn one_shard(&self, keys: &[&[u8]]) -> Result<u32, Reply> {
+        self.single_shard(keys.iter().copied()).ok_or_else(|| Reply::error(CROSSSLOT))
+    }
+
+    /// The one shard of `keys` (0 for none); `None` if they span several.
+    fn single_shard<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> Option<u32> {
         let shard_count = self.shard_count();
-        let mut shards = keys.iter().map(|key| shard_of(key, shard_count));
+        let mut shards = keys.into_iter().map(|key| shard_of(key, shard_count));
         let first = shards.next().unwrap_or(0);
-        if shards.all(|shard| shard == first) {
-            Ok(first)
-        } else {
-            Err(Reply::error(CROSSSLOT))
-        }
+        shards.all(|shard| shard == first).then_some(first)
     }
 
     async fn write(&self, shard: u32, entry: Entry) -> Reply {

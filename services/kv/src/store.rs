@@ -61,8 +61,9 @@ pub enum Effect {
 
 pub struct Context<'a> {
     db: &'a Db,
-    /// The shard's collection-scan cursors (node-local: they change no replicated state).
-    pub cursors: &'a RefCell<Cursors>,
+    /// The shard's collection-scan cursors, for a read (node-local: a write context, applied
+    /// on every replica alike, has none).
+    pub cursors: Option<&'a RefCell<Cursors>>,
     snapshot: Option<Snapshot>,
     /// Unix ms: the entry's `now_ms` when applying, the node's clock for a read.
     pub now_ms: u64,
@@ -90,21 +91,16 @@ impl<'a> Context<'a> {
         seed: u64,
     ) -> Context<'a> {
         let snapshot = Some(db.snapshot());
-        Context::new(db, cursors, snapshot, now_ms, None, seed)
+        Context::new(db, Some(cursors), snapshot, now_ms, None, seed)
     }
 
-    pub fn for_apply(
-        db: &'a Db,
-        cursors: &'a RefCell<Cursors>,
-        now_ms: u64,
-        index: u64,
-    ) -> Context<'a> {
-        Context::new(db, cursors, None, now_ms, Some(index), index)
+    pub fn for_apply(db: &'a Db, now_ms: u64, index: u64) -> Context<'a> {
+        Context::new(db, None, None, now_ms, Some(index), index)
     }
 
     fn new(
         db: &'a Db,
-        cursors: &'a RefCell<Cursors>,
+        cursors: Option<&'a RefCell<Cursors>>,
         snapshot: Option<Snapshot>,
         now_ms: u64,
         index: Option<u64>,

@@ -277,14 +277,14 @@ pub async fn scan_collection(
         position += 1;
     }
     let done = || Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())]));
-    if context.is_write() {
+    let Some(cursors) = context.cursors else {
         return error("ERR collection scans are not allowed inside a transaction");
-    }
+    };
     let Some(metadata) = context.meta_of(key, of.kind).await? else { return done() };
     let prefix = layout::sub_key(key, metadata.generation, of.tag);
     let mut start = prefix.clone();
     if cursor != 0 {
-        let cursors = context.cursors.borrow();
+        let cursors = cursors.borrow();
         let Some(element) = cursors.resume(cursor, key) else {
             return error("ERR invalid cursor (expired, from before a restart, or another node's)");
         };
@@ -293,7 +293,7 @@ pub async fn scan_collection(
     let end = strata_lsm::prefix_end(&prefix);
     let mut records = context.scan_raw(&start, end.as_deref(), count + 1).await?;
     // Used once the read went through: a read retried (the store replaced under it) resumes.
-    let mut cursors = context.cursors.borrow_mut();
+    let mut cursors = cursors.borrow_mut();
     cursors.forget(cursor);
     let mut next = 0;
     if records.len() > count {
