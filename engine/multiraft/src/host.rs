@@ -8,6 +8,7 @@
 //! knows; a forwarded request that is lost resolves as a timeout, an unknown outcome.
 
 use crate::envelope::{self, Item};
+use crate::proposals::Proposals;
 use crate::snapshot::{self, FramedReader, SnapshotSource};
 use crate::storage::{self, GroupId};
 use crate::{HostConfig, HostError, HostStats, StateMachine};
@@ -86,7 +87,7 @@ pub(crate) struct Applier<M: StateMachine> {
     /// a snapshot of the machine is a snapshot of the log up to there.
     machine_index: Cell<u64>,
     /// Local proposals by proposal id.
-    pub(crate) proposals: RefCell<BTreeMap<u64, Completer<Reply<M>>>>,
+    pub(crate) proposals: RefCell<Proposals<Reply<M>>>,
     /// Reads waiting for `applied` to reach an index.
     reads: RefCell<Vec<(u64, Completer<()>)>>,
     /// The index of the last snapshot taken, asked for or installed.
@@ -120,6 +121,11 @@ impl<M: StateMachine> Applier<M> {
     fn release_reads(&self) {
         let applied = self.applied.get();
         let mut reads = self.reads.borrow_mut();
+        // Checked before splitting: this runs after every applied entry, and reads are rare
+        // beside writes.
+        if reads.iter().all(|(index, _)| *index > applied) {
+            return;
+        }
         let (ready, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut *reads).into_iter().partition(|(index, _)| *index <= applied);
         *reads = waiting;
@@ -571,7 +577,7 @@ async fn apply_one<M: StateMachine>(applier: &Applier<M>, entry: &Entry) -> Resu
         return Err(cause);
     }
     applier.machine_index.set(entry.index);
-    if let Some(completer) = applier.proposals.borrow_mut().remove(&id) {
+    if let Some(completer) = applier.proposals.borrow_mut().remove(id) {
         completer.complete(Ok(output));
     }
     Ok(())
@@ -660,8 +666,8 @@ impl<M: StateMachine> Inner<M> {
         *self.failed.borrow_mut() = Some(error.clone());
         self.stopped.set(true);
         for group in self.groups.borrow_mut().values_mut() {
-            let proposals = std::mem::take(&mut *group.applier.proposals.borrow_mut());
-            for (_, completer) in proposals {
+            let proposals: Vec<_> = group.applier.proposals.borrow_mut().take_all().collect();
+            for completer in proposals {
                 completer.complete(Err(error.clone()));
             }
             for read in group.reads.drain(..) {
@@ -741,7 +747,8 @@ impl<M: StateMachine> Inner<M> {
         self.removing.borrow_mut().insert(group_id);
         drop_readers(&mut self.snapshot_readers.borrow_mut(), group_id);
         let gone = HostError::UnknownGroup { group: group_id };
-        for (_, completer) in std::mem::take(&mut *group.applier.proposals.borrow_mut()) {
+        let proposals: Vec<_> = group.applier.proposals.borrow_mut().take_all().collect();
+        for completer in proposals {
             completer.complete(Err(gone.clone()));
         }
         for read in group.reads.drain(..) {

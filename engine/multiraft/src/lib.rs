@@ -64,6 +64,7 @@
 
 pub mod envelope;
 mod host;
+mod proposals;
 pub mod snapshot;
 pub mod storage;
 
@@ -428,7 +429,7 @@ impl<M: StateMachine> Host<M> {
 
     fn forget_proposal(&self, group: GroupId, id: u64) {
         if let Some(group) = self.inner.groups.borrow().get(&group) {
-            group.applier.proposals.borrow_mut().remove(&id);
+            group.applier.proposals.borrow_mut().remove(id);
         }
     }
 
