@@ -4,6 +4,7 @@
 //! `/health` and `/metrics` until asked to stop (graceful: stop accepting, let the host finish
 //! its round, close) or until storage fails (an error: the process must restart to recover).
 
+pub mod allocator;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -10,10 +10,9 @@ use strata_node::Endpoints;
 use strata_rt::transport::PeerConfig;
 use strata_rt::uring::{self, UringOptions};
 
-/// mimalloc, not glibc's malloc: a SET at -P 1 spent about 18% of the node's CPU in glibc's
-/// malloc and free (consolidating freed chunks), mostly small short-lived buffers.
+/// mimalloc (see `strata_node::allocator`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: strata_node::allocator::Allocator = strata_node::allocator::Allocator;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
