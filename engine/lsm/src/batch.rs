@@ -57,6 +57,11 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    /// An empty batch with room for `operations` operations.
+    pub fn with_capacity(operations: usize) -> WriteBatch {
+        WriteBatch { operations: Vec::with_capacity(operations), size_bytes: 0 }
+    }
+
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
         let (key, value) = (key.into(), value.into());
         self.size_bytes += key.len() + value.len() + 9;

@@ -625,7 +625,7 @@ impl CommandSpec {
             Reply::Integer(self.first_key.into()),
             Reply::Integer(self.last_key.into()),
             Reply::Integer(self.step.into()),
-            Reply::Set(vec![Reply::Simple(format!("@{}", self.group))]),
+            Reply::Set(vec![Reply::Simple(format!("@{}", self.group).into())]),
             Reply::Set(Vec::new()),
             Reply::Array(Vec::new()),
             Reply::Array(Vec::new()),

@@ -138,6 +138,13 @@ impl Entry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        Entry::decode_reusing(bytes, Vec::new())
+    }
+
+    /// [`Entry::decode`], with `spare`'s buffers reused for a lone command's arguments (the
+    /// usual entry): a replica applies one entry after another, and the buffers of one
+    /// command's arguments serve the next one's.
+    pub fn decode_reusing(bytes: &[u8], spare: Vec<Vec<u8>>) -> Result<Entry, EntryError> {
         let mut reader = Reader { bytes, position: 0 };
         let format = reader.u8()?;
         if format != ENTRY_FORMAT {
@@ -146,7 +153,7 @@ impl Entry {
         let kind = reader.u8()?;
         let now_ms = reader.u64()?;
         let entry = match kind {
-            KIND_COMMAND => Entry::Command { now_ms, arguments: reader.command()? },
+            KIND_COMMAND => Entry::Command { now_ms, arguments: reader.command_into(spare)? },
             KIND_TRANSACTION => {
                 let count = reader.count(WATCHED_KEYS_MAX, "watched keys")?;
                 let mut watched = Vec::with_capacity(count);
@@ -157,7 +164,7 @@ impl Entry {
                 let count = reader.count(TRANSACTION_COMMANDS_MAX, "commands")?;
                 let mut commands = Vec::with_capacity(count);
                 for _ in 0..count {
-                    commands.push(reader.command()?);
+                    commands.push(reader.command_into(Vec::new())?);
                 }
                 Entry::Transaction { now_ms, watched, commands }
             }
@@ -218,12 +225,20 @@ impl Reader<'_> {
         Ok(count)
     }
 
-    fn bytes(&mut self) -> Result<Vec<u8>, EntryError> {
+    fn slice(&mut self) -> Result<&[u8], EntryError> {
         let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
+        self.take(len)
     }
 
-    fn command(&mut self) -> Result<Vec<Vec<u8>>, EntryError> {
+    fn bytes(&mut self) -> Result<Vec<u8>, EntryError> {
+        Ok(self.slice()?.to_vec())
+    }
+
+    /// A command's arguments, in `arguments` (its buffers reused, its length set).
+    fn command_into(
+        &mut self,
+        mut arguments: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, EntryError> {
         let count = self.count(crate::resp::ARGUMENTS_MAX, "arguments")?;
         if count == 0 {
             return Err(EntryError("command without a name".into()));
@@ -233,9 +248,17 @@ impl Reader<'_> {
         if count > (self.bytes.len() - self.position) / 4 {
             return Err(EntryError(format!("truncated: {count} arguments announced")));
         }
-        let mut arguments = Vec::with_capacity(count);
-        for _ in 0..count {
-            arguments.push(self.bytes()?);
+        arguments.truncate(count);
+        arguments.reserve(count - arguments.len());
+        for at in 0..count {
+            let bytes = self.slice()?;
+            match arguments.get_mut(at) {
+                Some(argument) => {
+                    argument.clear();
+                    argument.extend_from_slice(bytes);
+                }
+                None => arguments.push(bytes.to_vec()),
+            }
         }
         Ok(arguments)
     }
@@ -268,6 +291,9 @@ mod tests {
                 assert_eq!(bytes.len(), entry.encoded_len_estimate(), "exact for a command");
             }
             assert_eq!(Entry::decode(&bytes).unwrap(), entry);
+            let spare = command(&["a long first argument", "", "x", "y", "z", "more", "still"]);
+            assert_eq!(Entry::decode_reusing(&bytes, spare.clone()).unwrap(), entry);
+            assert_eq!(Entry::decode_reusing(&bytes, spare[..1].to_vec()).unwrap(), entry);
             for cut in 0..bytes.len() {
                 assert!(Entry::decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");
             }

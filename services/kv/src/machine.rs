@@ -315,8 +315,14 @@ pub struct Machine {
     /// with no write between them still draw differently.
     reads_count: Cell<u64>,
     cursors: RefCell<Cursors>,
+    /// The buffers of the last applied command's arguments, for the next to decode into.
+    spare_arguments: RefCell<Vec<Vec<u8>>>,
     failure: RefCell<Option<MachineError>>,
 }
+
+/// Most bytes of argument buffers a machine keeps between applies (a larger command's are
+/// freed).
+const SPARE_ARGUMENT_BYTES_MAX: usize = 64 << 10;
 
 impl std::fmt::Debug for Machine {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -361,6 +367,7 @@ impl Machine {
             applying: Cell::new(false),
             reads_count: Cell::new(0),
             cursors: RefCell::new(Cursors::new(rt.rng().next_u64())),
+            spare_arguments: RefCell::default(),
             failure: RefCell::new(None),
         })
     }
@@ -410,7 +417,8 @@ impl Machine {
         if let Some(failure) = self.failure() {
             return Reply::error(format!("ERR shard {} failed: {failure}", self.shard));
         }
-        let entry = match Entry::decode(bytes) {
+        let spare = std::mem::take(&mut *self.spare_arguments.borrow_mut());
+        let entry = match Entry::decode_reusing(bytes, spare) {
             Ok(entry) => entry,
             Err(error) => {
                 return match self.write(strata_lsm::WriteBatch::new(), index).await {
@@ -424,7 +432,11 @@ impl Machine {
             if arguments[0].eq_ignore_ascii_case(b"publish"));
         let lone_command = matches!(entry, Entry::Command { .. });
         let outcome = match entry {
-            Entry::Command { arguments, .. } => commands::execute(&mut context, &arguments).await,
+            Entry::Command { arguments, .. } => {
+                let outcome = commands::execute(&mut context, &arguments).await;
+                self.keep_spare(arguments);
+                outcome
+            }
             Entry::Transaction { watched, commands, .. } => {
                 transaction(&mut context, &watched, &commands).await
             }
@@ -454,6 +466,13 @@ impl Machine {
         match self.shared.perform(effects) {
             Some(receivers) if lone_publish => Reply::Integer(receivers),
             _ => reply,
+        }
+    }
+
+    fn keep_spare(&self, arguments: Vec<Vec<u8>>) {
+        let bytes: usize = arguments.iter().map(|argument| argument.capacity() + 24).sum();
+        if bytes <= SPARE_ARGUMENT_BYTES_MAX {
+            *self.spare_arguments.borrow_mut() = arguments;
         }
     }
 

@@ -10,6 +10,8 @@
 //! doubles, booleans, pushes and verbatim strings; RESP2 downgrades them as Redis does (a map to
 //! a flat array, a set to an array, a double to a bulk string, a boolean to an integer).
 
+use std::borrow::Cow;
+
 /// Largest query buffer: a request that does not fit is refused.
 pub const QUERY_BYTES_MAX: usize = 64 << 20;
 /// Largest inline request line.
@@ -27,7 +29,8 @@ const _: () = assert!(INLINE_BYTES_MAX < QUERY_BYTES_MAX);
 /// A reply to a client, protocol-independent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    Simple(String),
+    /// A status line: mostly a constant (`OK`, `QUEUED`, `PONG`), so not allocated per reply.
+    Simple(Cow<'static, str>),
     /// The whole error line without the leading `-`, e.g. `ERR syntax error`.
     Error(String),
     Integer(i64),
@@ -411,7 +414,7 @@ fn decode_reply_at(buffer: &[u8], start: usize, depth: usize) -> ReplyStep {
     let utf8 = || String::from_utf8(text.to_vec()).map_err(|_| protocol_error("invalid utf-8"));
     let length = || parse_length(text).ok_or_else(|| protocol_error("invalid length"));
     let reply = match kind {
-        b'+' => Reply::Simple(utf8()?),
+        b'+' => Reply::Simple(utf8()?.into()),
         b'-' => Reply::Error(utf8()?),
         b':' => Reply::Integer(utf8()?.parse().map_err(|_| protocol_error("invalid integer"))?),
         b'_' => Reply::Null,

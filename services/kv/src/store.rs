@@ -286,14 +286,15 @@ impl<'a> Context<'a> {
 
     /// Writes `key`'s metadata (loaded before in this context), stamping its version.
     pub fn set_meta(&mut self, key: &[u8], metadata: &mut Metadata) {
-        let loaded = *self
+        let loaded = self
             .loaded
-            .get(key)
+            .get_mut(key)
             .expect("metadata is loaded before it is written (keeps the expiry index exact)");
-        if loaded.is_none() {
+        let stored = loaded.replace(metadata.deadline_ms);
+        if stored.is_none() {
             self.count_delta += 1;
         }
-        let old_deadline = loaded.unwrap_or(0);
+        let old_deadline = stored.unwrap_or(0);
         metadata.version = 2 * self.index();
         if old_deadline != metadata.deadline_ms {
             if old_deadline != 0 {
@@ -303,14 +304,13 @@ impl<'a> Context<'a> {
                 self.put_raw(layout::expiry_key(metadata.deadline_ms, key), Vec::new());
             }
         }
-        self.loaded.insert(key.to_vec(), Some(metadata.deadline_ms));
         self.put_raw(layout::metadata_key(key), metadata.encode());
     }
 
     /// Deletes `key` (metadata loaded before in this context), its elements and expiry record.
     pub fn delete_key(&mut self, key: &[u8], metadata: &Metadata) {
-        let loaded = *self.loaded.get(key).expect("metadata is loaded before a delete");
-        let Some(old_deadline) = loaded else { return };
+        let loaded = self.loaded.get_mut(key).expect("metadata is loaded before a delete");
+        let Some(old_deadline) = loaded.take() else { return };
         self.count_delta -= 1;
         if old_deadline != 0 {
             self.delete_raw(layout::expiry_key(old_deadline, key));
@@ -319,7 +319,6 @@ impl<'a> Context<'a> {
             self.delete_prefix(&layout::sub_prefix(key, metadata.generation));
         }
         self.delete_raw(layout::metadata_key(key));
-        self.loaded.insert(key.to_vec(), None);
         self.mark_deleted();
     }
 
@@ -372,7 +371,7 @@ impl<'a> Context<'a> {
     }
 
     fn into_batch(self) -> (WriteBatch, Vec<Effect>) {
-        let mut batch = WriteBatch::new();
+        let mut batch = WriteBatch::with_capacity(self.ranges.len() + self.overlay.len());
         for (start, end) in self.ranges {
             batch.delete_range(start, end);
         }
