@@ -1,7 +1,7 @@
 //! The memtable: recent writes in memory, multi-versioned by sequence number, with range
 //! tombstones kept beside the point entries. Lost on crash; the WAL replays it.
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 
 /// What a point entry says about its key.
@@ -114,10 +114,15 @@ impl Memtable {
         self.size_bytes += value.len() + VERSION_OVERHEAD_BYTES;
         self.written_bytes += key.len() + value.len() + VERSION_OVERHEAD_BYTES;
         let version = Version { sequence, kind, value };
-        let Some(versions) = self.entries.get_mut(key.as_slice()) else {
-            self.size_bytes += key.len();
-            self.entries.insert(key, Versions { newest: version, older: Vec::new() });
-            return;
+        // One search whether the key is new or not (a get_mut then insert searched twice).
+        let key_len = key.len();
+        let versions = match self.entries.entry(key) {
+            btree_map::Entry::Vacant(vacant) => {
+                self.size_bytes += key_len;
+                vacant.insert(Versions { newest: version, older: Vec::new() });
+                return;
+            }
+            btree_map::Entry::Occupied(occupied) => occupied.into_mut(),
         };
         let hidden = versions.newest.sequence;
         assert!(sequence > hidden, "memtable version {sequence} of a key after {hidden}");

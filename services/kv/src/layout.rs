@@ -173,6 +173,22 @@ impl Metadata {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Metadata, String> {
+        let mut metadata = Metadata::decode_header(bytes)?;
+        metadata.value = bytes[METADATA_HEADER_BYTES..].to_vec();
+        Ok(metadata)
+    }
+
+    /// [`Metadata::decode`] of a record read into its own buffer, which becomes the value
+    /// (moved down over the header, not copied into a new one: a GET's whole value).
+    pub fn decode_owned(mut bytes: Vec<u8>) -> Result<Metadata, String> {
+        let mut metadata = Metadata::decode_header(&bytes)?;
+        bytes.drain(..METADATA_HEADER_BYTES);
+        metadata.value = bytes;
+        Ok(metadata)
+    }
+
+    /// The fixed fields, with an empty value.
+    fn decode_header(bytes: &[u8]) -> Result<Metadata, String> {
         if bytes.len() < METADATA_HEADER_BYTES {
             return Err(format!("metadata of {} bytes", bytes.len()));
         }
@@ -193,7 +209,7 @@ impl Metadata {
             generation: field(2),
             count: field(3),
             head: field(4),
-            value: bytes[METADATA_HEADER_BYTES..].to_vec(),
+            value: Vec::new(),
         })
     }
 }
@@ -221,6 +237,8 @@ mod tests {
         let bytes = metadata.encode();
         assert_eq!(bytes.len(), METADATA_HEADER_BYTES + 5);
         assert_eq!(Metadata::decode(&bytes).unwrap(), metadata);
+        assert_eq!(Metadata::decode_owned(bytes.clone()).unwrap(), metadata);
+        assert!(Metadata::decode_owned(bytes[..10].to_vec()).is_err());
         assert!(Metadata::decode(&bytes[..10]).is_err());
         let mut wrong = bytes.clone();
         wrong[1] = 0;

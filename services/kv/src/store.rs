@@ -259,7 +259,7 @@ impl<'a> Context<'a> {
         let Some(bytes) = self.get_raw(&layout::metadata_key(key)).await? else {
             return Ok(None);
         };
-        match Metadata::decode(&bytes) {
+        match Metadata::decode_owned(bytes) {
             Ok(metadata) => Ok(Some(metadata)),
             Err(reason) => Err(Fail::Storage(LsmError::Invalid {
                 reason: format!("metadata of key {:?}: {reason}", String::from_utf8_lossy(key)),
