@@ -292,6 +292,8 @@ fn now_ms(rt: &Runtime) -> u64 {
 
 /// Most requests taken from the query buffer and executed as one batch.
 const BATCH_COMMANDS_MAX: usize = 1024;
+/// The reply buffer a batch starts with.
+const REPLY_BUFFER_BYTES: usize = 1024;
 
 /// How a request runs in a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,7 +427,9 @@ impl<C: Cluster> Connection<C> {
         let mut chunk = vec![0u8; 64 << 10];
         loop {
             let mut consumed = 0;
-            let mut out = Vec::new();
+            // Room for a pipeline's short replies at once (grown from empty, it was reallocated
+            // five times for sixteen).
+            let mut out = Vec::with_capacity(REPLY_BUFFER_BYTES);
             loop {
                 let mut batch = Vec::new();
                 let mut protocol_error = None;
