@@ -83,16 +83,20 @@ fn command_len(arguments: &[Vec<u8>]) -> usize {
     4 + arguments.iter().map(|argument| 4 + argument.len()).sum::<usize>()
 }
 
-impl Entry {
-    /// The encoding's length for a lone command (the usual entry), a start for the others.
-    fn encoded_len_estimate(&self) -> usize {
-        let header = 2 + 8;
-        match self {
-            Entry::Command { arguments, .. } => header + command_len(arguments),
-            _ => header + 64,
-        }
-    }
+/// The encoding of `Entry::Command { now_ms, arguments }`, from borrowed arguments.
+pub fn encode_command(now_ms: u64, arguments: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + command_len(arguments));
+    out.push(ENTRY_FORMAT);
+    out.push(KIND_COMMAND);
+    out.extend_from_slice(&now_ms.to_le_bytes());
+    put_command(&mut out, arguments);
+    out
+}
 
+/// Format, kind and `now_ms`.
+const HEADER_BYTES: usize = 2 + 8;
+
+impl Entry {
     pub fn now_ms(&self) -> u64 {
         match self {
             Entry::Command { now_ms, .. }
@@ -103,7 +107,10 @@ impl Entry {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len_estimate());
+        if let Entry::Command { now_ms, arguments } = self {
+            return encode_command(*now_ms, arguments);
+        }
+        let mut out = Vec::with_capacity(HEADER_BYTES + 64);
         out.push(ENTRY_FORMAT);
         let kind = match self {
             Entry::Command { .. } => KIND_COMMAND,
@@ -251,14 +258,7 @@ impl Reader<'_> {
         arguments.truncate(count);
         arguments.reserve(count - arguments.len());
         for at in 0..count {
-            let bytes = self.slice()?;
-            match arguments.get_mut(at) {
-                Some(argument) => {
-                    argument.clear();
-                    argument.extend_from_slice(bytes);
-                }
-                None => arguments.push(bytes.to_vec()),
-            }
+            crate::resp::set_argument(&mut arguments, at, self.slice()?);
         }
         Ok(arguments)
     }
@@ -288,7 +288,7 @@ mod tests {
             let bytes = entry.encode();
             assert_eq!(bytes[0], ENTRY_FORMAT);
             if matches!(entry, Entry::Command { .. }) {
-                assert_eq!(bytes.len(), entry.encoded_len_estimate(), "exact for a command");
+                assert_eq!(bytes.len(), bytes.capacity(), "sized exactly for a command");
             }
             assert_eq!(Entry::decode(&bytes).unwrap(), entry);
             let spare = command(&["a long first argument", "", "x", "y", "z", "more", "still"]);

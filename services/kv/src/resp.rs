@@ -223,10 +223,31 @@ fn protocol_error(what: &str) -> ProtocolError {
 
 /// Decodes the first request in `buffer`.
 pub fn decode_request(buffer: &[u8]) -> Result<Decoded, ProtocolError> {
+    decode_request_reusing(buffer, Vec::new())
+}
+
+/// [`decode_request`], with a multibulk request's arguments decoded into the buffers of
+/// `spare` (a request done with): a connection's pipelined requests then allocate next to
+/// nothing.
+pub fn decode_request_reusing(
+    buffer: &[u8],
+    spare: Vec<Vec<u8>>,
+) -> Result<Decoded, ProtocolError> {
     match buffer.first() {
         None => Ok(Decoded::Incomplete),
-        Some(b'*') => decode_multibulk(buffer),
+        Some(b'*') => decode_multibulk(buffer, spare),
         Some(_) => decode_inline(buffer),
+    }
+}
+
+/// Sets `arguments[at]` (at most one past the end) to `bytes`, in the buffer already there.
+pub fn set_argument(arguments: &mut Vec<Vec<u8>>, at: usize, bytes: &[u8]) {
+    match arguments.get_mut(at) {
+        Some(argument) => {
+            argument.clear();
+            argument.extend_from_slice(bytes);
+        }
+        None => arguments.push(bytes.to_vec()),
     }
 }
 
@@ -250,7 +271,7 @@ fn parse_length(text: &[u8]) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
-fn decode_multibulk(buffer: &[u8]) -> Result<Decoded, ProtocolError> {
+fn decode_multibulk(buffer: &[u8], mut arguments: Vec<Vec<u8>>) -> Result<Decoded, ProtocolError> {
     let Some(end) = line_end(buffer, 1) else {
         if buffer.len() > INLINE_BYTES_MAX {
             return Err(protocol_error("too big mbulk count string"));
@@ -265,8 +286,10 @@ fn decode_multibulk(buffer: &[u8]) -> Result<Decoded, ProtocolError> {
     if count <= 0 {
         return Ok(Decoded::Request(Vec::new(), position));
     }
-    let mut arguments = Vec::with_capacity((count as usize).min(1024));
-    for _ in 0..count {
+    let count = count as usize;
+    arguments.truncate(count);
+    arguments.reserve(count.min(1024).saturating_sub(arguments.len()));
+    for at in 0..count {
         let Some(&kind) = buffer.get(position) else { return Ok(Decoded::Incomplete) };
         if kind != b'$' {
             let got = char::from(kind).escape_default().to_string();
@@ -289,7 +312,7 @@ fn decode_multibulk(buffer: &[u8]) -> Result<Decoded, ProtocolError> {
         if &buffer[start + len..start + len + 2] != b"\r\n" {
             return Err(protocol_error("invalid bulk length"));
         }
-        arguments.push(buffer[start..start + len].to_vec());
+        set_argument(&mut arguments, at, &buffer[start..start + len]);
         position = start + len + 2;
     }
     Ok(Decoded::Request(arguments, position))

@@ -25,7 +25,7 @@
 //!   clients, pushes pending per subscriber.
 
 use crate::command::{self, CommandSpec};
-use crate::entry::{Entry, TRANSACTION_COMMANDS_MAX, WATCHED_KEYS_MAX};
+use crate::entry::{self, Entry, TRANSACTION_COMMANDS_MAX, WATCHED_KEYS_MAX};
 use crate::machine::{Machine, Shared, Subscriber, SUBSCRIPTIONS_MAX};
 use crate::resp::{self, Decoded, Protocol, Reply};
 use std::cell::{Cell, RefCell};
@@ -364,7 +364,14 @@ struct Connection<C: Cluster> {
     multi_failed: bool,
     watched: Vec<(Vec<u8>, u64)>,
     closing: bool,
+    /// Argument buffers of requests done with, for the next requests to decode into.
+    spare_requests: Vec<Vec<Vec<u8>>>,
 }
+
+/// Most requests' argument buffers a connection keeps for reuse, and the most bytes each
+/// may hold: what a pipeline of short commands needs, a few KiB per connection at most.
+const SPARE_REQUESTS_MAX: usize = 32;
+const SPARE_REQUEST_BYTES_MAX: usize = 512;
 
 impl<C: Cluster> Connection<C> {
     fn new(
@@ -392,6 +399,20 @@ impl<C: Cluster> Connection<C> {
             multi_failed: false,
             watched: Vec::new(),
             closing: false,
+            spare_requests: Vec::new(),
+        }
+    }
+
+    /// Keeps the argument buffers of requests done with, as far as the bounds allow.
+    fn recycle(&mut self, spent: impl IntoIterator<Item = Vec<Vec<u8>>>) {
+        for arguments in spent {
+            if self.spare_requests.len() >= SPARE_REQUESTS_MAX {
+                return;
+            }
+            let bytes: usize = arguments.iter().map(|argument| argument.capacity() + 24).sum();
+            if bytes <= SPARE_REQUEST_BYTES_MAX {
+                self.spare_requests.push(arguments);
+            }
         }
     }
 
@@ -434,7 +455,8 @@ impl<C: Cluster> Connection<C> {
                 let mut batch = Vec::new();
                 let mut protocol_error = None;
                 while batch.len() < BATCH_COMMANDS_MAX {
-                    match resp::decode_request(&buffer[consumed..]) {
+                    let spare = self.spare_requests.pop().unwrap_or_default();
+                    match resp::decode_request_reusing(&buffer[consumed..], spare) {
                         Ok(Decoded::Request(arguments, used)) => {
                             consumed += used;
                             if !arguments.is_empty() {
@@ -505,7 +527,8 @@ impl<C: Cluster> Connection<C> {
                         }
                         run.push((requests.next().expect("peeked"), name));
                     }
-                    self.write_run(shard, run, out).await;
+                    let spent = self.write_run(shard, run, out).await;
+                    self.recycle(spent);
                 }
                 Plan::Read { shard, name } => {
                     let mut run = vec![(arguments, shard, name)];
@@ -513,7 +536,8 @@ impl<C: Cluster> Connection<C> {
                         let Plan::Read { shard, name } = self.plan(next) else { break };
                         run.push((requests.next().expect("peeked"), shard, name));
                     }
-                    self.read_run(run, out).await;
+                    let spent = self.read_run(run, out).await;
+                    self.recycle(spent);
                 }
                 Plan::Alone => {
                     if self.is_blocking(&arguments)
@@ -589,24 +613,36 @@ impl<C: Cluster> Connection<C> {
 
     /// Plain writes to `shard`, each proposed before any is awaited and in request order: the
     /// host appends them to the shard's log in that order, so their effects and replies keep it.
-    async fn write_run(&self, shard: u32, run: Vec<(Vec<Vec<u8>>, &str)>, out: &mut Vec<u8>) {
+    /// Returns the requests' arguments, spent.
+    async fn write_run(
+        &self,
+        shard: u32,
+        run: Vec<(Vec<Vec<u8>>, &str)>,
+        out: &mut Vec<u8>,
+    ) -> Vec<Vec<Vec<u8>>> {
         let (now, now_ms) = (self.rt.now(), self.now_ms());
         let entries = run
-            .into_iter()
+            .iter()
             .map(|(arguments, name)| {
                 self.count_command_at(Some(name), now);
-                Entry::Command { now_ms, arguments }.encode()
+                entry::encode_command(now_ms, arguments)
             })
             .collect();
         for reply in self.cluster.write_many(shard, entries).await {
             let reply = reply.unwrap_or_else(|error| Reply::error(format!("ERR {error}")));
             resp::encode(&reply, self.protocol, out);
         }
+        run.into_iter().map(|(arguments, _)| arguments).collect()
     }
 
     /// Plain reads: one barrier per shard, all started after the reads arrived (so each covers
     /// every write completed before its read was sent), then each read in request order.
-    async fn read_run(&self, run: Vec<(Vec<Vec<u8>>, u32, &str)>, out: &mut Vec<u8>) {
+    /// Returns the requests' arguments, spent.
+    async fn read_run(
+        &self,
+        run: Vec<(Vec<Vec<u8>>, u32, &str)>,
+        out: &mut Vec<u8>,
+    ) -> Vec<Vec<Vec<u8>>> {
         let shards: BTreeSet<u32> = run.iter().map(|&(_, shard, _)| shard).collect();
         let barriers: Vec<_> =
             shards.iter().map(|&shard| self.cluster.read_barrier(shard)).collect();
@@ -617,6 +653,7 @@ impl<C: Cluster> Connection<C> {
         // One clock reading for the run: its reads see one instant, a key that expires
         // during the run alive (or gone) for all of them.
         let (now, now_ms) = (self.rt.now(), self.now_ms());
+        let mut spent = Vec::with_capacity(run.len());
         for (arguments, shard, name) in run {
             self.count_command_at(Some(name), now);
             let reply = match &passed[&shard] {
@@ -624,7 +661,9 @@ impl<C: Cluster> Connection<C> {
                 Err(error) => Reply::error(format!("ERR {error}")),
             };
             resp::encode(&reply, self.protocol, out);
+            spent.push(arguments);
         }
+        spent
     }
 
     fn is_blocking(&self, arguments: &[Vec<u8>]) -> bool {
