@@ -646,11 +646,17 @@ mod properties {
         #[test]
         fn requests_round_trip(
             arguments in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8),
+            spare in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..10),
             cut in any::<usize>(),
         ) {
             let bytes = encode_request(&arguments);
             prop_assert_eq!(
                 decode_request(&bytes).unwrap(),
+                Decoded::Request(arguments.clone(), bytes.len())
+            );
+            // Whatever buffers a request done with leaves, the same request decodes.
+            prop_assert_eq!(
+                decode_request_reusing(&bytes, spare).unwrap(),
                 Decoded::Request(arguments.clone(), bytes.len())
             );
             let cut = cut % bytes.len();
