@@ -242,10 +242,7 @@ impl Reader<'_> {
     }
 
     /// A command's arguments, in `arguments` (its buffers reused, its length set).
-    fn command_into(
-        &mut self,
-        mut arguments: Vec<Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>, EntryError> {
+    fn command_into(&mut self, mut arguments: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, EntryError> {
         let count = self.count(crate::resp::ARGUMENTS_MAX, "arguments")?;
         if count == 0 {
             return Err(EntryError("command without a name".into()));
