@@ -1,5 +1,7 @@
 //! Shared helpers for the benchmarks in `src/bin/`.
 
+pub mod servers;
+
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

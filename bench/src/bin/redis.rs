@@ -18,11 +18,14 @@
 //! (default: next to this binary); `STRATA_BENCH_DIR` picks the file system.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strata_bench::scratch_dir;
+use strata_bench::servers::{
+    free_port, node_binary, wait_until_listening, wait_until_writable, Process,
+};
 
 const TESTS: &str = "set,get,incr,lpush,lpop";
 const CLIENTS: &str = "50";
@@ -58,40 +61,6 @@ fn ticks_per_second() -> f64 {
     let output = Command::new("getconf").arg("CLK_TCK").output();
     let text = output.map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
     text.ok().and_then(|text| text.parse().ok()).unwrap_or(100.0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a port")
-        .port()
-}
-
-fn wait_until_listening(port: u16, child: &mut Child) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited early: {status}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until a write goes through (a cluster elects its leaders first).
-fn wait_until_writable(port: u16) {
-    let started = Instant::now();
-    loop {
-        let output = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "SET", "strata-bench-ready", "1"])
-            .output()
-            .expect("run redis-cli (apt-get install redis-tools)");
-        if String::from_utf8_lossy(&output.stdout).trim() == "OK" {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "port {port} never took a write");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Runs each test on its own, to count the server's CPU time for it alone.
@@ -130,32 +99,6 @@ fn all_pipelines(port: u16, pids: &[u32], requests: u64) -> BTreeMap<u32, Rates>
         .collect()
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SIGTERM first: the node shuts down gracefully; then make sure.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn node_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("STRATA_NODE_BINARY") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("this binary's path");
-    let sibling = exe.with_file_name("node");
-    assert!(
-        sibling.is_file(),
-        "no node binary at {}: run `cargo build --release --bin node` first",
-        sibling.display()
-    );
-    sibling
-}
-
 fn start_node(binary: &Path, dir: &Path, id: u32, ports: &[(u16, u16, u16)]) -> Process {
     let (redis, http, peer) = ports[id as usize];
     let mut command = Command::new(binary);
@@ -174,7 +117,7 @@ fn start_node(binary: &Path, dir: &Path, id: u32, ports: &[(u16, u16, u16)]) -> 
         }
     }
     let mut child = command.stdout(Stdio::null()).spawn().expect("start node");
-    wait_until_listening(redis, &mut child);
+    wait_until_listening(redis, &mut child, Duration::from_secs(30));
     Process(child)
 }
 
@@ -226,7 +169,7 @@ fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
         .stdout(Stdio::null())
         .spawn()
         .expect("start redis-server (apt-get install redis-server)");
-    wait_until_listening(port, &mut child);
+    wait_until_listening(port, &mut child, Duration::from_secs(30));
     let process = Process(child);
     wait_until_writable(port);
     let rates = all_pipelines(port, &[process.0.id()], requests);

@@ -1,0 +1,80 @@
+//! Starting and stopping the server processes the Redis-protocol benchmarks drive.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a port")
+        .port()
+}
+
+/// Waits until something listens on `port` (`timeout` at most), or panics if `child` exits.
+pub fn wait_until_listening(port: u16, child: &mut Child, timeout: Duration) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited early: {status}");
+        }
+        assert!(started.elapsed() < timeout, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until a write goes through (a cluster elects its leaders first).
+pub fn wait_until_writable(port: u16) {
+    let started = Instant::now();
+    loop {
+        let output = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "SET", "strata-bench-ready", "1"])
+            .output()
+            .expect("run redis-cli (apt-get install redis-tools)");
+        if String::from_utf8_lossy(&output.stdout).trim() == "OK" {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "port {port} never took a write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server process, stopped when dropped.
+pub struct Process(pub Child);
+
+impl Process {
+    /// Stops the process gracefully (SIGTERM) and waits for it to exit on its own.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return; // Stopped already.
+        }
+        // SIGTERM first: the node shuts down gracefully; then make sure.
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The release `node` binary: `$STRATA_NODE_BINARY`, or the one beside this benchmark.
+pub fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STRATA_NODE_BINARY") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("this binary's path");
+    let sibling = exe.with_file_name("node");
+    assert!(
+        sibling.is_file(),
+        "no node binary at {}: run `cargo build --release --bin node` first",
+        sibling.display()
+    );
+    sibling
+}
