@@ -16,6 +16,7 @@ pub mod cursors;
 pub mod entry;
 pub mod fuzz;
 pub mod glob;
+mod key_map;
 pub mod layout;
 pub mod local;
 pub mod machine;

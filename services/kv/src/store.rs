@@ -10,10 +10,10 @@
 //!   the expiry index is kept exactly in step with the metadata's deadline.
 
 use crate::cursors::Cursors;
+use crate::key_map::KeyMap;
 use crate::layout::{self, Metadata};
 use crate::resp::Reply;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use strata_lsm::{Db, LsmError, Snapshot, WriteBatch};
 
@@ -70,11 +70,11 @@ pub struct Context<'a> {
     /// The log index being applied; `None` for a read.
     index: Option<u64>,
     generations_used: u64,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: KeyMap<Option<Vec<u8>>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     /// Every key whose metadata this context loaded: its stored deadline (0: none), `None` if
     /// absent from the store.
-    loaded: BTreeMap<Vec<u8>, Option<u64>>,
+    loaded: KeyMap<Option<u64>>,
     /// Keys created minus keys deleted (the `!count` record follows it).
     count_delta: i64,
     /// FLUSHDB: the count restarts from zero.
@@ -113,9 +113,9 @@ impl<'a> Context<'a> {
             now_ms,
             index,
             generations_used: 0,
-            overlay: BTreeMap::new(),
+            overlay: KeyMap::default(),
             ranges: Vec::new(),
-            loaded: BTreeMap::new(),
+            loaded: KeyMap::default(),
             count_delta: 0,
             count_reset: false,
             effects: Vec::new(),
@@ -173,14 +173,7 @@ impl<'a> Context<'a> {
     pub fn delete_prefix(&mut self, prefix: &[u8]) {
         assert!(self.is_write(), "a read context does not write");
         let end = strata_lsm::prefix_end(prefix).expect("record prefixes never end in 0xff only");
-        let covered: Vec<Vec<u8>> = self
-            .overlay
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Excluded(end.as_slice())))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in covered {
-            self.overlay.remove(&key);
-        }
+        self.overlay.remove_range(prefix, &end);
         self.ranges.push((prefix.to_vec(), end));
     }
 
@@ -207,7 +200,7 @@ impl<'a> Context<'a> {
         let last = (!exhausted).then(|| stored.last().expect("limit > 0 records").0.clone());
         let overlay_end = last.as_deref().map_or(end_bound, Bound::Included);
         let mut merged = stored;
-        for (key, value) in self.overlay.range::<[u8], _>((Bound::Included(start), overlay_end)) {
+        for (key, value) in self.overlay.range(start, overlay_end) {
             if let Some(value) = value {
                 merged.push((key.clone(), value.clone()));
             }
@@ -233,7 +226,7 @@ impl<'a> Context<'a> {
         let stored = self.stored_meta(key).await?;
         let Some(metadata) = stored else {
             if self.is_write() {
-                self.loaded.entry(key.to_vec()).or_insert(None);
+                self.loaded.insert_if_absent(key, None);
             }
             return Ok(None);
         };
