@@ -44,10 +44,14 @@ pub fn wait_until_writable(port: u16) {
 pub struct Process(pub Child);
 
 impl Process {
-    /// Stops the process gracefully (SIGTERM) and waits for it to exit on its own.
+    /// Stops the process gracefully (SIGTERM) and waits for it to exit on its own (a minute at
+    /// most; then it is killed when dropped).
     pub fn stop(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
+        let started = Instant::now();
+        while matches!(self.0.try_wait(), Ok(None)) && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use indexmap::IndexMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use strata_rt::sync::Completer;
 
+/// Proposals a group's map keeps room for however few wait.
+const CAPACITY_KEPT: usize = 1024;
+
 pub(crate) struct Proposals<T> {
     by_id: IndexMap<u64, Completer<T>, BuildHasherDefault<IdHasher>>,
 }
@@ -35,7 +38,13 @@ impl<T> Proposals<T> {
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Completer<T>> {
-        self.by_id.swap_remove(&id)
+        let removed = self.by_id.swap_remove(&id);
+        // Room a burst needed is given back once mostly unused (the map does not shrink itself).
+        let capacity = self.by_id.capacity();
+        if capacity > CAPACITY_KEPT && self.by_id.len() * 4 < capacity {
+            self.by_id.shrink_to(self.by_id.len() * 2);
+        }
+        removed
     }
 
     /// Every proposal still waiting, removed.
@@ -88,5 +97,20 @@ mod tests {
         let drained: Vec<_> = proposals.take_all().collect();
         assert_eq!(drained.len(), 3);
         assert_eq!(proposals.len(), 0);
+    }
+
+    #[test]
+    fn room_for_a_burst_is_given_back() {
+        let mut proposals = Proposals::default();
+        let burst = 20_000u64;
+        for id in 0..burst {
+            proposals.insert(id.wrapping_mul(0x9e37_79b9_7f4a_7c15), completion::<u64>().0);
+        }
+        assert!(proposals.by_id.capacity() >= burst as usize);
+        for id in 0..burst - 10 {
+            assert!(proposals.remove(id.wrapping_mul(0x9e37_79b9_7f4a_7c15)).is_some());
+        }
+        assert_eq!(proposals.len(), 10);
+        assert!(proposals.by_id.capacity() <= 2 * CAPACITY_KEPT, "{}", proposals.by_id.capacity());
     }
 }

@@ -86,11 +86,15 @@ fn command_len(arguments: &[Vec<u8>]) -> usize {
 /// The encoding of `Entry::Command { now_ms, arguments }`, from borrowed arguments.
 pub fn encode_command(now_ms: u64, arguments: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + command_len(arguments));
-    out.push(ENTRY_FORMAT);
-    out.push(KIND_COMMAND);
-    out.extend_from_slice(&now_ms.to_le_bytes());
+    put_header(&mut out, KIND_COMMAND, now_ms);
     put_command(&mut out, arguments);
     out
+}
+
+fn put_header(out: &mut Vec<u8>, kind: u8, now_ms: u64) {
+    out.push(ENTRY_FORMAT);
+    out.push(kind);
+    out.extend_from_slice(&now_ms.to_le_bytes());
 }
 
 /// Format, kind and `now_ms`.
@@ -107,21 +111,16 @@ impl Entry {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        if let Entry::Command { now_ms, arguments } = self {
-            return encode_command(*now_ms, arguments);
-        }
-        let mut out = Vec::with_capacity(HEADER_BYTES + 64);
-        out.push(ENTRY_FORMAT);
-        let kind = match self {
-            Entry::Command { .. } => KIND_COMMAND,
-            Entry::Transaction { .. } => KIND_TRANSACTION,
-            Entry::Expire { .. } => KIND_EXPIRE,
-            Entry::Flush { .. } => KIND_FLUSH,
+        let (kind, capacity) = match self {
+            Entry::Command { now_ms, arguments } => return encode_command(*now_ms, arguments),
+            Entry::Transaction { .. } => (KIND_TRANSACTION, HEADER_BYTES + 64),
+            Entry::Expire { .. } => (KIND_EXPIRE, HEADER_BYTES + 64),
+            Entry::Flush { .. } => (KIND_FLUSH, HEADER_BYTES),
         };
-        out.push(kind);
-        out.extend_from_slice(&self.now_ms().to_le_bytes());
+        let mut out = Vec::with_capacity(capacity);
+        put_header(&mut out, kind, self.now_ms());
         match self {
-            Entry::Command { arguments, .. } => put_command(&mut out, arguments),
+            Entry::Command { .. } | Entry::Flush { .. } => {}
             Entry::Transaction { watched, commands, .. } => {
                 put_count(&mut out, watched.len());
                 for (key, version) in watched {
@@ -139,7 +138,6 @@ impl Entry {
                     put_bytes(&mut out, key);
                 }
             }
-            Entry::Flush { .. } => {}
         }
         out
     }

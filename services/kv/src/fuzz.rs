@@ -6,13 +6,21 @@ use crate::resp::{self, Decoded, Protocol};
 
 /// The RESP request and reply decoders and the entry decoder on arbitrary bytes.
 pub fn resp(data: &[u8]) {
-    // Requests: whatever decodes re-encodes (as multibulk) into the same arguments.
+    // Requests: whatever decodes re-encodes (as multibulk) into the same arguments, and
+    // decodes the same into the buffers of the request before (as a connection reuses them).
     let mut position = 0;
+    let mut spare = Vec::new();
     while position < data.len() {
-        match resp::decode_request(&data[position..]) {
+        let plain = resp::decode_request(&data[position..]);
+        let reusing = resp::decode_request_reusing(&data[position..], std::mem::take(&mut spare));
+        assert_eq!(plain, reusing, "decoding into spare buffers changes nothing");
+        match plain {
             Ok(Decoded::Request(arguments, used)) => {
                 assert!(used > 0 && position + used <= data.len(), "a request consumes bytes");
                 position += used;
+                if let Ok(Decoded::Request(reused, _)) = reusing {
+                    spare = reused;
+                }
                 if arguments.is_empty() {
                     continue;
                 }
@@ -36,8 +44,11 @@ pub fn resp(data: &[u8]) {
         assert_eq!(again_used, bytes.len());
         assert_eq!(resp::encode_to_vec(&again, Protocol::Resp3), bytes);
     }
-    // Entries: whatever decodes re-encodes to the same bytes.
-    if let Ok(entry) = Entry::decode(data) {
+    // Entries: whatever decodes re-encodes to the same bytes, also into reused buffers.
+    let decoded = Entry::decode(data);
+    let spare = vec![b"an earlier argument".to_vec(); 3];
+    assert_eq!(Entry::decode_reusing(data, spare), decoded);
+    if let Ok(entry) = decoded {
         assert_eq!(entry.encode(), data, "an entry re-encodes to its bytes");
     }
 }

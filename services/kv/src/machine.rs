@@ -470,8 +470,7 @@ impl Machine {
     }
 
     fn keep_spare(&self, arguments: Vec<Vec<u8>>) {
-        let bytes: usize = arguments.iter().map(|argument| argument.capacity() + 24).sum();
-        if bytes <= SPARE_ARGUMENT_BYTES_MAX {
+        if crate::resp::buffers_bytes(&arguments) <= SPARE_ARGUMENT_BYTES_MAX {
             *self.spare_arguments.borrow_mut() = arguments;
         }
     }

@@ -240,6 +240,12 @@ pub fn decode_request_reusing(
     }
 }
 
+/// The heap bytes a request's argument buffers hold (what keeping them for reuse costs).
+pub fn buffers_bytes(arguments: &Vec<Vec<u8>>) -> usize {
+    let outer = arguments.capacity() * std::mem::size_of::<Vec<u8>>();
+    outer + arguments.iter().map(Vec::capacity).sum::<usize>()
+}
+
 /// Sets `arguments[at]` (at most one past the end) to `bytes`, in the buffer already there.
 pub fn set_argument(arguments: &mut Vec<Vec<u8>>, at: usize, bytes: &[u8]) {
     match arguments.get_mut(at) {

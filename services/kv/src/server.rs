@@ -292,8 +292,8 @@ fn now_ms(rt: &Runtime) -> u64 {
 
 /// Most requests taken from the query buffer and executed as one batch.
 const BATCH_COMMANDS_MAX: usize = 1024;
-/// The reply buffer a batch starts with.
-const REPLY_BUFFER_BYTES: usize = 1024;
+/// Bytes of a short reply (`+OK`, a small integer or bulk string), to size a reply buffer.
+const REPLY_BYTES_TYPICAL: usize = 16;
 
 /// How a request runs in a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,8 +409,7 @@ impl<C: Cluster> Connection<C> {
             if self.spare_requests.len() >= SPARE_REQUESTS_MAX {
                 return;
             }
-            let bytes: usize = arguments.iter().map(|argument| argument.capacity() + 24).sum();
-            if bytes <= SPARE_REQUEST_BYTES_MAX {
+            if resp::buffers_bytes(&arguments) <= SPARE_REQUEST_BYTES_MAX {
                 self.spare_requests.push(arguments);
             }
         }
@@ -448,9 +447,7 @@ impl<C: Cluster> Connection<C> {
         let mut chunk = vec![0u8; 64 << 10];
         loop {
             let mut consumed = 0;
-            // Room for a pipeline's short replies at once (grown from empty, it was reallocated
-            // five times for sixteen).
-            let mut out = Vec::with_capacity(REPLY_BUFFER_BYTES);
+            let mut out = Vec::new();
             loop {
                 let mut batch = Vec::new();
                 let mut protocol_error = None;
@@ -473,6 +470,10 @@ impl<C: Cluster> Connection<C> {
                 if batch.is_empty() && protocol_error.is_none() {
                     break;
                 }
+                // Room for the batch's replies if they are short, as most are (grown from
+                // empty, the buffer was reallocated five times for sixteen); sized by the
+                // requests, so a queue of unread replies holds little slack.
+                out.reserve(batch.len() * REPLY_BYTES_TYPICAL);
                 if !self.run_batch(batch, &mut out, subscriber).await {
                     return;
                 }
