@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use strata_bench::scratch_dir;
-use strata_bench::servers::{free_port, node_binary, wait_until_listening, Process};
+use strata_bench::servers::{
+    free_port, node_binary, wait_until_listening, wait_until_writable, Process,
+};
 
 const CLIENTS: &str = "50";
 const PIPELINE: &str = "16";
@@ -113,7 +115,7 @@ fn instructions(server: Server, node: &Path, test: usize, requests: u64, with_te
     let dir = scratch_dir(&format!("instructions-{name}-{with_test}"));
     let (process, port) = start(server, &dir, node);
     if let Server::Strata = server {
-        strata_bench::servers::wait_until_writable(port);
+        wait_until_writable(port);
     }
     if let Some((setup_test, setup_requests)) = setup {
         let count = if setup_requests == 0 { requests } else { setup_requests };

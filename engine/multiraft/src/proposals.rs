@@ -4,16 +4,15 @@
 //! Every applied entry looks its id up here, and every proposal is inserted and removed once,
 //! so this is on the path of every write: a `BTreeMap` of random ids took 6% of a node's CPU
 //! samples under a pipelined SET load (a search through cold nodes at each insert and remove),
-//! and 3.8% of its instructions (callgrind). Ids are
-//! drawn from the host's seeded random generator, so an id is its own hash; the map keeps
-//! insertion order (with swap removal), so draining it on failure is as deterministic as the
-//! inserts were.
+//! and 3.8% of its instructions (callgrind). Ids are drawn from the host's seeded random
+//! generator, so an id is its own hash; the map keeps insertion order (with swap removal), so
+//! draining it on failure is as deterministic as the inserts were.
 
 use indexmap::IndexMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use strata_rt::sync::Completer;
 
-/// Proposals a group's map keeps room for however few wait.
+/// A map with room for at most this many proposals is never shrunk.
 const CAPACITY_KEPT: usize = 1024;
 
 pub(crate) struct Proposals<T> {
