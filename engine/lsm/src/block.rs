@@ -18,18 +18,31 @@ pub const BLOCK_UNCOMPRESSED_BYTES_MAX: u32 = 64 << 20;
 
 /// Wraps `payload` in the block envelope, compressing it if asked and if that helps.
 pub fn seal(payload: &[u8], compress: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    seal_into(&mut out, payload, compress);
+    out
+}
+
+/// Appends `payload` wrapped in the block envelope to `out` (see [`seal`]).
+pub fn seal_into(out: &mut Vec<u8>, payload: &[u8], compress: bool) {
     let uncompressed_len = u32::try_from(payload.len()).expect("blocks are bounded");
     assert!(uncompressed_len <= BLOCK_UNCOMPRESSED_BYTES_MAX);
     let compressed = if compress { zstd::bulk::compress(payload, 1).ok() } else { None };
-    let (mut out, compression) = match compressed {
-        Some(bytes) if bytes.len() + 16 < payload.len() => (bytes, COMPRESSION_ZSTD),
-        _ => (payload.to_vec(), COMPRESSION_NONE),
+    let start = out.len();
+    let compression = match compressed {
+        Some(bytes) if bytes.len() + 16 < payload.len() => {
+            out.extend_from_slice(&bytes);
+            COMPRESSION_ZSTD
+        }
+        _ => {
+            out.extend_from_slice(payload);
+            COMPRESSION_NONE
+        }
     };
     out.extend_from_slice(&uncompressed_len.to_le_bytes());
     out.push(compression);
-    let crc = crc32c::crc32c(&out);
+    let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
-    out
 }
 
 /// Checks and opens a block envelope; returns the payload.
@@ -90,13 +103,26 @@ impl DataBlockBuilder {
 
     /// The finished payload; the builder is empty again.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut payload = std::mem::take(&mut self.payload);
-        for offset in &self.offsets {
-            payload.extend_from_slice(&offset.to_le_bytes());
-        }
-        payload.extend_from_slice(&(self.offsets.len() as u32).to_le_bytes());
+        self.close_payload();
         self.offsets.clear();
-        payload
+        std::mem::take(&mut self.payload)
+    }
+
+    /// Appends the finished block, sealed, to `out`; the builder is empty again and keeps its
+    /// buffers (a table's blocks are built one after another in the same memory).
+    pub fn seal_into(&mut self, out: &mut Vec<u8>, compress: bool) {
+        self.close_payload();
+        seal_into(out, &self.payload, compress);
+        self.payload.clear();
+        self.offsets.clear();
+    }
+
+    /// Appends the offset array and the entry count.
+    fn close_payload(&mut self) {
+        for offset in &self.offsets {
+            self.payload.extend_from_slice(&offset.to_le_bytes());
+        }
+        self.payload.extend_from_slice(&(self.offsets.len() as u32).to_le_bytes());
     }
 }
 
@@ -217,7 +243,15 @@ mod tests {
             for i in 0u32..100 {
                 builder.add(format!("key{i:04}").as_bytes(), 7, Kind::Put, &[b'v'; 40]);
             }
+            let mut again = DataBlockBuilder::default();
+            for i in 0u32..100 {
+                again.add(format!("key{i:04}").as_bytes(), 7, Kind::Put, &[b'v'; 40]);
+            }
             let stored = seal(&builder.finish(), compress);
+            let mut appended = b"before".to_vec();
+            again.seal_into(&mut appended, compress);
+            assert_eq!(&appended[6..], stored, "sealed in place, the same bytes");
+            assert!(again.is_empty() && again.size_bytes() == 4, "the builder starts over");
             let block = DataBlock::parse(unseal(&stored).unwrap()).unwrap();
             assert_eq!(block.len(), 100);
             assert_eq!(block.entry(block.seek(b"key0042", u64::MAX)).key, b"key0042");

@@ -73,6 +73,10 @@ pub struct Options {
     pub immutable_memtables_max: usize,
     /// Compaction output is split into tables of about this size.
     pub table_bytes_target: usize,
+    /// A table being built is written in pieces of about this size: a table of any size is
+    /// built in bounded memory, and the reactor serves requests between pieces instead of
+    /// stalling while a whole table is built and then copied to the kernel in one write.
+    pub table_write_bytes: usize,
     pub block_bytes: usize,
     pub bloom_bits_per_key: u32,
     /// Compress data blocks with zstd.
@@ -94,6 +98,7 @@ impl Default for Options {
             memtable_bytes_max: 32 << 20,
             immutable_memtables_max: 2,
             table_bytes_target: 8 << 20,
+            table_write_bytes: 1 << 20,
             block_bytes: 4096,
             bloom_bits_per_key: 10,
             compress: false,
@@ -297,6 +302,18 @@ impl Drop for Snapshot {
 #[derive(Clone)]
 pub struct Db {
     inner: Rc<Inner>,
+    _maintenance: Rc<Maintenance>,
+}
+
+/// Stops the store's flushes and compactions when the last handle on it goes, also midway
+/// through one (what it leaves is what a crash leaves, which open cleans up): otherwise a job
+/// would go on writing tables beside a store reopened on the same directory.
+struct Maintenance(strata_rt::JoinHandle<()>);
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -467,8 +484,8 @@ impl Db {
                 job_running: false,
             }),
         });
-        drop(rt.spawn(maintenance(Rc::downgrade(&inner))));
-        Ok(Db { inner })
+        let maintenance = rt.spawn(maintenance(Rc::downgrade(&inner)));
+        Ok(Db { inner, _maintenance: Rc::new(Maintenance(maintenance)) })
     }
 
     pub async fn put(
@@ -639,7 +656,7 @@ impl Db {
         let replacement = Replacement {
             inner: self.inner.clone(),
             log_index,
-            builder: None,
+            writer: None,
             tables: Vec::new(),
             last_key: None,
             finished: false,
@@ -1149,7 +1166,7 @@ impl Drop for JobRunning<'_> {
 pub struct Replacement {
     inner: Rc<Inner>,
     log_index: u64,
-    builder: Option<TableBuilder>,
+    writer: Option<TableWriter>,
     tables: Vec<Rc<Table>>,
     last_key: Option<Vec<u8>>,
     finished: bool,
@@ -1202,28 +1219,22 @@ impl Replacement {
             return Err(error);
         }
         let full = self
-            .builder
+            .writer
             .as_ref()
-            .is_some_and(|builder| builder.size_bytes() >= self.inner.options.table_bytes_target);
+            .is_some_and(|writer| writer.size_bytes() >= self.inner.options.table_bytes_target);
         if full {
             self.write_table().await?;
         }
-        let builder =
-            self.builder.get_or_insert_with(|| TableBuilder::new(self.inner.build_options()));
-        builder.add(key, batch::sequence(self.log_index, 0), Kind::Put, value);
+        let writer = self.writer.get_or_insert_with(|| TableWriter::new(&self.inner));
+        let sequence = batch::sequence(self.log_index, 0);
+        writer.add(key, sequence, Kind::Put, value).await.map_err(|e| self.inner.fail(e))?;
         self.last_key = Some(key.to_vec());
         Ok(())
     }
 
     async fn write_table(&mut self) -> Result<(), LsmError> {
-        let Some(builder) = self.builder.take() else { return Ok(()) };
-        let (bytes, _) = builder.finish(&[]);
-        let id = {
-            let mut state = self.inner.state.borrow_mut();
-            state.manifest.next_table_id += 1;
-            state.manifest.next_table_id - 1
-        };
-        let table = write_table(&self.inner, id, bytes).await.map_err(|e| self.inner.fail(e))?;
+        let Some(writer) = self.writer.take() else { return Ok(()) };
+        let table = writer.finish(&[]).await.map_err(|e| self.inner.fail(e))?;
         self.tables.push(table);
         Ok(())
     }
@@ -1273,18 +1284,90 @@ impl Replacement {
     }
 }
 
-/// Writes `bytes` as table `id`: create, write, sync. The caller syncs the directory.
-async fn write_table(inner: &Inner, id: u64, bytes: Vec<u8>) -> Result<Rc<Table>, LsmError> {
-    let path = inner.table_path(id);
-    let disk = inner.rt.disk();
-    let file =
-        disk.create_new(&path).await.map_err(|error| LsmError::io("create", &path, error))?;
-    let len = bytes.len() as u64;
-    let (result, _) = file.write_at(bytes, 0).await;
-    result.map_err(|error| LsmError::io("write", &path, error))?;
-    file.sync().await.map_err(|error| LsmError::io("sync", &path, error))?;
-    inner.state.borrow_mut().stats.table_bytes_written += len;
-    Ok(Rc::new(Table::open(file, path, id, inner.cache.clone()).await?))
+/// Builds one table and writes it as it grows (`Options::table_write_bytes` at a time, see
+/// [`TableBuilder::take_output`]). The file is
+/// created, and its id taken, with the first bytes written; [`TableWriter::finish`] syncs it.
+/// The caller syncs the directory. A writer dropped unfinished leaves a file no manifest names,
+/// which the next open deletes.
+struct TableWriter {
+    inner: Rc<Inner>,
+    builder: TableBuilder,
+    file: Option<(u64, String, strata_rt::File)>,
+    written: u64,
+    /// The buffer of the last piece written, for the next.
+    spare: Vec<u8>,
+}
+
+impl TableWriter {
+    fn new(inner: &Rc<Inner>) -> TableWriter {
+        TableWriter {
+            builder: TableBuilder::new(inner.build_options()),
+            inner: inner.clone(),
+            file: None,
+            written: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    async fn add(
+        &mut self,
+        key: &[u8],
+        sequence: u64,
+        kind: Kind,
+        value: &[u8],
+    ) -> Result<(), LsmError> {
+        self.builder.add(key, sequence, kind, value);
+        if self.builder.output_len() >= self.inner.options.table_write_bytes {
+            let piece = self.builder.take_output(std::mem::take(&mut self.spare));
+            self.write(piece).await?;
+        }
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.builder.size_bytes()
+    }
+
+    fn entry_count(&self) -> u64 {
+        self.builder.entry_count()
+    }
+
+    async fn write(&mut self, piece: Vec<u8>) -> Result<(), LsmError> {
+        if self.file.is_none() {
+            let id = {
+                let mut state = self.inner.state.borrow_mut();
+                state.manifest.next_table_id += 1;
+                state.manifest.next_table_id - 1
+            };
+            let path = self.inner.table_path(id);
+            let file = self
+                .inner
+                .rt
+                .disk()
+                .create_new(&path)
+                .await
+                .map_err(|error| LsmError::io("create", &path, error))?;
+            self.file = Some((id, path, file));
+        }
+        let (_, path, file) = self.file.as_ref().expect("created above");
+        let (result, piece) = file.write_at(piece, self.written).await;
+        result.map_err(|error| LsmError::io("write", path, error))?;
+        self.written += piece.len() as u64;
+        self.spare = piece;
+        Ok(())
+    }
+
+    /// Finishes the table with its range tombstones: writes the rest, syncs, and opens it.
+    async fn finish(mut self, tombstones: &[RangeTombstone]) -> Result<Rc<Table>, LsmError> {
+        let fresh = TableBuilder::new(self.inner.build_options());
+        let builder = std::mem::replace(&mut self.builder, fresh);
+        let (rest, _) = builder.finish(tombstones);
+        self.write(rest).await?;
+        let (id, path, file) = self.file.take().expect("finish writes");
+        file.sync().await.map_err(|error| LsmError::io("sync", &path, error))?;
+        self.inner.state.borrow_mut().stats.table_bytes_written += self.written;
+        Ok(Rc::new(Table::open(file, path, id, self.inner.cache.clone()).await?))
+    }
 }
 
 async fn sync_sst_dir(inner: &Inner) -> Result<(), LsmError> {
@@ -1319,6 +1402,23 @@ async fn write_manifest(inner: &Inner, manifest: &Manifest) -> Result<(), LsmErr
     disk.sync_dir(&inner.dir).await.map_err(|error| LsmError::io("sync dir", &inner.dir, error))
 }
 
+/// Finishes one compaction output with the fragments of `tombstones` inside its key range
+/// (`lower..upper`, unbounded where `None`); `None` if it would hold nothing.
+async fn finish_output(
+    writer: TableWriter,
+    tombstones: &[RangeTombstone],
+    (lower, upper): (Option<&[u8]>, Option<&[u8]>),
+) -> Result<Option<Rc<Table>>, LsmError> {
+    let fragments: Vec<RangeTombstone> = tombstones
+        .iter()
+        .filter_map(|tombstone| compaction::clip(tombstone, lower, upper))
+        .collect();
+    if writer.entry_count() == 0 && fragments.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(writer.finish(&fragments).await?))
+}
+
 fn record_of(table: &Table, level: usize) -> TableRecord {
     TableRecord {
         id: table.id,
@@ -1329,23 +1429,16 @@ fn record_of(table: &Table, level: usize) -> TableRecord {
 }
 
 async fn flush_one(inner: &Rc<Inner>) -> Result<(), LsmError> {
-    let (memtable, id) = {
-        let mut state = inner.state.borrow_mut();
-        let memtable = state.immutables[0].clone();
-        let id = state.manifest.next_table_id;
-        state.manifest.next_table_id += 1;
-        (memtable, id)
-    };
+    let memtable = inner.state.borrow().immutables[0].clone();
     let replay_from = memtable.wal_index_max + 1;
     let table = if memtable.is_empty() {
         None
     } else {
-        let mut builder = TableBuilder::new(inner.build_options());
-        for entry in memtable.all_entries() {
-            builder.add(&entry.key, entry.sequence, entry.kind, &entry.value);
+        let mut writer = TableWriter::new(inner);
+        for entry in memtable.entry_refs() {
+            writer.add(entry.key, entry.sequence, entry.kind, entry.value).await?;
         }
-        let (bytes, _) = builder.finish(memtable.tombstones());
-        let table = write_table(inner, id, bytes).await?;
+        let table = writer.finish(memtable.tombstones()).await?;
         sync_sst_dir(inner).await?;
         Some(table)
     };
@@ -1410,10 +1503,10 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
             .cloned()
             .collect();
         let mut merger = Merger::new(sources).await?;
-        let mut builder: Option<TableBuilder> = None;
+        let mut writer: Option<TableWriter> = None;
+        // The first key of the table being written; `None` for the first table.
         let mut lower_bound: Option<Vec<u8>> = None;
         let mut group: Vec<Entry> = Vec::new();
-        let mut finished: Vec<(Vec<u8>, Option<Vec<u8>>, TableBuilder)> = Vec::new();
         loop {
             let next = merger.next().await?;
             let boundary = match (&next, group.first()) {
@@ -1432,19 +1525,19 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
                     plan.bottom,
                 );
                 if !kept.is_empty() {
-                    let full = builder.as_ref().is_some_and(|builder| {
-                        builder.size_bytes() >= inner.options.table_bytes_target
+                    let full = writer.as_ref().is_some_and(|writer| {
+                        writer.size_bytes() >= inner.options.table_bytes_target
                     });
                     if full {
-                        let done = builder.take().expect("full builder exists");
-                        let lower_key = lower_bound.take().unwrap_or_default();
-                        finished.push((lower_key, Some(key.clone()), done));
+                        let done = writer.take().expect("full writer exists");
+                        let bounds = (lower_bound.as_deref(), Some(key.as_slice()));
+                        outputs.extend(finish_output(done, &kept_tombstones, bounds).await?);
                         lower_bound = Some(key.clone());
                     }
-                    let builder =
-                        builder.get_or_insert_with(|| TableBuilder::new(inner.build_options()));
+                    let writer = writer.get_or_insert_with(|| TableWriter::new(inner));
                     for version in kept {
-                        builder.add(&version.key, version.sequence, version.kind, &version.value);
+                        let (key, value) = (&version.key, &version.value);
+                        writer.add(key, version.sequence, version.kind, value).await?;
                     }
                 }
             }
@@ -1453,29 +1546,14 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
                 None => break,
             }
         }
-        if let Some(builder) = builder.take() {
-            finished.push((lower_bound.take().unwrap_or_default(), None, builder));
-        } else if !kept_tombstones.is_empty() {
-            finished.push((Vec::new(), None, TableBuilder::new(inner.build_options())));
-        }
-        for (position, (lower_key, upper_key, builder)) in finished.into_iter().enumerate() {
-            let lower_key = (position > 0).then_some(lower_key.as_slice());
-            let fragments: Vec<RangeTombstone> = kept_tombstones
-                .iter()
-                .filter_map(|tombstone| {
-                    compaction::clip(tombstone, lower_key, upper_key.as_deref())
-                })
-                .collect();
-            if builder.entry_count() == 0 && fragments.is_empty() {
-                continue;
-            }
-            let (bytes, _) = builder.finish(&fragments);
-            let id = {
-                let mut state = inner.state.borrow_mut();
-                state.manifest.next_table_id += 1;
-                state.manifest.next_table_id - 1
-            };
-            outputs.push(write_table(inner, id, bytes).await?);
+        let last = match writer.take() {
+            Some(writer) => Some(writer),
+            None if !kept_tombstones.is_empty() => Some(TableWriter::new(inner)),
+            None => None,
+        };
+        if let Some(writer) = last {
+            let bounds = (lower_bound.as_deref(), None);
+            outputs.extend(finish_output(writer, &kept_tombstones, bounds).await?);
         }
         if !outputs.is_empty() {
             sync_sst_dir(inner).await?;

@@ -1,6 +1,7 @@
 //! The memtable: recent writes in memory, multi-versioned by sequence number, with range
 //! tombstones kept beside the point entries. Lost on crash; the WAL replays it.
 
+use crate::block::EntryRef;
 use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 
@@ -185,9 +186,16 @@ impl Memtable {
         (entries, cut)
     }
 
-    /// Every entry, for a flush.
-    pub fn all_entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.entries.iter().flat_map(entries_of)
+    /// Every entry in internal-key order, borrowed: what a flush writes.
+    pub fn entry_refs(&self) -> impl Iterator<Item = EntryRef<'_>> + '_ {
+        self.entries.iter().flat_map(|(key, versions)| {
+            versions.iter().map(move |version| EntryRef {
+                key,
+                sequence: version.sequence,
+                kind: version.kind,
+                value: &version.value,
+            })
+        })
     }
 }
 
@@ -236,7 +244,7 @@ mod tests {
         assert_eq!(memtable.get(b"k", 6), Some((5, Kind::Put, &b"five"[..])));
         assert_eq!(memtable.get(b"k", 11), Some((5, Kind::Put, &b"five"[..])), "9 is gone");
         assert_eq!(memtable.get(b"k", 12), Some((12, Kind::Put, &b"12__"[..])));
-        let sequences: Vec<u64> = memtable.all_entries().map(|entry| entry.sequence).collect();
+        let sequences: Vec<u64> = memtable.entry_refs().map(|entry| entry.sequence).collect();
         assert_eq!(sequences, [12, 5]);
         assert_eq!(memtable.size_bytes(), 2 * one_version - 1, "the key counts once");
     }

@@ -63,11 +63,19 @@ pub struct BuildOptions {
 }
 
 /// Builds one table's bytes from entries added in internal-key order.
+///
+/// The bytes can be taken out as they accumulate ([`TableBuilder::take_output`]) and written
+/// while the rest is built, so a table of any size is built in bounded memory; whatever was not
+/// taken comes out of [`TableBuilder::finish`].
 pub struct TableBuilder {
     options: BuildOptions,
     out: Vec<u8>,
+    /// Bytes taken out already: `out` continues the table at this offset.
+    taken: u64,
     block: DataBlockBuilder,
-    last: Option<(Vec<u8>, u64)>,
+    /// The last entry added (its key's buffer is reused from one entry to the next).
+    last_key: Vec<u8>,
+    last_sequence: Option<u64>,
     index: Vec<IndexEntry>,
     hashes: Vec<u64>,
     meta: TableMeta,
@@ -78,8 +86,10 @@ impl TableBuilder {
         TableBuilder {
             options,
             out: Vec::new(),
+            taken: 0,
             block: DataBlockBuilder::default(),
-            last: None,
+            last_key: Vec::new(),
+            last_sequence: None,
             index: Vec::new(),
             hashes: Vec::new(),
             meta: TableMeta { sequence_min: u64::MAX, ..TableMeta::default() },
@@ -87,13 +97,13 @@ impl TableBuilder {
     }
 
     pub fn add(&mut self, key: &[u8], sequence: u64, kind: Kind, value: &[u8]) {
-        if let Some((last_key, last_sequence)) = &self.last {
+        if let Some(last_sequence) = self.last_sequence {
             assert_eq!(
-                block::compare(last_key, *last_sequence, key, sequence),
+                block::compare(&self.last_key, last_sequence, key, sequence),
                 Ordering::Less,
                 "entries are added in internal-key order"
             );
-            if last_key.as_slice() != key {
+            if self.last_key.as_slice() != key {
                 self.hashes.push(bloom::hash(key));
             }
         } else {
@@ -101,7 +111,9 @@ impl TableBuilder {
             self.meta.smallest = key.to_vec();
         }
         self.block.add(key, sequence, kind, value);
-        self.last = Some((key.to_vec(), sequence));
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.last_sequence = Some(sequence);
         self.meta.entry_count += 1;
         self.meta.sequence_min = self.meta.sequence_min.min(sequence);
         self.meta.sequence_max = self.meta.sequence_max.max(sequence);
@@ -114,34 +126,49 @@ impl TableBuilder {
         if self.block.is_empty() {
             return;
         }
-        let stored = block::seal(&self.block.finish(), self.options.compress);
-        let (last_key, last_sequence) = self.last.clone().expect("a block has entries");
+        let offset = self.taken + self.out.len() as u64;
+        self.block.seal_into(&mut self.out, self.options.compress);
+        let last_sequence = self.last_sequence.expect("a block has entries");
         self.index.push(IndexEntry {
-            last_key,
+            last_key: self.last_key.clone(),
             last_sequence,
-            handle: Handle { offset: self.out.len() as u64, len: stored.len() as u32 },
+            handle: Handle { offset, len: (self.taken + self.out.len() as u64 - offset) as u32 },
         });
-        self.out.extend_from_slice(&stored);
     }
 
-    /// Bytes written so far (for splitting compaction output).
+    /// Bytes built so far, taken or not (for splitting compaction output).
     pub fn size_bytes(&self) -> usize {
-        self.out.len() + self.block.size_bytes()
+        self.taken as usize + self.out.len() + self.block.size_bytes()
+    }
+
+    /// Bytes built and not yet taken.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes built since the last take, which continue the table at offset
+    /// `size_bytes() - output_len()`; `spare` (cleared) holds the next ones, so a writer that
+    /// hands back each buffer it wrote builds the table in the same two buffers.
+    pub fn take_output(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        self.taken += self.out.len() as u64;
+        std::mem::replace(&mut self.out, spare)
     }
 
     pub fn entry_count(&self) -> u64 {
         self.meta.entry_count
     }
 
-    /// Finishes the table with its range tombstones; returns its bytes and meta.
+    /// Finishes the table with its range tombstones; returns its bytes not taken yet (all of
+    /// them if none were) and its meta.
     pub fn finish(mut self, tombstones: &[RangeTombstone]) -> (Vec<u8>, TableMeta) {
         self.finish_block();
         let mut meta = self.meta;
         if meta.entry_count == 0 {
             meta.sequence_min = u64::MAX;
         }
-        if let Some((last_key, _)) = &self.last {
-            meta.largest = last_key.clone();
+        if self.last_sequence.is_some() {
+            meta.largest = self.last_key;
         }
         for tombstone in tombstones {
             if meta.entry_count == 0 && meta.smallest.is_empty() && meta.largest.is_empty() {
@@ -157,11 +184,11 @@ impl TableBuilder {
             meta.sequence_min = 0;
         }
         let mut out = self.out;
+        let taken = self.taken;
         let put = |payload: &[u8], out: &mut Vec<u8>| {
-            let stored = block::seal(payload, false);
-            let handle = Handle { offset: out.len() as u64, len: stored.len() as u32 };
-            out.extend_from_slice(&stored);
-            handle
+            let start = out.len();
+            block::seal_into(out, payload, false);
+            Handle { offset: taken + start as u64, len: (out.len() - start) as u32 }
         };
         let tombstone_handle = put(&encode_tombstones(tombstones), &mut out);
         let index_handle = put(&encode_index(&self.index), &mut out);
@@ -505,5 +532,45 @@ impl Table {
         }
         let entry = block.entry(at);
         Ok((entry.key == key).then(|| entry.to_entry()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(take_every: Option<usize>) -> Vec<u8> {
+        let options = BuildOptions { block_bytes: 256, bloom_bits_per_key: 10, compress: true };
+        let mut builder = TableBuilder::new(options);
+        let mut bytes = Vec::new();
+        let mut spare = Vec::new();
+        for number in 0u32..2000 {
+            let key = format!("key{:05}", number / 2);
+            let value = format!("value-{number}").repeat((number % 7) as usize);
+            builder.add(
+                key.as_bytes(),
+                u64::from(10_000 - number % 2),
+                Kind::Put,
+                value.as_bytes(),
+            );
+            if take_every.is_some_and(|every| number as usize % every == 0) {
+                let piece = builder.take_output(std::mem::take(&mut spare));
+                bytes.extend_from_slice(&piece);
+                spare = piece;
+            }
+        }
+        let tombstone =
+            RangeTombstone { start: b"key1".to_vec(), end: b"key2".to_vec(), sequence: 5 };
+        let (rest, _) = builder.finish(&[tombstone]);
+        bytes.extend_from_slice(&rest);
+        bytes
+    }
+
+    #[test]
+    fn a_table_taken_in_pieces_is_the_table_built_whole() {
+        let whole = build(None);
+        for every in [1, 7, 100, 1999] {
+            assert_eq!(build(Some(every)), whole, "taken every {every} entries");
+        }
     }
 }

@@ -17,6 +17,7 @@ fn options() -> Options {
     let mut options = Options {
         memtable_bytes_max: 8 << 10,
         table_bytes_target: 4 << 10,
+        table_write_bytes: 1 << 10,
         block_bytes: 512,
         level0_tables_max: 2,
         level1_bytes: 16 << 10,
@@ -135,4 +136,41 @@ fn data_survives_flushes_compactions_and_a_crash() {
     let rt = sim.runtime(NODE);
     let db = run(&mut sim, async move { Db::open(&rt, "db", options()).await.unwrap() });
     check(&mut sim, &db, &model);
+}
+
+/// A store dropped while it flushes or compacts stops there: a store reopened on the same
+/// directory at once is the only one writing tables and manifests (before, the old job went on
+/// and took table ids the new store also took).
+#[test]
+fn a_store_dropped_midway_through_its_work_stops_it() {
+    let mut sim = Sim::new(12, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut rng = Rng::with_seed(9);
+        for round in 0..12u32 {
+            let db = Db::open(&rt, "db", options()).await.unwrap();
+            let all = db.range(Bound::Unbounded, Bound::Unbounded, None).await.unwrap();
+            assert_eq!(all.into_iter().collect::<BTreeMap<_, _>>(), model, "round {round}");
+            // Enough to freeze several memtables: the store is busy when it is dropped.
+            for _ in 0..12 {
+                let mut batch = WriteBatch::new();
+                for _ in 0..40 {
+                    let key = format!("key{:04}", rng.below(3000)).into_bytes();
+                    let value = format!("value-{round}-{}", rng.next_u32()).repeat(4);
+                    batch.put(key.clone(), value.clone().into_bytes());
+                    model.insert(key, value.into_bytes());
+                }
+                db.write(batch).await.unwrap();
+            }
+            assert!(db.failure().is_none(), "round {round}: {:?}", db.failure());
+        }
+        let db = Db::open(&rt, "db", options()).await.unwrap();
+        db.wait_idle().await.unwrap();
+        let all = db.range(Bound::Unbounded, Bound::Unbounded, None).await.unwrap();
+        assert_eq!(all.into_iter().collect::<BTreeMap<_, _>>(), model);
+        let names = rt.disk().list("db/sst").await.unwrap();
+        assert_eq!(names.len(), db.stats().tables_per_level.iter().sum::<usize>(), "no leftovers");
+    });
 }

@@ -100,6 +100,8 @@ fn options(compress: bool) -> Options {
         memtable_bytes_max: 6 << 10,
         immutable_memtables_max: 2,
         table_bytes_target: 4 << 10,
+        // Tables are written in several pieces each.
+        table_write_bytes: 1 << 10,
         block_bytes: 512,
         bloom_bits_per_key: 10,
         compress,

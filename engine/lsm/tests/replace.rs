@@ -18,6 +18,7 @@ fn options() -> Options {
     Options {
         memtable_bytes_max: 4 << 10,
         table_bytes_target: 4 << 10,
+        table_write_bytes: 1 << 10,
         block_bytes: 512,
         cache_bytes: 16 << 10,
         level0_tables_max: 2,
