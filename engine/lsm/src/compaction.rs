@@ -7,6 +7,12 @@
 //! robin by key) is merged into the overlapping tables of level `n + 1`. A table that overlaps
 //! nothing below moves down without being rewritten. Every byte is thus rewritten about
 //! `level_multiplier + 1` times per level: write amplification is bounded by the level count.
+//!
+//! Level 0 merges into itself instead (all its tables into one) while the level 1 tables it
+//! overlaps hold over `LEVEL0_MERGE_RATIO` times its bytes: small flushes (a Raft snapshot every
+//! so many entries flushes whatever the memtable holds) would otherwise each rewrite megabytes of
+//! level 1 to merge in a few kilobytes. Level 0 goes down once it has grown enough to be worth
+//! the rewrite.
 
 use crate::manifest::LEVELS;
 use crate::memtable::{Entry, Kind, RangeTombstone};
@@ -44,9 +50,14 @@ impl Shape {
     }
 }
 
+/// Level 0 merges into itself while the level 1 tables it overlaps are this many times its size.
+pub const LEVEL0_MERGE_RATIO: u64 = 8;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub level: usize,
+    /// Where the output goes: `level + 1`, or level 0 itself for a merge of level 0.
+    pub output: usize,
     pub upper: Vec<u64>,
     pub lower: Vec<u64>,
     /// Nothing below the output level overlaps the inputs: deletions can be dropped.
@@ -58,12 +69,12 @@ pub struct Plan {
 
 impl Plan {
     pub fn output_level(&self) -> usize {
-        self.level + 1
+        self.output
     }
 
     /// One input and nothing to merge with: move it down without rewriting.
     pub fn is_trivial_move(&self) -> bool {
-        self.upper.len() == 1 && self.lower.is_empty()
+        self.upper.len() == 1 && self.lower.is_empty() && self.output > self.level
     }
 }
 
@@ -96,6 +107,25 @@ pub fn pick(levels: &[Vec<TableSummary>], shape: &Shape, pointers: &[Vec<u8>]) -
     let largest = upper.iter().map(|table| table.largest.clone()).max().expect("inputs");
     let lower: Vec<&TableSummary> =
         levels[level + 1].iter().filter(|table| table.overlaps(&smallest, &largest)).collect();
+    if level == 0 && upper.len() >= 2 {
+        let bytes =
+            |tables: &[&TableSummary]| -> u64 { tables.iter().map(|table| table.size_bytes).sum() };
+        if bytes(&lower) > bytes(&upper).saturating_mul(LEVEL0_MERGE_RATIO) {
+            let bottom = levels[1..]
+                .iter()
+                .all(|tables| tables.iter().all(|table| !table.overlaps(&smallest, &largest)));
+            let upper = upper.iter().map(|table| table.id).collect();
+            return Some(Plan {
+                level,
+                output: 0,
+                upper,
+                lower: Vec::new(),
+                bottom,
+                smallest,
+                largest,
+            });
+        }
+    }
     let smallest =
         lower.iter().map(|table| table.smallest.clone()).chain([smallest]).min().expect("some");
     let largest =
@@ -105,6 +135,7 @@ pub fn pick(levels: &[Vec<TableSummary>], shape: &Shape, pointers: &[Vec<u8>]) -
         .all(|tables| tables.iter().all(|table| !table.overlaps(&smallest, &largest)));
     Some(Plan {
         level,
+        output: level + 1,
         upper: upper.iter().map(|table| table.id).collect(),
         lower: lower.iter().map(|table| table.id).collect(),
         bottom,
@@ -214,6 +245,36 @@ mod tests {
         let shape = Shape { level0_tables_max: 2, level1_bytes: 1000, level_multiplier: 10 };
         let plan = pick(&levels, &shape, &vec![Vec::new(); LEVELS]).unwrap();
         assert_eq!((plan.level, plan.upper.clone(), plan.lower.clone()), (0, vec![4, 3], vec![1]));
+        assert_eq!(plan.output_level(), 1);
         assert!(plan.bottom);
+    }
+
+    #[test]
+    fn small_flushes_over_a_large_level_one_merge_within_level_zero() {
+        let table = |id, size_bytes, smallest: &[u8], largest: &[u8]| TableSummary {
+            id,
+            size_bytes,
+            smallest: smallest.to_vec(),
+            largest: largest.to_vec(),
+        };
+        let shape = Shape { level0_tables_max: 2, level1_bytes: 1 << 30, level_multiplier: 10 };
+        let pointers = vec![Vec::new(); LEVELS];
+        let mut levels = vec![Vec::new(); LEVELS];
+        levels[0] = vec![table(5, 300, b"m1", b"m1"), table(4, 300, b"m1", b"m2")];
+        levels[1] = vec![table(1, 8 << 20, b"a", b"z"), table(2, 8 << 20, b"zz", b"zzz")];
+        let plan = pick(&levels, &shape, &pointers).unwrap();
+        assert_eq!((plan.level, plan.output_level()), (0, 0));
+        assert_eq!((plan.upper.clone(), plan.lower.clone()), (vec![5, 4], vec![]));
+        assert!(!plan.is_trivial_move());
+        assert!(!plan.bottom, "level 1 holds older versions of these keys");
+        // Once level 0 holds an eighth of what it overlaps, it goes down.
+        levels[0] = vec![table(7, 1 << 20, b"m1", b"m1"), table(6, 1 << 20, b"m1", b"m2")];
+        let plan = pick(&levels, &shape, &pointers).unwrap();
+        assert_eq!((plan.output_level(), plan.lower.clone()), (1, vec![1]));
+        // A lone table is never merged with itself.
+        let lone = Shape { level0_tables_max: 1, ..shape };
+        levels[0] = vec![table(8, 300, b"m1", b"m1")];
+        let plan = pick(&levels, &lone, &pointers).unwrap();
+        assert_eq!((plan.output_level(), plan.lower.clone()), (1, vec![1]));
     }
 }

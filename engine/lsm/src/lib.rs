@@ -118,6 +118,8 @@ pub struct Stats {
     pub flushes: u64,
     pub compactions: u64,
     pub trivial_moves: u64,
+    /// Compactions that merged level 0 into itself (see `compaction`).
+    pub level0_merges: u64,
     pub table_bytes_written: u64,
     pub user_bytes_written: u64,
     pub tables_per_level: Vec<usize>,
@@ -1525,9 +1527,12 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
                     plan.bottom,
                 );
                 if !kept.is_empty() {
-                    let full = writer.as_ref().is_some_and(|writer| {
-                        writer.size_bytes() >= inner.options.table_bytes_target
-                    });
+                    // A merge of level 0 into itself writes one table: several would count
+                    // toward the level's table limit again.
+                    let full = output_level > 0
+                        && writer.as_ref().is_some_and(|writer| {
+                            writer.size_bytes() >= inner.options.table_bytes_target
+                        });
                     if full {
                         let done = writer.take().expect("full writer exists");
                         let bounds = (lower_bound.as_deref(), Some(key.as_slice()));
@@ -1572,16 +1577,25 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
         for tables in &mut levels {
             tables.retain(|table| !removed.contains(&table.id));
         }
-        levels[output_level].extend(outputs.iter().cloned());
-        levels[output_level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
-        #[cfg(debug_assertions)]
-        for pair in levels[output_level].windows(2) {
-            assert!(pair[0].meta.largest <= pair[1].meta.smallest, "levels >= 1 stay disjoint");
+        if output_level == 0 {
+            // Older than any table flushed meanwhile: last in newest-first order (as its id,
+            // higher than its inputs', orders it at open, where all its inputs are gone).
+            levels[0].extend(outputs.iter().cloned());
+        } else {
+            levels[output_level].extend(outputs.iter().cloned());
+            levels[output_level].sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+            #[cfg(debug_assertions)]
+            for pair in levels[output_level].windows(2) {
+                assert!(pair[0].meta.largest <= pair[1].meta.smallest, "levels >= 1 stay disjoint");
+            }
         }
         state.version = Rc::new(Version { levels });
         state.manifest = manifest;
         state.pointers[plan.level] = plan.largest.clone();
         state.stats.compactions += 1;
+        if output_level == 0 {
+            state.stats.level0_merges += 1;
+        }
         if plan.is_trivial_move() {
             state.stats.trivial_moves += 1;
         }
