@@ -62,7 +62,6 @@ pub fn unseal(stored: &[u8]) -> Result<Vec<u8>, &'static str> {
     }
     match trailer[4] {
         COMPRESSION_NONE if payload.len() == uncompressed_len as usize => Ok(payload.to_vec()),
-        COMPRESSION_NONE => Err("uncompressed block length mismatch"),
         COMPRESSION_ZSTD => {
             let out = zstd::bulk::decompress(payload, uncompressed_len as usize)
                 .map_err(|_| "zstd block does not decompress")?;
@@ -71,8 +70,30 @@ pub fn unseal(stored: &[u8]) -> Result<Vec<u8>, &'static str> {
             }
             Ok(out)
         }
+        COMPRESSION_NONE => Err("uncompressed block length mismatch"),
         _ => Err("unknown compression"),
     }
+}
+
+/// [`unseal`] of a block read into a buffer of its own: an uncompressed payload is returned in
+/// that buffer, not copied.
+pub fn unseal_owned(mut stored: Vec<u8>) -> Result<Vec<u8>, &'static str> {
+    let uncompressed = stored.len() >= TRAILER_BYTES
+        && stored[stored.len() - 5] == COMPRESSION_NONE
+        && stored.len() - TRAILER_BYTES
+            == u32::from_le_bytes(
+                stored[stored.len() - 9..stored.len() - 5].try_into().expect("4 bytes"),
+            ) as usize;
+    if !uncompressed {
+        return unseal(&stored);
+    }
+    let (body, crc_bytes) = stored.split_at(stored.len() - 4);
+    let crc = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
+    if crc32c::crc32c(body) != crc {
+        return Err("block checksum mismatch");
+    }
+    stored.truncate(stored.len() - TRAILER_BYTES);
+    Ok(stored)
 }
 
 /// Builds a data block's payload.
@@ -252,12 +273,14 @@ mod tests {
             again.seal_into(&mut appended, compress);
             assert_eq!(&appended[6..], stored, "sealed in place, the same bytes");
             assert!(again.is_empty() && again.size_bytes() == 4, "the builder starts over");
+            assert_eq!(unseal_owned(stored.clone()), unseal(&stored));
             let block = DataBlock::parse(unseal(&stored).unwrap()).unwrap();
             assert_eq!(block.len(), 100);
             assert_eq!(block.entry(block.seek(b"key0042", u64::MAX)).key, b"key0042");
             let mut damaged = stored.clone();
             damaged[10] ^= 1;
             assert!(unseal(&damaged).is_err());
+            assert!(unseal_owned(damaged).is_err());
         }
     }
 }

@@ -14,8 +14,9 @@
 //! level 1 to merge in a few kilobytes. Level 0 goes down once it has grown enough to be worth
 //! the rewrite.
 
+use crate::block::EntryRef;
 use crate::manifest::LEVELS;
-use crate::memtable::{Entry, Kind, RangeTombstone};
+use crate::memtable::{Kind, RangeTombstone};
 
 /// What the planner needs to know about a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,43 +145,91 @@ pub fn pick(levels: &[Vec<TableSummary>], shape: &Shape, pointers: &[Vec<u8>]) -
     })
 }
 
-/// The versions of one key (newest first, all sequences) that a merge keeps. `covering` holds
-/// the sequences of the input range tombstones covering the key; `snapshots` the live snapshot
-/// sequences. A version survives if it is the newest, or if some snapshot sees it (a snapshot at
-/// or above it and below whatever hides it: a newer version or a covering tombstone). At the
-/// bottom, trailing deletes hide nothing and go.
+/// The versions of one key (newest first, all sequences) that a merge keeps, as positions in
+/// `versions` (sequence, kind), into `kept`. `covering` holds the sequences of the input range
+/// tombstones covering the key; `snapshots` the live snapshot sequences. A version survives if it
+/// is the newest, or if some snapshot sees it (a snapshot at or above it and below whatever hides
+/// it: a newer version or a covering tombstone). At the bottom, trailing deletes hide nothing and
+/// go.
 pub fn retain(
-    versions: Vec<Entry>,
+    versions: &[(u64, Kind)],
     covering: &[u64],
     snapshots: &[u64],
     bottom: bool,
-) -> Vec<Entry> {
-    let mut kept: Vec<Entry> = Vec::with_capacity(1);
+    kept: &mut Vec<usize>,
+) {
+    kept.clear();
     let mut hidden_by: Option<u64> = None;
-    for version in versions {
-        let tombstone =
-            covering.iter().copied().filter(|&sequence| sequence > version.sequence).min();
+    for (position, &(sequence, _)) in versions.iter().enumerate() {
+        let tombstone = covering.iter().copied().filter(|&covering| covering > sequence).min();
         let hide = match (hidden_by, tombstone) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let visible = match hide {
             None => true,
-            Some(hide) => {
-                snapshots.iter().any(|&snapshot| version.sequence <= snapshot && snapshot < hide)
-            }
+            Some(hide) => snapshots.iter().any(|&snapshot| sequence <= snapshot && snapshot < hide),
         };
-        hidden_by = Some(version.sequence);
+        hidden_by = Some(sequence);
         if visible {
-            kept.push(version);
+            kept.push(position);
         }
     }
     if bottom {
-        while kept.last().is_some_and(|version| version.kind == Kind::Delete) {
+        while kept.last().is_some_and(|&position| versions[position].1 == Kind::Delete) {
             kept.pop();
         }
     }
-    kept
+}
+
+/// The versions of one key met in a merge, copied out of their sources (which move on) into
+/// buffers kept from one key to the next.
+#[derive(Default)]
+pub struct KeyVersions {
+    pub key: Vec<u8>,
+    versions: Vec<(u64, Kind)>,
+    /// Where each version's value lies in `values`.
+    spans: Vec<(usize, usize)>,
+    values: Vec<u8>,
+}
+
+impl KeyVersions {
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    /// Whether `entry` is another version of the key held (or nothing is held yet).
+    pub fn takes(&self, entry: &EntryRef<'_>) -> bool {
+        self.is_empty() || self.key == entry.key
+    }
+
+    pub fn push(&mut self, entry: EntryRef<'_>) {
+        if self.is_empty() {
+            self.key.clear();
+            self.key.extend_from_slice(entry.key);
+        }
+        let start = self.values.len();
+        self.values.extend_from_slice(entry.value);
+        self.versions.push((entry.sequence, entry.kind));
+        self.spans.push((start, self.values.len()));
+    }
+
+    /// (sequence, kind) of each version, newest first.
+    pub fn versions(&self) -> &[(u64, Kind)] {
+        &self.versions
+    }
+
+    pub fn version(&self, position: usize) -> (u64, Kind, &[u8]) {
+        let (sequence, kind) = self.versions[position];
+        let (start, end) = self.spans[position];
+        (sequence, kind, &self.values[start..end])
+    }
+
+    pub fn clear(&mut self) {
+        self.versions.clear();
+        self.spans.clear();
+        self.values.clear();
+    }
 }
 
 /// Whether a range tombstone must still be written by a merge.
@@ -209,26 +258,48 @@ pub fn clip(
 mod tests {
     use super::*;
 
-    fn version(sequence: u64, kind: Kind) -> Entry {
-        Entry { key: b"k".to_vec(), sequence, kind, value: Vec::new() }
+    /// The sequences `retain` keeps.
+    fn kept(
+        versions: &[(u64, Kind)],
+        covering: &[u64],
+        snapshots: &[u64],
+        bottom: bool,
+    ) -> Vec<u64> {
+        let mut kept = Vec::new();
+        retain(versions, covering, snapshots, bottom, &mut kept);
+        kept.iter().map(|&position| versions[position].0).collect()
     }
 
     #[test]
     fn snapshots_keep_the_versions_they_see() {
-        let versions = vec![version(30, Kind::Put), version(20, Kind::Put), version(10, Kind::Put)];
-        let kept = retain(versions.clone(), &[], &[], false);
-        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30]);
-        let kept = retain(versions.clone(), &[], &[25], false);
-        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30, 20]);
-        let kept = retain(versions, &[15], &[12], false);
-        assert_eq!(kept.iter().map(|v| v.sequence).collect::<Vec<_>>(), vec![30, 10]);
+        let versions = [(30, Kind::Put), (20, Kind::Put), (10, Kind::Put)];
+        assert_eq!(kept(&versions, &[], &[], false), vec![30]);
+        assert_eq!(kept(&versions, &[], &[25], false), vec![30, 20]);
+        assert_eq!(kept(&versions, &[15], &[12], false), vec![30, 10]);
     }
 
     #[test]
     fn bottom_drops_trailing_deletes() {
-        let versions = vec![version(30, Kind::Delete), version(20, Kind::Put)];
-        assert!(retain(versions.clone(), &[], &[], true).is_empty());
-        assert_eq!(retain(versions, &[], &[25], true).len(), 2);
+        let versions = [(30, Kind::Delete), (20, Kind::Put)];
+        assert!(kept(&versions, &[], &[], true).is_empty());
+        assert_eq!(kept(&versions, &[], &[25], true).len(), 2);
+    }
+
+    #[test]
+    fn key_versions_copy_what_they_hold() {
+        let mut group = KeyVersions::default();
+        let entry = |key, sequence, value| EntryRef { key, sequence, kind: Kind::Put, value };
+        group.push(entry(b"k", 9, b"nine"));
+        assert!(group.takes(&entry(b"k", 5, b"")) && !group.takes(&entry(b"l", 5, b"")));
+        group.push(entry(b"k", 5, b"five"));
+        assert_eq!((group.version(1), group.versions().len()), ((5, Kind::Put, &b"five"[..]), 2));
+        group.clear();
+        assert!(group.is_empty() && group.takes(&entry(b"l", 1, b"")));
+        group.push(entry(b"l", 1, b"one"));
+        assert_eq!(
+            (group.key.as_slice(), group.version(0)),
+            (&b"l"[..], (1, Kind::Put, &b"one"[..]))
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ fn repair_crc(bytes: &mut [u8]) {
 pub fn sstable_block(data: &[u8]) {
     let mut repaired = data.to_vec();
     repair_crc(&mut repaired);
+    for stored in [data, &repaired[..]] {
+        assert_eq!(block::unseal_owned(stored.to_vec()), block::unseal(stored), "owned unseal");
+    }
     let payloads = [block::unseal(data).ok(), block::unseal(&repaired).ok(), Some(data.to_vec())];
     for payload in payloads.into_iter().flatten() {
         let Ok(parsed) = DataBlock::parse(payload.clone()) else { continue };

@@ -52,7 +52,7 @@ use batch::Operation;
 use cache::BlockCache;
 use compaction::{Shape, TableSummary};
 use manifest::{Manifest, TableRecord, LEVELS};
-use memtable::{Entry, Kind, Memtable, RangeTombstone};
+use memtable::{Kind, Memtable, RangeTombstone};
 use merge::{Merger, Source, TableCursor};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -915,7 +915,7 @@ fn memtable_sources<'a>(
     let mut pass = MemtablePass { sources: Vec::new(), tombstones: Vec::new(), cut: None };
     for memtable in memtables.filter(|memtable| visible_in(memtable, snapshot)) {
         let (entries, cut) = memtable.entries_in(start, end, keys_max);
-        pass.sources.push(Source::Memory(entries.into_iter()));
+        pass.sources.push(Source::memory(entries));
         let seen = memtable.tombstones().iter().filter(|t| t.sequence <= snapshot).cloned();
         pass.tombstones.extend(seen);
         if let Some(cut) = cut {
@@ -958,24 +958,25 @@ async fn merge_scan(
             sources.push(Source::Table(TableCursor::new(table.clone(), start, true).await?));
         }
     }
-    let mut merger = Merger::new(sources).await?;
+    let mut merger = Merger::new(sources);
+    // The last key whose version at `snapshot` was decided (a buffer kept from key to key).
     let mut done_key: Option<Vec<u8>> = None;
-    while let Some(entry) = merger.next().await? {
-        if !in_range(&entry.key) {
-            if matches!(end, Bound::Unbounded) || !above_end(&entry.key, end) {
-                continue;
+    while let Some((source, entry)) = merger.peek() {
+        if !in_range(entry.key) {
+            if !matches!(end, Bound::Unbounded) && above_end(entry.key, end) {
+                break;
             }
-            break;
+        } else if entry.sequence <= snapshot && done_key.as_deref() != Some(entry.key) {
+            let hidden =
+                memtable::tombstone_sequence(&tombstones, entry.key, snapshot) > entry.sequence;
+            if entry.kind == Kind::Put && !hidden && !visit(entry.key, entry.value) {
+                return Ok(false);
+            }
+            let done = done_key.get_or_insert_with(Vec::new);
+            done.clear();
+            done.extend_from_slice(entry.key);
         }
-        if entry.sequence > snapshot || done_key.as_deref() == Some(entry.key.as_slice()) {
-            continue;
-        }
-        let hidden =
-            memtable::tombstone_sequence(&tombstones, &entry.key, snapshot) > entry.sequence;
-        if entry.kind == Kind::Put && !hidden && !visit(&entry.key, &entry.value) {
-            return Ok(false);
-        }
-        done_key = Some(entry.key);
+        merger.advance(source).await?;
     }
     Ok(true)
 }
@@ -1504,52 +1505,50 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
             .filter(|tombstone| compaction::keep_tombstone(tombstone, &snapshots, plan.bottom))
             .cloned()
             .collect();
-        let mut merger = Merger::new(sources).await?;
+        let mut merger = Merger::new(sources);
         let mut writer: Option<TableWriter> = None;
         // The first key of the table being written; `None` for the first table.
         let mut lower_bound: Option<Vec<u8>> = None;
-        let mut group: Vec<Entry> = Vec::new();
+        let mut group = compaction::KeyVersions::default();
+        let mut kept: Vec<usize> = Vec::new();
         loop {
-            let next = merger.next().await?;
-            let boundary = match (&next, group.first()) {
-                (Some(entry), Some(first)) => entry.key != first.key,
-                (None, Some(_)) => true,
-                (_, None) => false,
+            let taken = match merger.peek() {
+                Some((source, entry)) if group.takes(&entry) => {
+                    group.push(entry);
+                    Some(source)
+                }
+                Some(_) => None,
+                None if group.is_empty() => break,
+                None => None,
             };
-            if boundary {
-                let key = group[0].key.clone();
-                let covering: Vec<u64> =
-                    tombstones.iter().filter(|t| t.covers(&key)).map(|t| t.sequence).collect();
-                let kept = compaction::retain(
-                    std::mem::take(&mut group),
-                    &covering,
-                    &snapshots,
-                    plan.bottom,
-                );
-                if !kept.is_empty() {
-                    // A merge of level 0 into itself writes one table: several would count
-                    // toward the level's table limit again.
-                    let full = output_level > 0
-                        && writer.as_ref().is_some_and(|writer| {
-                            writer.size_bytes() >= inner.options.table_bytes_target
-                        });
-                    if full {
-                        let done = writer.take().expect("full writer exists");
-                        let bounds = (lower_bound.as_deref(), Some(key.as_slice()));
-                        outputs.extend(finish_output(done, &kept_tombstones, bounds).await?);
-                        lower_bound = Some(key.clone());
-                    }
-                    let writer = writer.get_or_insert_with(|| TableWriter::new(inner));
-                    for version in kept {
-                        let (key, value) = (&version.key, &version.value);
-                        writer.add(key, version.sequence, version.kind, value).await?;
-                    }
+            if let Some(source) = taken {
+                merger.advance(source).await?;
+                continue;
+            }
+            // `group` holds every version of its key: write those that survive.
+            let covering: Vec<u64> =
+                tombstones.iter().filter(|t| t.covers(&group.key)).map(|t| t.sequence).collect();
+            compaction::retain(group.versions(), &covering, &snapshots, plan.bottom, &mut kept);
+            if !kept.is_empty() {
+                // A merge of level 0 into itself writes one table: several would count
+                // toward the level's table limit again.
+                let full = output_level > 0
+                    && writer.as_ref().is_some_and(|writer| {
+                        writer.size_bytes() >= inner.options.table_bytes_target
+                    });
+                if full {
+                    let done = writer.take().expect("full writer exists");
+                    let bounds = (lower_bound.as_deref(), Some(group.key.as_slice()));
+                    outputs.extend(finish_output(done, &kept_tombstones, bounds).await?);
+                    lower_bound = Some(group.key.clone());
+                }
+                let writer = writer.get_or_insert_with(|| TableWriter::new(inner));
+                for &position in &kept {
+                    let (sequence, kind, value) = group.version(position);
+                    writer.add(&group.key, sequence, kind, value).await?;
                 }
             }
-            match next {
-                Some(entry) => group.push(entry),
-                None => break,
-            }
+            group.clear();
         }
         let last = match writer.take() {
             Some(writer) => Some(writer),

@@ -1,7 +1,11 @@
 //! Sorted iteration: a cursor over one table's entries, and a merge of many sorted sources in
 //! internal-key order (key ascending, sequence descending).
+//!
+//! Entries are borrowed where they lie (a table's cached block, a memtable's copy) and copied
+//! only by whoever keeps them: a compaction merges megabytes per job, and an allocation per
+//! entry was most of its cost.
 
-use crate::block::{self, DataBlock};
+use crate::block::{self, DataBlock, EntryRef};
 use crate::memtable::Entry;
 use crate::table::Table;
 use crate::LsmError;
@@ -9,7 +13,8 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 use std::rc::Rc;
 
-/// Walks one table from a start key on, loading a block at a time.
+/// Walks one table from a start key on, loading a block at a time. Between calls it rests on an
+/// entry, or has no block left.
 pub struct TableCursor {
     table: Rc<Table>,
     block: Option<Rc<DataBlock>>,
@@ -44,18 +49,27 @@ impl TableCursor {
                 }
             }
             cursor.block = Some(block);
+            cursor.settle().await?;
         }
         Ok(cursor)
     }
 
-    /// The next entry, or `None` at the end of the table.
-    pub async fn next(&mut self) -> Result<Option<Entry>, LsmError> {
-        loop {
-            let Some(block) = &self.block else { return Ok(None) };
+    /// The entry the cursor rests on; `None` at the end of the table.
+    pub fn current(&self) -> Option<EntryRef<'_>> {
+        self.block.as_ref().map(|block| block.entry(self.entry_position))
+    }
+
+    /// Moves to the next entry.
+    pub async fn advance(&mut self) -> Result<(), LsmError> {
+        self.entry_position += 1;
+        self.settle().await
+    }
+
+    /// Loads blocks until the position is on an entry, or the table is done.
+    async fn settle(&mut self) -> Result<(), LsmError> {
+        while let Some(block) = &self.block {
             if self.entry_position < block.len() {
-                let entry = block.entry(self.entry_position).to_entry();
-                self.entry_position += 1;
-                return Ok(Some(entry));
+                return Ok(());
             }
             self.block_position += 1;
             self.entry_position = 0;
@@ -64,19 +78,40 @@ impl TableCursor {
                 self.block = Some(self.table.block(self.block_position, self.fill_cache).await?);
             }
         }
+        Ok(())
     }
 }
 
 pub enum Source {
-    Memory(std::vec::IntoIter<Entry>),
+    /// Entries copied out of a memtable, in internal-key order, and the next one's position.
+    Memory(Vec<Entry>, usize),
     Table(TableCursor),
 }
 
 impl Source {
-    async fn next(&mut self) -> Result<Option<Entry>, LsmError> {
+    pub fn memory(entries: Vec<Entry>) -> Source {
+        Source::Memory(entries, 0)
+    }
+
+    fn current(&self) -> Option<EntryRef<'_>> {
         match self {
-            Source::Memory(entries) => Ok(entries.next()),
-            Source::Table(cursor) => cursor.next().await,
+            Source::Memory(entries, position) => entries.get(*position).map(|entry| EntryRef {
+                key: &entry.key,
+                sequence: entry.sequence,
+                kind: entry.kind,
+                value: &entry.value,
+            }),
+            Source::Table(cursor) => cursor.current(),
+        }
+    }
+
+    async fn advance(&mut self) -> Result<(), LsmError> {
+        match self {
+            Source::Memory(_, position) => {
+                *position += 1;
+                Ok(())
+            }
+            Source::Table(cursor) => cursor.advance().await,
         }
     }
 }
@@ -84,36 +119,31 @@ impl Source {
 /// Merges sources in internal-key order. Sources must not hold the same (key, sequence) twice.
 pub struct Merger {
     sources: Vec<Source>,
-    heads: Vec<Option<Entry>>,
 }
 
 impl Merger {
-    pub async fn new(mut sources: Vec<Source>) -> Result<Merger, LsmError> {
-        let mut heads = Vec::with_capacity(sources.len());
-        for source in &mut sources {
-            heads.push(source.next().await?);
-        }
-        Ok(Merger { sources, heads })
+    pub fn new(sources: Vec<Source>) -> Merger {
+        Merger { sources }
     }
 
-    pub async fn next(&mut self) -> Result<Option<Entry>, LsmError> {
-        let mut best: Option<usize> = None;
-        for (position, head) in self.heads.iter().enumerate() {
-            let Some(entry) = head else { continue };
-            let better = match best {
-                None => true,
-                Some(current) => {
-                    let current = self.heads[current].as_ref().expect("best has a head");
-                    block::compare(&entry.key, entry.sequence, &current.key, current.sequence)
-                        == Ordering::Less
-                }
-            };
+    /// The smallest entry of all sources, and which source holds it; `None` once all are done.
+    pub fn peek(&self) -> Option<(usize, EntryRef<'_>)> {
+        let mut best: Option<(usize, EntryRef<'_>)> = None;
+        for (position, source) in self.sources.iter().enumerate() {
+            let Some(entry) = source.current() else { continue };
+            let better = best.is_none_or(|(_, current)| {
+                block::compare(entry.key, entry.sequence, current.key, current.sequence)
+                    == Ordering::Less
+            });
             if better {
-                best = Some(position);
+                best = Some((position, entry));
             }
         }
-        let Some(position) = best else { return Ok(None) };
-        let next = self.sources[position].next().await?;
-        Ok(std::mem::replace(&mut self.heads[position], next))
+        best
+    }
+
+    /// Moves source `position` (the one [`Merger::peek`] named) past its entry.
+    pub async fn advance(&mut self, position: usize) -> Result<(), LsmError> {
+        self.sources[position].advance().await
     }
 }

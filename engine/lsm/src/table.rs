@@ -487,7 +487,7 @@ impl Table {
             .map_err(|error| LsmError::io("read block", &self.path, error))?;
         let corrupt = |reason| LsmError::corruption(&self.path, handle.offset, reason);
         let block =
-            Rc::new(DataBlock::parse(block::unseal(&stored).map_err(corrupt)?).map_err(corrupt)?);
+            Rc::new(DataBlock::parse(block::unseal_owned(stored).map_err(corrupt)?).map_err(corrupt)?);
         let last =
             block.entry(block.len().checked_sub(1).ok_or_else(|| corrupt("empty data block"))?);
         let expected = &self.index[position];
@@ -553,7 +553,7 @@ mod tests {
                 Kind::Put,
                 value.as_bytes(),
             );
-            if take_every.is_some_and(|every| number as usize % every == 0) {
+            if take_every.is_some_and(|every| (number as usize).is_multiple_of(every)) {
                 let piece = builder.take_output(std::mem::take(&mut spare));
                 bytes.extend_from_slice(&piece);
                 spare = piece;
