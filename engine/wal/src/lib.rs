@@ -842,7 +842,6 @@ async fn prepare_spare(weak: Weak<Shared>) {
     let Some(shared) = weak.upgrade() else { return };
     let (rt, path, len) = (shared.rt.clone(), shared.spare_path(), shared.options.segment_bytes);
     drop(shared);
-    let alive = || weak.strong_count() > 0;
     let gone = || std::io::Error::other("the log was dropped");
     // A file of its own (the old one unlinked first, then created exclusively): a task of a log
     // dropped and reopened in this process may still be writing to the one it made.
@@ -853,10 +852,15 @@ async fn prepare_spare(weak: Weak<Shared>) {
             _ => {}
         }
         let file = disk.create_new(&path).await?;
-        if !alive() {
-            return Err(gone());
+        let mut allocated = 0;
+        while allocated < len {
+            if !quiet_or_urgent(&weak).await {
+                return Err(gone());
+            }
+            allocated = (allocated + SPARE_STEP_BYTES).min(len);
+            file.allocate(allocated).await?;
+            file.sync_data().await?;
         }
-        file.allocate(len).await?;
         file.sync().await?;
         Ok::<File, std::io::Error>(file)
     }
@@ -868,6 +872,32 @@ async fn prepare_spare(weak: Weak<Shared>) {
         Ok(file) => Spare::Ready(file),
         Err(_) => Spare::Absent,
     };
+}
+
+/// A spare segment's zeros are written and synced this much at a time, each step when the log
+/// is quiet (see [`quiet_or_urgent`]).
+const SPARE_STEP_BYTES: u64 = 256 << 10;
+
+/// Waits until the log has no write in flight and nothing queued: just after a batch, while its
+/// callers work on the next, the disk is idle. A step of the spare's zeros issued then is done
+/// before the next batch's sync, instead of holding it up (64 MiB of zeros written at once
+/// doubled the syncs of the appends meanwhile: a fifth fewer SETs per second under
+/// `redis-benchmark -P 16`). Once the active segment is half full the spare is due, and waits
+/// no more. `false` if the log is gone.
+async fn quiet_or_urgent(weak: &Weak<Shared>) -> bool {
+    std::future::poll_fn(|context| {
+        let Some(shared) = weak.upgrade() else { return Poll::Ready(false) };
+        let mut state = shared.state.borrow_mut();
+        let quiet = !state.writing && state.pending.is_empty();
+        let active_end = state.segments.last().map_or(0, |segment| segment.end);
+        let urgent = active_end >= shared.options.segment_bytes / 2;
+        if quiet || urgent || state.failed.is_some() {
+            return Poll::Ready(true);
+        }
+        state.wakers.push(context.waker().clone());
+        Poll::Pending
+    })
+    .await
 }
 
 /// What the writer does next.
