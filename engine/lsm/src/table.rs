@@ -486,8 +486,9 @@ impl Table {
             .await
             .map_err(|error| LsmError::io("read block", &self.path, error))?;
         let corrupt = |reason| LsmError::corruption(&self.path, handle.offset, reason);
-        let block =
-            Rc::new(DataBlock::parse(block::unseal_owned(stored).map_err(corrupt)?).map_err(corrupt)?);
+        let block = Rc::new(
+            DataBlock::parse(block::unseal_owned(stored).map_err(corrupt)?).map_err(corrupt)?,
+        );
         let last =
             block.entry(block.len().checked_sub(1).ok_or_else(|| corrupt("empty data block"))?);
         let expected = &self.index[position];
