@@ -79,6 +79,7 @@ pub fn unseal(stored: &[u8]) -> Result<Vec<u8>, &'static str> {
 /// that buffer, not copied.
 pub fn unseal_owned(mut stored: Vec<u8>) -> Result<Vec<u8>, &'static str> {
     let uncompressed = stored.len() >= TRAILER_BYTES
+        && stored.len() - TRAILER_BYTES <= BLOCK_UNCOMPRESSED_BYTES_MAX as usize
         && stored[stored.len() - 5] == COMPRESSION_NONE
         && stored.len() - TRAILER_BYTES
             == u32::from_le_bytes(

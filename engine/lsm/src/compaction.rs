@@ -12,7 +12,8 @@
 //! overlaps hold over `LEVEL0_MERGE_RATIO` times its bytes: small flushes (a Raft snapshot every
 //! so many entries flushes whatever the memtable holds) would otherwise each rewrite megabytes of
 //! level 1 to merge in a few kilobytes. Level 0 goes down once it has grown enough to be worth
-//! the rewrite.
+//! the rewrite; until then its bytes are rewritten at each of its merges, which costs less than
+//! the level 1 bytes each would have rewritten.
 
 use crate::block::EntryRef;
 use crate::manifest::LEVELS;

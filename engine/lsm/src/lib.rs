@@ -155,6 +155,8 @@ struct State {
     replacing: bool,
     /// The maintenance task is running a flush or a compaction.
     job_running: bool,
+    /// The last handle on the store was dropped: no flush or compaction runs any more.
+    closed: bool,
 }
 
 struct Inner {
@@ -308,13 +310,22 @@ pub struct Db {
 }
 
 /// Stops the store's flushes and compactions when the last handle on it goes, also midway
-/// through one (what it leaves is what a crash leaves, which open cleans up): otherwise a job
-/// would go on writing tables beside a store reopened on the same directory.
-struct Maintenance(strata_rt::JoinHandle<()>);
+/// through one: otherwise a job would go on writing tables beside a store reopened on the same
+/// directory. What it leaves is what a crash leaves (open cleans up), but for an operation the
+/// kernel already runs, which may still complete. Writes still waiting for memtable room (their
+/// tasks outlive the handle) fail, as nothing will flush.
+struct Maintenance {
+    task: strata_rt::JoinHandle<()>,
+    inner: Weak<Inner>,
+}
 
 impl Drop for Maintenance {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+        if let Some(inner) = self.inner.upgrade() {
+            inner.state.borrow_mut().closed = true;
+            inner.notify();
+        }
     }
 }
 
@@ -484,10 +495,12 @@ impl Db {
                 generation: 0,
                 replacing: false,
                 job_running: false,
+                closed: false,
             }),
         });
-        let maintenance = rt.spawn(maintenance(Rc::downgrade(&inner)));
-        Ok(Db { inner, _maintenance: Rc::new(Maintenance(maintenance)) })
+        let task = rt.spawn(maintenance(Rc::downgrade(&inner)));
+        let maintenance = Maintenance { task, inner: Rc::downgrade(&inner) };
+        Ok(Db { inner, _maintenance: Rc::new(maintenance) })
     }
 
     pub async fn put(
@@ -552,13 +565,7 @@ impl Db {
             return Err(LsmError::Invalid { reason });
         }
         let inner = &self.inner;
-        wait_for(inner, |state| {
-            if let Some(error) = latched(state) {
-                return Some(Err(error));
-            }
-            (state.immutables.len() < inner.options.immutable_memtables_max).then_some(Ok(()))
-        })
-        .await?;
+        wait_for_room(inner).await?;
         let mut state = inner.state.borrow_mut();
         if state.replacing {
             return Err(LsmError::Invalid { reason: "the store is being replaced".into() });
@@ -1032,15 +1039,24 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError> {
-    let size = batch.size_bytes;
+/// Waits until a write may go into the memtable: fewer frozen memtables than allowed. A store
+/// closed meanwhile (its last handle dropped) flushes no more, so its waiting writes fail.
+async fn wait_for_room(inner: &Inner) -> Result<(), LsmError> {
     wait_for(inner, |state| {
         if let Some(error) = latched(state) {
             return Some(Err(error));
         }
-        (state.immutables.len() < inner.options.immutable_memtables_max).then_some(Ok(()))
+        if state.immutables.len() < inner.options.immutable_memtables_max {
+            return Some(Ok(()));
+        }
+        state.closed.then(|| Err(LsmError::Invalid { reason: "the store was closed".into() }))
     })
-    .await?;
+    .await
+}
+
+async fn write_task(inner: &Rc<Inner>, batch: WriteBatch) -> Result<(), LsmError> {
+    let size = batch.size_bytes;
+    wait_for_room(inner).await?;
     let wal = inner.wal.as_ref().expect("write checked the store has its own WAL");
     let index = match wal.append(batch.encode()).await {
         Ok(index) => index,
@@ -1320,7 +1336,8 @@ impl TableWriter {
         value: &[u8],
     ) -> Result<(), LsmError> {
         self.builder.add(key, sequence, kind, value);
-        if self.builder.output_len() >= self.inner.options.table_write_bytes {
+        let output = self.builder.output_len();
+        if output > 0 && output >= self.inner.options.table_write_bytes {
             let piece = self.builder.take_output(std::mem::take(&mut self.spare));
             self.write(piece).await?;
         }
@@ -1577,8 +1594,10 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
             tables.retain(|table| !removed.contains(&table.id));
         }
         if output_level == 0 {
-            // Older than any table flushed meanwhile: last in newest-first order (as its id,
-            // higher than its inputs', orders it at open, where all its inputs are gone).
+            // Its inputs were all of level 0, and no flush runs beside a compaction (one
+            // maintenance task does both): it is level 0 now, which its id, above its inputs',
+            // keeps at open.
+            assert!(levels[0].is_empty(), "a level 0 merge takes all of level 0");
             levels[0].extend(outputs.iter().cloned());
         } else {
             levels[output_level].extend(outputs.iter().cloned());

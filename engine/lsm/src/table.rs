@@ -146,9 +146,9 @@ impl TableBuilder {
         self.out.len()
     }
 
-    /// Takes the bytes built since the last take, which continue the table at offset
-    /// `size_bytes() - output_len()`; `spare` (cleared) holds the next ones, so a writer that
-    /// hands back each buffer it wrote builds the table in the same two buffers.
+    /// Takes the bytes built since the last take, which continue the table where the bytes
+    /// taken before end; `spare` (cleared) holds the next ones, so a writer that hands back
+    /// each buffer it wrote builds the table in the same two buffers.
     pub fn take_output(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
         spare.clear();
         self.taken += self.out.len() as u64;
