@@ -880,8 +880,8 @@ const SPARE_STEP_BYTES: u64 = 256 << 10;
 
 /// Waits until the log has no write in flight and nothing queued: just after a batch, while its
 /// callers work on the next, the disk is idle. A step of the spare's zeros issued then is
-/// likely done before the next batch's sync, instead of holding it up (64 MiB of zeros written at once
-/// doubled the syncs of the appends meanwhile: a fifth fewer SETs per second under
+/// likely done before the next batch's sync, instead of holding it up (64 MiB of zeros written
+/// at once doubled the syncs of the appends meanwhile: a fifth fewer SETs per second under
 /// `redis-benchmark -P 16`). Once the active segment is half full the spare is due, and waits
 /// no more (under appends that never pause, all of it is written from there; a spare not
 /// ready at the roll is made inline, as before). `false` if the log is gone.
