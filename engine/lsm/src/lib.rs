@@ -1304,10 +1304,9 @@ impl Replacement {
 }
 
 /// Builds one table and writes it as it grows (`Options::table_write_bytes` at a time, see
-/// [`TableBuilder::take_output`]). The file is
-/// created, and its id taken, with the first bytes written; [`TableWriter::finish`] syncs it.
-/// The caller syncs the directory. A writer dropped unfinished leaves a file no manifest names,
-/// which the next open deletes.
+/// [`TableBuilder::take_output`]). The file is created, and its id taken, with the first bytes
+/// written; [`TableWriter::finish`] syncs it. The caller syncs the directory. A writer dropped
+/// unfinished leaves a file no manifest names, which the next open deletes.
 struct TableWriter {
     inner: Rc<Inner>,
     builder: TableBuilder,
