@@ -286,7 +286,9 @@ impl FileBackend for UringFile {
             // Reserved extents are unwritten on ext4 and xfs: the first write into each would
             // cost a journal commit at its sync. Zeros make them written, so a later overwrite
             // syncs only its data (measured here: 145 us against 205 us per 4 KiB fdatasync).
-            let mut zeros = vec![0u8; ZERO_CHUNK_BYTES];
+            // Sized to the range: a spare segment is allocated in steps much smaller than a
+            // chunk, and zeroing a whole chunk's buffer for each step cost more than the step.
+            let mut zeros = vec![0u8; (len - start).min(ZERO_CHUNK_BYTES as u64) as usize];
             let mut offset = start;
             while offset < len {
                 let chunk = (len - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
