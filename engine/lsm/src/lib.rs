@@ -43,6 +43,7 @@ pub mod fuzz;
 pub mod manifest;
 pub mod memtable;
 mod merge;
+mod snapshots;
 pub mod table;
 
 pub use batch::WriteBatch;
@@ -54,8 +55,9 @@ use compaction::{Shape, TableSummary};
 use manifest::{Manifest, TableRecord, LEVELS};
 use memtable::{Kind, Memtable, RangeTombstone};
 use merge::{Merger, Source, TableCursor};
+use snapshots::LiveSnapshots;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::ops::{Bound, RangeBounds};
 use std::rc::{Rc, Weak};
@@ -140,8 +142,7 @@ struct State {
     manifest: Manifest,
     /// Every WAL record up to here is applied to a memtable.
     applied_index: u64,
-    /// Live snapshot sequence → how many handles.
-    snapshots: BTreeMap<u64, usize>,
+    snapshots: LiveSnapshots,
     failed: Option<LsmError>,
     wakers: Vec<Waker>,
     /// The maintenance task has nothing to do.
@@ -282,7 +283,7 @@ impl Snapshot {
 impl Clone for Snapshot {
     fn clone(&self) -> Snapshot {
         if let Some(inner) = self.inner.upgrade() {
-            *inner.state.borrow_mut().snapshots.entry(self.sequence).or_insert(0) += 1;
+            inner.state.borrow_mut().snapshots.hold(self.sequence);
         }
         Snapshot { inner: self.inner.clone(), sequence: self.sequence, generation: self.generation }
     }
@@ -291,13 +292,7 @@ impl Clone for Snapshot {
 impl Drop for Snapshot {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.upgrade() {
-            let mut state = inner.state.borrow_mut();
-            if let Some(count) = state.snapshots.get_mut(&self.sequence) {
-                *count -= 1;
-                if *count == 0 {
-                    state.snapshots.remove(&self.sequence);
-                }
-            }
+            inner.state.borrow_mut().snapshots.release(self.sequence);
         }
     }
 }
@@ -353,13 +348,8 @@ async fn read_whole(rt: &Runtime, path: &str) -> Result<Option<Vec<u8>>, LsmErro
 }
 
 /// Applies `batch` to `memtable`; `snapshots` (the live ones) keep the versions they read.
-fn apply(
-    memtable: &mut Memtable,
-    batch: WriteBatch,
-    wal_index: u64,
-    snapshots: &BTreeMap<u64, usize>,
-) {
-    let observed = |hidden: u64, by: u64| snapshots.range(hidden..by).next().is_some();
+fn apply(memtable: &mut Memtable, batch: WriteBatch, wal_index: u64, snapshots: &LiveSnapshots) {
+    let observed = |hidden: u64, by: u64| snapshots.any_in(hidden, by);
     for (position, operation) in batch.operations.into_iter().enumerate() {
         let sequence = batch::sequence(wal_index, position);
         match operation {
@@ -466,7 +456,7 @@ impl Db {
                         format!("record {index}: {reason}"),
                     )
                 })?;
-                apply(&mut active, batch, index, &BTreeMap::new());
+                apply(&mut active, batch, index, &LiveSnapshots::default());
                 if memtable_full(&active, &options) {
                     immutables.push(Rc::new(std::mem::take(&mut active)));
                 }
@@ -486,7 +476,7 @@ impl Db {
                 version: Rc::new(Version { levels }),
                 manifest,
                 applied_index,
-                snapshots: BTreeMap::new(),
+                snapshots: LiveSnapshots::default(),
                 failed: None,
                 wakers: Vec::new(),
                 idle: false,
@@ -603,7 +593,7 @@ impl Db {
     pub fn snapshot(&self) -> Snapshot {
         let mut state = self.inner.state.borrow_mut();
         let sequence = batch::sequence_through(state.applied_index);
-        *state.snapshots.entry(sequence).or_insert(0) += 1;
+        state.snapshots.hold(sequence);
         let generation = state.generation;
         Snapshot { inner: Rc::downgrade(&self.inner), sequence, generation }
     }
@@ -1489,7 +1479,7 @@ async fn flush_one(inner: &Rc<Inner>) -> Result<(), LsmError> {
 async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmError> {
     let (version, snapshots) = {
         let state = inner.state.borrow();
-        (state.version.clone(), state.snapshots.keys().copied().collect::<Vec<u64>>())
+        (state.version.clone(), state.snapshots.sequences())
     };
     let find = |level: usize, id: u64| -> Rc<Table> {
         version.levels[level]

@@ -37,6 +37,7 @@
 //! the expiry index, cheaply); the server proposes them in an `Entry::Expire`, which deletes each
 //! key that is still expired at the entry's `now_ms`.
 
+use crate::command::CommandSpec;
 use crate::commands;
 use crate::cursors::Cursors;
 use crate::entry::Entry;
@@ -506,6 +507,17 @@ impl Machine {
         let Some(spec) = arguments.first().and_then(|name| crate::command::lookup(name)) else {
             return Reply::error("ERR unknown command");
         };
+        self.read_command(spec, arguments, now_ms).await
+    }
+
+    /// [`Machine::read`] for a caller that looked the command up already (`spec`: that of
+    /// `arguments[0]`): a name is looked up once per request, not at every layer.
+    pub async fn read_command(
+        &self,
+        spec: &'static CommandSpec,
+        arguments: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Reply {
         if spec.has(crate::command::WRITE) {
             return Reply::error(format!("ERR '{}' is not a read-only command", spec.name));
         }
@@ -516,7 +528,7 @@ impl Machine {
             ^ self.reads_count.get().rotate_left(32);
         let read = async || {
             let mut context = Context::for_read(&self.db, &self.cursors, now_ms, seed);
-            commands::execute(&mut context, arguments).await
+            commands::execute_command(&mut context, spec, arguments).await
         };
         match read_again_on_replace(read).await {
             Ok(reply) | Err(Fail::Reply(reply)) => reply,

@@ -303,7 +303,7 @@ enum Plan {
     Write { shard: u32, name: &'static str },
     /// A read of one shard and nothing else: shares one read barrier per shard with the plain
     /// reads around it.
-    Read { shard: u32, name: &'static str },
+    Read { shard: u32, spec: &'static CommandSpec },
     /// Everything else, and anything while authenticating, subscribed or in MULTI: runs alone.
     Alone,
 }
@@ -531,11 +531,11 @@ impl<C: Cluster> Connection<C> {
                     let spent = self.write_run(shard, run, out).await;
                     self.recycle(spent);
                 }
-                Plan::Read { shard, name } => {
-                    let mut run = vec![(arguments, shard, name)];
+                Plan::Read { shard, spec } => {
+                    let mut run = vec![(arguments, shard, spec)];
                     while let Some(next) = requests.peek() {
-                        let Plan::Read { shard, name } = self.plan(next) else { break };
-                        run.push((requests.next().expect("peeked"), shard, name));
+                        let Plan::Read { shard, spec } = self.plan(next) else { break };
+                        run.push((requests.next().expect("peeked"), shard, spec));
                     }
                     let spent = self.read_run(run, out).await;
                     self.recycle(spent);
@@ -590,7 +590,7 @@ impl<C: Cluster> Connection<C> {
         if spec.has(command::WRITE) {
             Plan::Write { shard, name }
         } else if spec.has(command::READONLY) {
-            Plan::Read { shard, name }
+            Plan::Read { shard, spec }
         } else {
             Plan::Alone
         }
@@ -641,7 +641,7 @@ impl<C: Cluster> Connection<C> {
     /// Returns the requests' arguments, spent.
     async fn read_run(
         &self,
-        run: Vec<(Vec<Vec<u8>>, u32, &str)>,
+        run: Vec<(Vec<Vec<u8>>, u32, &'static CommandSpec)>,
         out: &mut Vec<u8>,
     ) -> Vec<Vec<Vec<u8>>> {
         let shards: BTreeSet<u32> = run.iter().map(|&(_, shard, _)| shard).collect();
@@ -655,10 +655,10 @@ impl<C: Cluster> Connection<C> {
         // during the run alive (or gone) for all of them.
         let (now, now_ms) = (self.rt.now(), self.now_ms());
         let mut spent = Vec::with_capacity(run.len());
-        for (arguments, shard, name) in run {
-            self.count_command_at(Some(name), now);
+        for (arguments, shard, spec) in run {
+            self.count_command_at(Some(spec.name), now);
             let reply = match &passed[&shard] {
-                Ok(()) => self.cluster.machine(shard).read(&arguments, now_ms).await,
+                Ok(()) => self.cluster.machine(shard).read_command(spec, &arguments, now_ms).await,
                 Err(error) => Reply::error(format!("ERR {error}")),
             };
             resp::encode(&reply, self.protocol, out);

@@ -12,7 +12,7 @@ mod zsets;
 mod zsets_algebra;
 mod zsets_range;
 
-use crate::command;
+use crate::command::{self, CommandSpec};
 use crate::layout::{self, Metadata};
 use crate::resp::Reply;
 use crate::store::{error, Context, Fail, Outcome};
@@ -42,6 +42,17 @@ pub async fn execute(context: &mut Context<'_>, arguments: &[Vec<u8>]) -> Outcom
     let Some(spec) = command::lookup(name) else {
         return error(&format!("ERR unknown command '{}'", String::from_utf8_lossy(name)));
     };
+    execute_command(context, spec, arguments).await
+}
+
+/// [`execute`] for a caller that looked the command up already (`spec`: that of
+/// `arguments[0]`).
+pub async fn execute_command(
+    context: &mut Context<'_>,
+    spec: &'static CommandSpec,
+    arguments: &[Vec<u8>],
+) -> Outcome<Reply> {
+    debug_assert!(command::lookup(&arguments[0]) == Some(spec), "the spec is the command's");
     if !spec.arity_ok(arguments.len()) {
         return error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
     }
