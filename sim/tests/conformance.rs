@@ -106,6 +106,17 @@ async fn disk_semantics(rt: Runtime, _: Addresses) {
     let large = disk.create("large").await.unwrap();
     large.write_at(big.clone(), 4096).await.0.unwrap();
     assert_eq!(large.read_exact_at(big.len(), 4096).await.unwrap(), big);
+    // Steps of one size, as a spare WAL segment is made, each after data written to the last.
+    let stepped = disk.create("stepped").await.unwrap();
+    for step in 1..=3u64 {
+        stepped.allocate(step << 18).await.unwrap();
+        stepped.write_at(vec![7; 4], (step << 18) - 4).await.0.unwrap();
+    }
+    let stepped = stepped.read_exact_at(3 << 18, 0).await.unwrap();
+    for (at, byte) in stepped.iter().enumerate() {
+        let marked = (at as u64 + 4) % (1 << 18) < 4;
+        assert_eq!(*byte, if marked { 7 } else { 0 }, "byte {at} of the stepped allocation");
+    }
 }
 conformance!(disk, disk_semantics);
 

@@ -288,14 +288,14 @@ impl FileBackend for UringFile {
             // syncs only its data (measured here: 145 us against 205 us per 4 KiB fdatasync).
             // Sized to the range: a spare segment is allocated in steps much smaller than a
             // chunk, and zeroing a whole chunk's buffer for each step cost more than the step.
-            let mut zeros = vec![0u8; (len - start).min(ZERO_CHUNK_BYTES as u64) as usize];
+            let mut zeros = reactor.take_zeros((len - start).min(ZERO_CHUNK_BYTES as u64) as usize);
             let mut offset = start;
             while offset < len {
                 let chunk = (len - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
                 zeros.truncate(chunk);
                 let (result, back) = transfer(&reactor, fd, zeros, offset, Direction::Write).await;
-                result?;
                 zeros = back;
+                result?;
                 offset += chunk as u64;
                 // A few MiB at a time, so no sync of this file (or of another on the same
                 // device) ever waits behind the whole range's writeback.
@@ -303,6 +303,7 @@ impl FileBackend for UringFile {
                     fsync(&descriptor, types::FsyncFlags::DATASYNC).await?;
                 }
             }
+            reactor.give_back_zeros(zeros);
             drop(descriptor);
             Ok(())
         })
