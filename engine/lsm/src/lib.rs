@@ -54,7 +54,7 @@ use cache::BlockCache;
 use compaction::{Shape, TableSummary};
 use manifest::{Manifest, TableRecord, LEVELS};
 use memtable::{Kind, Memtable, RangeTombstone};
-use merge::{Merger, Source, TableCursor};
+use merge::{Merger, Reading, Source, TableCursor};
 use snapshots::LiveSnapshots;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -79,6 +79,9 @@ pub struct Options {
     /// built in bounded memory, and the reactor serves requests between pieces instead of
     /// stalling while a whole table is built and then copied to the kernel in one write.
     pub table_write_bytes: usize,
+    /// A compaction reads its input tables this much at a time (at least a block): one read per
+    /// block cost a reactor turn each, so a merge of megabytes took a second between requests.
+    pub compaction_read_bytes: usize,
     pub block_bytes: usize,
     pub bloom_bits_per_key: u32,
     /// Compress data blocks with zstd.
@@ -101,6 +104,7 @@ impl Default for Options {
             immutable_memtables_max: 2,
             table_bytes_target: 8 << 20,
             table_write_bytes: 1 << 20,
+            compaction_read_bytes: 256 << 10,
             block_bytes: 4096,
             bloom_bits_per_key: 10,
             compress: false,
@@ -952,7 +956,9 @@ async fn merge_scan(
     for table in version.levels.iter().flatten() {
         if overlaps(&table.meta.smallest, &table.meta.largest) {
             tombstones.extend(table.tombstones.iter().filter(|t| t.sequence <= snapshot).cloned());
-            sources.push(Source::Table(TableCursor::new(table.clone(), start, true).await?));
+            sources.push(Source::Table(
+                TableCursor::new(table.clone(), start, Reading::Cached).await?,
+            ));
         }
     }
     let mut merger = Merger::new(sources);
@@ -1501,7 +1507,12 @@ async fn compact(inner: &Rc<Inner>, plan: compaction::Plan) -> Result<(), LsmErr
         for table in upper.iter().chain(&lower) {
             tombstones.extend(table.tombstones.iter().cloned());
             sources.push(Source::Table(
-                TableCursor::new(table.clone(), Bound::Unbounded, false).await?,
+                TableCursor::new(
+                    table.clone(),
+                    Bound::Unbounded,
+                    Reading::Ahead { bytes: inner.options.compaction_read_bytes },
+                )
+                .await?,
             ));
         }
         tombstones.sort();

@@ -10,8 +10,19 @@ use crate::memtable::Entry;
 use crate::table::Table;
 use crate::LsmError;
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::rc::Rc;
+
+/// How a [`TableCursor`] reads its table's blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// A block at a time, through the block cache and into it: a scan, which may stop early.
+    Cached,
+    /// About `bytes` of blocks at a time (at least one), past the cache: a compaction, which
+    /// reads every block once (see [`Table::blocks_from`]).
+    Ahead { bytes: usize },
+}
 
 /// Walks one table from a start key on, loading a block at a time. Between calls it rests on an
 /// entry, or has no block left.
@@ -20,24 +31,31 @@ pub struct TableCursor {
     block: Option<Rc<DataBlock>>,
     block_position: usize,
     entry_position: usize,
-    fill_cache: bool,
+    reading: Reading,
+    /// Blocks read ahead: those after `block_position`, in order.
+    ahead: VecDeque<Rc<DataBlock>>,
 }
 
 impl TableCursor {
     pub async fn new(
         table: Rc<Table>,
         start: Bound<&[u8]>,
-        fill_cache: bool,
+        reading: Reading,
     ) -> Result<TableCursor, LsmError> {
         let (block_position, seek) = match start {
             Bound::Included(key) => (table.block_for(key, u64::MAX), Some((key, u64::MAX))),
             Bound::Excluded(key) => (table.block_for(key, 0), Some((key, 0))),
             Bound::Unbounded => (0, None),
         };
-        let mut cursor =
-            TableCursor { table, block: None, block_position, entry_position: 0, fill_cache };
-        if cursor.block_position < cursor.table.block_count() {
-            let block = cursor.table.block(cursor.block_position, fill_cache).await?;
+        let mut cursor = TableCursor {
+            table,
+            block: None,
+            block_position,
+            entry_position: 0,
+            reading,
+            ahead: VecDeque::new(),
+        };
+        if let Some(block) = cursor.load().await? {
             if let Some((key, sequence)) = seek {
                 cursor.entry_position = block.seek(key, sequence);
                 if let Bound::Excluded(key) = start {
@@ -73,12 +91,25 @@ impl TableCursor {
             }
             self.block_position += 1;
             self.entry_position = 0;
-            self.block = None;
-            if self.block_position < self.table.block_count() {
-                self.block = Some(self.table.block(self.block_position, self.fill_cache).await?);
-            }
+            self.block = self.load().await?;
         }
         Ok(())
+    }
+
+    /// Block `block_position`; `None` past the last.
+    async fn load(&mut self) -> Result<Option<Rc<DataBlock>>, LsmError> {
+        if self.block_position >= self.table.block_count() {
+            return Ok(None);
+        }
+        match self.reading {
+            Reading::Cached => Ok(Some(self.table.block(self.block_position).await?)),
+            Reading::Ahead { bytes } => {
+                if self.ahead.is_empty() {
+                    self.ahead = self.table.blocks_from(self.block_position, bytes).await?.into();
+                }
+                Ok(self.ahead.pop_front())
+            }
+        }
     }
 }
 
@@ -188,6 +219,53 @@ mod tests {
 
     fn entry(key: u8, sequence: u64) -> Entry {
         Entry { key: vec![key], sequence, kind: Kind::Put, value: vec![key; 3] }
+    }
+
+    /// Every entry a cursor walks from `start`, as (key, sequence).
+    async fn walk(table: &Rc<Table>, start: Bound<&[u8]>, reading: Reading) -> Vec<(Vec<u8>, u64)> {
+        let mut cursor = TableCursor::new(table.clone(), start, reading).await.expect("opens");
+        let mut walked = Vec::new();
+        while let Some(entry) = cursor.current() {
+            walked.push((entry.key.to_vec(), entry.sequence));
+            cursor.advance().await.expect("reads");
+        }
+        walked
+    }
+
+    /// A cursor reading ahead, whatever the span, walks what one reading a block at a time does.
+    #[test]
+    fn reading_ahead_walks_the_same_entries() {
+        use crate::cache::BlockCache;
+        use crate::table::{BuildOptions, TableBuilder};
+        use strata_sim::{FaultConfig, NodeOptions, Sim};
+        let mut sim = Sim::new(3, FaultConfig::none());
+        let node = sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+        let rt = sim.runtime(node);
+        let checked = Rc::new(std::cell::Cell::new(false));
+        let done = checked.clone();
+        let _task = rt.clone().spawn(async move {
+            let options = BuildOptions { block_bytes: 256, bloom_bits_per_key: 10, compress: true };
+            let mut builder = TableBuilder::new(options);
+            for number in 0u32..3000 {
+                let value = format!("value-{number}").repeat((number % 9) as usize);
+                builder.add(format!("key{number:05}").as_bytes(), 7, Kind::Put, value.as_bytes());
+            }
+            let (bytes, _) = builder.finish(&[]);
+            let file = rt.disk().create("table").await.expect("creates");
+            file.write_at(bytes, 0).await.0.expect("writes");
+            let cache = Rc::new(BlockCache::new(1 << 20));
+            let table = Rc::new(Table::open(file, "table".into(), 1, cache).await.expect("opens"));
+            assert!(table.block_count() > 100, "many blocks to read ahead over");
+            for start in [Bound::Unbounded, Bound::Included(&b"key01234"[..])] {
+                let expected = walk(&table, start, Reading::Cached).await;
+                for bytes in [0, 300, 2000, 1 << 20] {
+                    let ahead = walk(&table, start, Reading::Ahead { bytes }).await;
+                    assert_eq!(ahead, expected, "reading {bytes} bytes ahead from {start:?}");
+                }
+            }
+            done.set(true);
+        });
+        assert!(sim.run_until(std::time::Duration::from_secs(60), || checked.get()));
     }
 
     proptest! {

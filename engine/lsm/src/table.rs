@@ -470,12 +470,8 @@ impl Table {
         self.index.len()
     }
 
-    /// Loads data block `position`, through the cache; `fill_cache` false for compaction reads.
-    pub async fn block(
-        &self,
-        position: usize,
-        fill_cache: bool,
-    ) -> Result<Rc<DataBlock>, LsmError> {
+    /// Loads data block `position` through the cache, and keeps it there.
+    pub async fn block(&self, position: usize) -> Result<Rc<DataBlock>, LsmError> {
         let handle = self.index[position].handle;
         if let Some(block) = self.cache.get(self.id, handle.offset) {
             return Ok(block);
@@ -485,18 +481,58 @@ impl Table {
             .read_exact_at(handle.len as usize, handle.offset)
             .await
             .map_err(|error| LsmError::io("read block", &self.path, error))?;
-        let corrupt = |reason| LsmError::corruption(&self.path, handle.offset, reason);
-        let block = Rc::new(
-            DataBlock::parse(block::unseal_owned(stored).map_err(corrupt)?).map_err(corrupt)?,
-        );
+        let block = Rc::new(self.checked_block(position, block::unseal_owned(stored))?);
+        self.cache.insert(self.id, handle.offset, block.clone());
+        Ok(block)
+    }
+
+    /// Loads data blocks from `first` on, as many as `bytes_max` holds (at least one), in one
+    /// read, each checked as [`Table::block`] checks it, none cached: a compaction reads every
+    /// block in order, and a read per block took one reactor turn each, so a merge of megabytes
+    /// went on for a second between requests, into whatever ran next.
+    pub async fn blocks_from(
+        &self,
+        first: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Rc<DataBlock>>, LsmError> {
+        let start = self.index[first].handle.offset;
+        let end_of = |position: usize| {
+            let handle = self.index[position].handle;
+            handle.offset + u64::from(handle.len)
+        };
+        let mut last = first;
+        while last + 1 < self.index.len() && end_of(last + 1) - start <= bytes_max as u64 {
+            last += 1;
+        }
+        let span = self
+            .file
+            .read_exact_at((end_of(last) - start) as usize, start)
+            .await
+            .map_err(|error| LsmError::io("read blocks", &self.path, error))?;
+        (first..=last)
+            .map(|position| {
+                let handle = self.index[position].handle;
+                let at = (handle.offset - start) as usize;
+                let stored = &span[at..at + handle.len as usize];
+                Ok(Rc::new(self.checked_block(position, block::unseal(stored))?))
+            })
+            .collect()
+    }
+
+    /// Data block `position` from its unsealed bytes, checked against the index.
+    fn checked_block(
+        &self,
+        position: usize,
+        unsealed: Result<Vec<u8>, &'static str>,
+    ) -> Result<DataBlock, LsmError> {
+        let offset = self.index[position].handle.offset;
+        let corrupt = |reason| LsmError::corruption(&self.path, offset, reason);
+        let block = DataBlock::parse(unsealed.map_err(corrupt)?).map_err(corrupt)?;
         let last =
             block.entry(block.len().checked_sub(1).ok_or_else(|| corrupt("empty data block"))?);
         let expected = &self.index[position];
         if last.key != expected.last_key.as_slice() || last.sequence != expected.last_sequence {
             return Err(corrupt("data block does not end where the index says"));
-        }
-        if fill_cache {
-            self.cache.insert(self.id, handle.offset, block.clone());
         }
         Ok(block)
     }
@@ -526,7 +562,7 @@ impl Table {
         if position >= self.index.len() {
             return Ok(None);
         }
-        let block = self.block(position, true).await?;
+        let block = self.block(position).await?;
         let at = block.seek(key, snapshot);
         if at >= block.len() {
             return Ok(None);

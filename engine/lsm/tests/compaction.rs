@@ -18,6 +18,8 @@ fn options() -> Options {
         memtable_bytes_max: 8 << 10,
         table_bytes_target: 4 << 10,
         table_write_bytes: 1 << 10,
+        // Compactions read their inputs a few blocks at a time.
+        compaction_read_bytes: 2 << 10,
         block_bytes: 512,
         level0_tables_max: 2,
         level1_bytes: 16 << 10,

@@ -102,6 +102,8 @@ fn options(compress: bool) -> Options {
         table_bytes_target: 4 << 10,
         // Tables are written in several pieces each.
         table_write_bytes: 1 << 10,
+        // Compactions read their inputs a few blocks at a time.
+        compaction_read_bytes: 2 << 10,
         block_bytes: 512,
         bloom_bits_per_key: 10,
         compress,

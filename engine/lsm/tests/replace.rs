@@ -19,6 +19,8 @@ fn options() -> Options {
         memtable_bytes_max: 4 << 10,
         table_bytes_target: 4 << 10,
         table_write_bytes: 1 << 10,
+        // Compactions read their inputs a few blocks at a time.
+        compaction_read_bytes: 2 << 10,
         block_bytes: 512,
         cache_bytes: 16 << 10,
         level0_tables_max: 2,
