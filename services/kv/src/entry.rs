@@ -78,8 +78,8 @@ fn put_command(out: &mut Vec<u8>, arguments: &[Vec<u8>]) {
     }
 }
 
-/// Bytes [`put_command`] writes.
-fn command_len(arguments: &[Vec<u8>]) -> usize {
+/// Bytes a command's arguments take in an entry.
+pub fn command_len(arguments: &[Vec<u8>]) -> usize {
     4 + arguments.iter().map(|argument| 4 + argument.len()).sum::<usize>()
 }
 
@@ -88,6 +88,20 @@ pub fn encode_command(now_ms: u64, arguments: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + command_len(arguments));
     put_header(&mut out, KIND_COMMAND, now_ms);
     put_command(&mut out, arguments);
+    out
+}
+
+/// The encoding of `Entry::Transaction { now_ms, watched: [], commands }`, from borrowed
+/// arguments: a pipeline's run of writes, which commits as one entry.
+pub fn encode_commands(now_ms: u64, commands: &[&[Vec<u8>]]) -> Vec<u8> {
+    let bytes: usize = commands.iter().map(|arguments| command_len(arguments)).sum();
+    let mut out = Vec::with_capacity(HEADER_BYTES + 8 + bytes);
+    put_header(&mut out, KIND_TRANSACTION, now_ms);
+    put_count(&mut out, 0);
+    put_count(&mut out, commands.len());
+    for arguments in commands {
+        put_command(&mut out, arguments);
+    }
     out
 }
 
@@ -265,6 +279,17 @@ mod tests {
 
     fn command(items: &[&str]) -> Vec<Vec<u8>> {
         items.iter().map(|item| item.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_pipelines_commands_encode_as_a_transaction_without_watched_keys() {
+        let commands = [command(&["SET", "k", "v"]), command(&["INCR", "n"]), command(&[""])];
+        let borrowed: Vec<&[Vec<u8>]> = commands.iter().map(Vec::as_slice).collect();
+        let bytes = encode_commands(9, &borrowed);
+        let entry =
+            Entry::Transaction { now_ms: 9, watched: Vec::new(), commands: commands.to_vec() };
+        assert_eq!(bytes, entry.encode());
+        assert_eq!(bytes.len(), bytes.capacity(), "sized exactly");
     }
 
     #[test]

@@ -639,6 +639,10 @@ async fn read_again_on_replace<T>(
     read().await
 }
 
+/// Runs `queued` in order, each as if alone: a command that fails leaves nothing behind, as a
+/// lone command's failure does (see [`Machine::apply`]). A failed command that staged part of
+/// its effect restarts the run without it (its reply kept): rare, and bounded by the commands.
+/// A MULTI/EXEC and a pipeline's run of writes both come here.
 async fn transaction(
     context: &mut Context<'_>,
     watched: &[(Vec<u8>, u64)],
@@ -649,14 +653,29 @@ async fn transaction(
             return Ok(Reply::NullArray);
         }
     }
-    let mut replies = Vec::with_capacity(queued.len());
-    for arguments in queued {
-        match commands::execute(context, arguments).await {
-            Ok(reply) | Err(Fail::Reply(reply)) => replies.push(reply),
-            Err(Fail::Storage(error)) => return Err(Fail::Storage(error)),
+    // The replies of the commands left out, by position.
+    let mut left_out: Vec<Option<Reply>> = vec![None; queued.len()];
+    'run: loop {
+        let mut replies = Vec::with_capacity(queued.len());
+        for (position, arguments) in queued.iter().enumerate() {
+            if let Some(reply) = &left_out[position] {
+                replies.push(reply.clone());
+                continue;
+            }
+            let before = context.staged();
+            match commands::execute(context, arguments).await {
+                Ok(reply) => replies.push(reply),
+                Err(Fail::Reply(reply)) if context.staged() == before => replies.push(reply),
+                Err(Fail::Reply(reply)) => {
+                    left_out[position] = Some(reply);
+                    context.restart();
+                    continue 'run;
+                }
+                Err(Fail::Storage(error)) => return Err(Fail::Storage(error)),
+            }
         }
+        return Ok(Reply::Array(replies));
     }
-    Ok(Reply::Array(replies))
 }
 
 async fn expire(context: &mut Context<'_>, keys: &[Vec<u8>]) -> Result<Reply, Fail> {

@@ -15,8 +15,10 @@
 //!   again, until their timeout.
 //! - Pipelining: the requests already in the query buffer (at most `BATCH_COMMANDS_MAX`) run as
 //!   a batch, with replies and effects in request order. Consecutive plain writes to one shard
-//!   are proposed together, in request order (`Cluster::write_many`: a follower forwards them to
-//!   the leader as one unit, so they append in that order); consecutive plain reads share one
+//!   go as one log entry per `PIPELINE_ENTRY_COMMANDS_MAX` (a transaction without watched keys,
+//!   each command in it as if alone), proposed together in request order
+//!   (`Cluster::write_many`: a follower forwards them to the leader as one unit, so they append
+//!   in that order); consecutive plain reads share one
 //!   read barrier per shard, taken after they arrived; a run starts only when the one before it
 //!   completed. Anything else (transactions, WATCH, blocking, pub/sub, fan-out, connection
 //!   commands, errors) runs alone, as it would unpipelined. Replies of a batch go out together.
@@ -292,6 +294,11 @@ fn now_ms(rt: &Runtime) -> u64 {
 
 /// Most requests taken from the query buffer and executed as one batch.
 const BATCH_COMMANDS_MAX: usize = 1024;
+/// A run of pipelined writes goes as one log entry of at most this many commands and bytes of
+/// arguments (a command larger goes alone): bounded far below what one entry and one store
+/// batch take, so a run's entry is refused only when its largest command would be.
+const PIPELINE_ENTRY_COMMANDS_MAX: usize = 64;
+const PIPELINE_ENTRY_BYTES_MAX: usize = 1 << 20;
 /// Bytes of a short reply (`+OK`, a small integer or bulk string), to size a reply buffer.
 const REPLY_BYTES_TYPICAL: usize = 16;
 
@@ -612,9 +619,10 @@ impl<C: Cluster> Connection<C> {
         }
     }
 
-    /// Plain writes to `shard`, each proposed before any is awaited and in request order: the
-    /// host appends them to the shard's log in that order, so their effects and replies keep it.
-    /// Returns the requests' arguments, spent.
+    /// Plain writes to `shard`, in request order: runs of them go as one entry each (a
+    /// transaction without watched keys, in which each command runs as if alone), every entry
+    /// proposed before any is awaited, so the shard's log keeps their order and a pipeline of
+    /// writes costs one log entry, not one per command. Returns the requests' arguments, spent.
     async fn write_run(
         &self,
         shard: u32,
@@ -622,16 +630,50 @@ impl<C: Cluster> Connection<C> {
         out: &mut Vec<u8>,
     ) -> Vec<Vec<Vec<u8>>> {
         let (now, now_ms) = (self.rt.now(), self.now_ms());
-        let entries = run
-            .iter()
-            .map(|(arguments, name)| {
+        let mut entries = Vec::new();
+        // Commands in each entry.
+        let mut sizes = Vec::new();
+        let mut rest = run.as_slice();
+        while !rest.is_empty() {
+            let mut count = 1;
+            let mut bytes = entry::command_len(&rest[0].0);
+            while let Some((arguments, _)) = rest.get(count) {
+                bytes += entry::command_len(arguments);
+                if count == PIPELINE_ENTRY_COMMANDS_MAX || bytes > PIPELINE_ENTRY_BYTES_MAX {
+                    break;
+                }
+                count += 1;
+            }
+            let (taken, left) = rest.split_at(count);
+            for (_, name) in taken {
                 self.count_command_at(Some(name), now);
-                entry::encode_command(now_ms, arguments)
-            })
-            .collect();
-        for reply in self.cluster.write_many(shard, entries).await {
-            let reply = reply.unwrap_or_else(|error| Reply::error(format!("ERR {error}")));
-            resp::encode(&reply, self.protocol, out);
+            }
+            entries.push(match taken {
+                [(arguments, _)] => entry::encode_command(now_ms, arguments),
+                _ => {
+                    let commands: Vec<&[Vec<u8>]> =
+                        taken.iter().map(|(arguments, _)| arguments.as_slice()).collect();
+                    entry::encode_commands(now_ms, &commands)
+                }
+            });
+            sizes.push(count);
+            rest = left;
+        }
+        for (reply, count) in self.cluster.write_many(shard, entries).await.into_iter().zip(sizes) {
+            match reply {
+                Ok(reply) if count == 1 => resp::encode(&reply, self.protocol, out),
+                Ok(Reply::Array(replies)) if replies.len() == count => {
+                    for reply in &replies {
+                        resp::encode(reply, self.protocol, out);
+                    }
+                }
+                // The entry failed whole (the shard's storage, a write the store refused).
+                Ok(reply) => (0..count).for_each(|_| resp::encode(&reply, self.protocol, out)),
+                Err(error) => {
+                    let reply = Reply::error(format!("ERR {error}"));
+                    (0..count).for_each(|_| resp::encode(&reply, self.protocol, out));
+                }
+            }
         }
         run.into_iter().map(|(arguments, _)| arguments).collect()
     }

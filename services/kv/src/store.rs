@@ -72,6 +72,8 @@ pub struct Context<'a> {
     generations_used: u64,
     overlay: KeyMap<Option<Vec<u8>>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Writes and range deletes staged so far (see [`Context::staged`]).
+    writes_staged: u64,
     /// Every key whose metadata this context loaded: its stored deadline (0: none), `None` if
     /// absent from the store.
     loaded: KeyMap<Option<u64>>,
@@ -115,6 +117,7 @@ impl<'a> Context<'a> {
             generations_used: 0,
             overlay: KeyMap::default(),
             ranges: Vec::new(),
+            writes_staged: 0,
             loaded: KeyMap::default(),
             count_delta: 0,
             count_reset: false,
@@ -125,6 +128,17 @@ impl<'a> Context<'a> {
 
     pub fn is_write(&self) -> bool {
         self.index.is_some()
+    }
+
+    /// How much this context has staged: its writes, range deletes and effects. A command that
+    /// fails without changing it left nothing behind.
+    pub fn staged(&self) -> (u64, usize) {
+        (self.writes_staged, self.effects.len())
+    }
+
+    /// Drops everything staged: the write context is as new, for the same entry.
+    pub fn restart(&mut self) {
+        *self = Context::for_apply(self.db, self.now_ms, self.index());
     }
 
     fn index(&self) -> u64 {
@@ -161,17 +175,20 @@ impl<'a> Context<'a> {
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
         assert!(self.is_write(), "a read context does not write");
+        self.writes_staged += 1;
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete_raw(&mut self, key: Vec<u8>) {
         assert!(self.is_write(), "a read context does not write");
+        self.writes_staged += 1;
         self.overlay.insert(key, None);
     }
 
     /// Deletes every record starting with `prefix`.
     pub fn delete_prefix(&mut self, prefix: &[u8]) {
         assert!(self.is_write(), "a read context does not write");
+        self.writes_staged += 1;
         let end = strata_lsm::prefix_end(prefix).expect("record prefixes never end in 0xff only");
         self.overlay.remove_range(prefix, &end);
         self.ranges.push((prefix.to_vec(), end));

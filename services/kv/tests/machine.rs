@@ -171,6 +171,94 @@ fn a_crashed_replica_replays_from_its_durable_index() {
     });
 }
 
+/// What a client can read of key `key`: its type, value and time to live.
+async fn visible(machine: &Machine, key: &str, now_ms: u64) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for read in [
+        &["TYPE", key][..],
+        &["GET", key],
+        &["LRANGE", key, "0", "-1"],
+        &["SMEMBERS", key],
+        &["ZRANGE", key, "0", "-1", "WITHSCORES"],
+        &["HGETALL", key],
+        &["PTTL", key],
+    ] {
+        let arguments: Vec<Vec<u8>> = read.iter().map(|item| item.as_bytes().to_vec()).collect();
+        replies.push(machine.read(&arguments, now_ms).await);
+    }
+    replies
+}
+
+/// A pipeline's run of writes goes as one transaction entry without watched keys: each command
+/// in it replies as it would in an entry of its own, and leaves the same state behind, failing
+/// ones included (a failed command changes nothing).
+#[test]
+fn commands_in_one_entry_act_as_one_entry_each() {
+    let mut sim = Sim::new(5, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let (alone, together) = (open(&rt, "alone").await, open(&rt, "together").await);
+        let mut rng = Rng::with_seed(9);
+        let (mut alone_index, mut together_index) = (0, 0);
+        let mut now_ms = 1_700_000_000_000u64;
+        let mut errors = 0;
+        for _ in 0..400 {
+            now_ms += rng.below(40);
+            // SPOP draws from a generator seeded by the entry's index, which differs here.
+            let commands: Vec<Vec<Vec<u8>>> = (0..rng.below(6) + 1)
+                .map(|_| command(&mut rng))
+                .filter(|arguments| arguments[0] != b"SPOP")
+                .collect();
+            let mut replies = Vec::new();
+            for arguments in &commands {
+                alone_index += 1;
+                let entry = Entry::Command { now_ms, arguments: arguments.clone() };
+                replies.push(alone.apply(alone_index, &entry.encode()).await);
+            }
+            errors += replies.iter().filter(|reply| reply.is_error()).count();
+            together_index += 1;
+            let entry = Entry::Transaction { now_ms, watched: Vec::new(), commands };
+            let together_reply = together.apply(together_index, &entry.encode()).await;
+            assert_eq!(together_reply, Reply::Array(replies), "entry {together_index}");
+        }
+        assert!(errors > 20, "{errors} failed commands: failures are part of the test");
+        for number in 0..12 {
+            let key = format!("k{number}");
+            assert_eq!(visible(&alone, &key, now_ms).await, visible(&together, &key, now_ms).await);
+        }
+    });
+}
+
+/// A command that fails after staging part of its effect (SMOVE finds its source expired, which
+/// stages its removal, then its destination of another type) leaves nothing behind in an entry
+/// of several commands, as it does alone: the expired key is still counted by DBSIZE.
+#[test]
+fn a_command_failing_midway_in_an_entry_of_several_leaves_nothing() {
+    let mut sim = Sim::new(6, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let machine = open(&rt, "m").await;
+        machine.apply(1, &command_entry(1_000, &["SADD", "source", "m"])).await;
+        machine.apply(2, &command_entry(1_000, &["PEXPIRE", "source", "10"])).await;
+        machine.apply(3, &command_entry(1_000, &["SET", "destination", "x"])).await;
+        let commands = [&["SMOVE", "source", "destination", "m"][..], &["SET", "other", "y"]];
+        let commands: Vec<Vec<Vec<u8>>> = commands
+            .iter()
+            .map(|items| items.iter().map(|item| item.as_bytes().to_vec()).collect())
+            .collect();
+        let entry = Entry::Transaction { now_ms: 2_000, watched: Vec::new(), commands };
+        let Reply::Array(replies) = machine.apply(4, &entry.encode()).await else {
+            panic!("an array of replies")
+        };
+        assert!(replies[0].is_error(), "{:?}", replies[0]);
+        assert_eq!(replies[1], Reply::Simple("OK".into()));
+        let dbsize = machine.read(&[b"DBSIZE".to_vec()], 2_000).await;
+        assert_eq!(dbsize, Reply::Integer(3), "the expired source is still there, uncounted out");
+    });
+}
+
 fn command_entry(now_ms: u64, items: &[&str]) -> Vec<u8> {
     let arguments = items.iter().map(|item| item.as_bytes().to_vec()).collect();
     Entry::Command { now_ms, arguments }.encode()
