@@ -446,7 +446,7 @@ impl Db {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(LsmError::io("remove", &temporary, error)),
         }
-        let mut active = Memtable::default();
+        let mut active = Memtable::new(rt.rng().next_u64());
         let mut immutables = Vec::new();
         let (wal, applied_index) = if options.external_log {
             (None, manifest.wal_replay_from - 1)
@@ -462,7 +462,7 @@ impl Db {
                 })?;
                 apply(&mut active, batch, index, &LiveSnapshots::default());
                 if memtable_full(&active, &options) {
-                    immutables.push(Rc::new(std::mem::take(&mut active)));
+                    immutables.push(Rc::new(active.take()));
                 }
             }
             let applied_index = wal.last_index();
@@ -619,7 +619,7 @@ impl Db {
         let mut state = self.inner.state.borrow_mut();
         if visible_in(&state.active, sequence) {
             // Freeze it, so that it can be shared: later writes go to a new one.
-            let frozen = std::mem::take(&mut state.active);
+            let frozen = state.active.take();
             state.immutables.push(Rc::new(frozen));
             state.idle = false;
         }
@@ -824,7 +824,7 @@ impl Db {
             // A memtable of empty external-log writes still moves the durable log index.
             let behind = state.active.wal_index_max >= state.manifest.wal_replay_from;
             if !state.active.is_empty() || behind {
-                let frozen = std::mem::take(&mut state.active);
+                let frozen = state.active.take();
                 state.immutables.push(Rc::new(frozen));
                 state.idle = false;
             }
@@ -1094,7 +1094,7 @@ fn freeze_if_full(inner: &Inner, state: &mut State) {
     let early =
         strata_rt::buggify!() && state.immutables.len() + 1 < inner.options.immutable_memtables_max;
     if early || memtable_full(&state.active, &inner.options) {
-        let frozen = std::mem::take(&mut state.active);
+        let frozen = state.active.take();
         state.immutables.push(Rc::new(frozen));
         state.idle = false;
     }
@@ -1280,7 +1280,7 @@ impl Replacement {
             manifest.next_table_id = manifest.next_table_id.max(state.manifest.next_table_id);
             state.manifest = manifest;
             state.version = Rc::new(Version { levels });
-            state.active = Memtable::default();
+            drop(state.active.take());
             state.immutables.clear();
             state.applied_index = self.log_index;
             state.generation += 1;

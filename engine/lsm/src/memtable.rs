@@ -2,8 +2,8 @@
 //! tombstones kept beside the point entries. Lost on crash; the WAL replays it.
 
 use crate::block::EntryRef;
+use foldhash::fast::FixedState;
 use indexmap::IndexMap;
-use rustc_hash::FxBuildHasher;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
@@ -92,13 +92,15 @@ const VERSION_OVERHEAD_BYTES: usize = 48;
 /// in both indexes.
 const KEY_OVERHEAD_BYTES: usize = 64;
 
-#[derive(Default)]
 pub struct Memtable {
     /// Each key's versions, in the order the keys came, found by hash: a point read or write
     /// costs a hash and one comparison. A tree search compared the key with a dozen or more
     /// others, byte by byte through the prefix they share (a collection's elements share its
-    /// key and generation): two thirds of the memtable's cost of an LPOP.
-    versions: IndexMap<Rc<[u8]>, Versions, FxBuildHasher>,
+    /// key and generation): two thirds of the memtable's cost of an LPOP. Clients choose the
+    /// keys, so the hash is seeded with a secret (see [`Memtable::new`]): keys made to collide
+    /// would turn each lookup into a scan.
+    versions: IndexMap<Rc<[u8]>, Versions, FixedState>,
+    hash_seed: u64,
     /// Each key's position in `versions`, in key order: what flushes and scans walk.
     order: BTreeMap<Rc<[u8]>, u32>,
     tombstones: Vec<RangeTombstone>,
@@ -112,6 +114,26 @@ pub struct Memtable {
 }
 
 impl Memtable {
+    /// An empty memtable whose point index hashes with `hash_seed` (from the runtime's
+    /// generator: secret in production, replayed in simulation).
+    pub fn new(hash_seed: u64) -> Memtable {
+        Memtable {
+            versions: IndexMap::with_hasher(FixedState::with_seed(hash_seed)),
+            hash_seed,
+            order: BTreeMap::new(),
+            tombstones: Vec::new(),
+            size_bytes: 0,
+            written_bytes: 0,
+            wal_index_max: 0,
+            wal_index_min: 0,
+        }
+    }
+
+    /// Takes what this memtable holds, leaving it empty (with the same seed).
+    pub fn take(&mut self) -> Memtable {
+        std::mem::replace(self, Memtable::new(self.hash_seed))
+    }
+
     /// Adds a version of `key` newer than any it has. The version it hides is dropped unless
     /// `observed(hidden, sequence)`: some live snapshot reads at a sequence in
     /// `hidden..sequence`. So a key written over and over takes the room of one version, not
@@ -233,7 +255,7 @@ mod tests {
 
     #[test]
     fn newest_version_at_a_snapshot() {
-        let mut memtable = Memtable::default();
+        let mut memtable = Memtable::new(7);
         let observed = |_, _| true;
         memtable.insert(b"k".to_vec(), 5, Kind::Put, b"old".to_vec(), observed);
         memtable.insert(b"k".to_vec(), 9, Kind::Delete, Vec::new(), observed);
@@ -250,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_version_no_snapshot_reads_is_dropped_when_hidden() {
-        let mut memtable = Memtable::default();
+        let mut memtable = Memtable::new(7);
         // A snapshot at 6 reads version 5 (hidden by 9), none reads 9 (hidden by 12).
         let observed = |hidden: u64, by: u64| (hidden..by).contains(&6);
         memtable.insert(b"k".to_vec(), 5, Kind::Put, b"five".to_vec(), observed);
@@ -278,7 +300,7 @@ mod tests {
             bounds in proptest::collection::vec((0u8..26, 0u8..26, 1usize..8), 1..10),
         ) {
             let key = |suffix: u8| [&b"s\0\0\0\x06mylist\0\0\0\0\0\0\0\x01"[..], &[suffix % 5, suffix]].concat();
-            let mut memtable = Memtable::default();
+            let mut memtable = Memtable::new(7);
             // Each key's versions, newest first.
             let mut model: BTreeMap<Vec<u8>, Vec<ModelVersion>> = BTreeMap::new();
             for (at, &(suffix, delete)) in writes.iter().enumerate() {
