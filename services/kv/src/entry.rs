@@ -40,7 +40,9 @@ pub enum Entry {
     /// One write command (its arguments, name first).
     Command { now_ms: u64, arguments: Vec<Vec<u8>> },
     /// MULTI/EXEC: aborts (null reply) if a watched key's version changed, else runs every
-    /// command atomically and replies with the array of their replies.
+    /// command atomically and replies with the array of their replies; each command as if
+    /// alone (one that fails leaves nothing behind). Without watched keys it also carries a
+    /// pipeline's run of writes, whose replies the server hands out one by one.
     Transaction { now_ms: u64, watched: Vec<(Vec<u8>, u64)>, commands: Vec<Vec<Vec<u8>>> },
     /// Deletes each key that is expired at `now_ms` (active expiry).
     Expire { now_ms: u64, keys: Vec<Vec<u8>> },

@@ -75,10 +75,17 @@ impl<V> KeyMap<V> {
         }
     }
 
-    /// Sets `key` to `value` unless it has one (the key is copied only then).
-    pub fn insert_if_absent(&mut self, key: &[u8], value: V) {
-        if !self.contains_key(key) {
-            self.insert(key.to_vec(), value);
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &[u8]) {
+        match self {
+            KeyMap::Inline(entries) => {
+                if let Ok(at) = Self::position(entries, key) {
+                    entries.remove(at);
+                }
+            }
+            KeyMap::Tree(tree) => {
+                tree.remove(key);
+            }
         }
     }
 
@@ -127,10 +134,6 @@ impl<V> KeyMap<V> {
                 Range::Tree(tree.range::<[u8], _>((Bound::Included(start), end)))
             }
         }
-    }
-
-    pub fn clear(&mut self) {
-        *self = KeyMap::default();
     }
 }
 
@@ -187,10 +190,9 @@ mod properties {
     #[derive(Clone, Debug)]
     enum Operation {
         Insert(Vec<u8>, u32),
-        InsertIfAbsent(Vec<u8>, u32),
+        Remove(Vec<u8>),
         Bump(Vec<u8>),
         RemoveRange(Vec<u8>, Vec<u8>),
-        Clear,
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -200,10 +202,9 @@ mod properties {
     fn operation() -> impl Strategy<Value = Operation> {
         prop_oneof![
             8 => (key(), any::<u32>()).prop_map(|(key, value)| Operation::Insert(key, value)),
-            2 => (key(), any::<u32>()).prop_map(|(key, value)| Operation::InsertIfAbsent(key, value)),
+            3 => key().prop_map(Operation::Remove),
             2 => key().prop_map(Operation::Bump),
             2 => (key(), key()).prop_map(|(start, end)| Operation::RemoveRange(start, end)),
-            1 => Just(Operation::Clear),
         ]
     }
 
@@ -230,9 +231,9 @@ mod properties {
                         map.insert(key.clone(), value);
                         model.insert(key, value);
                     }
-                    Operation::InsertIfAbsent(key, value) => {
-                        map.insert_if_absent(&key, value);
-                        model.entry(key).or_insert(value);
+                    Operation::Remove(key) => {
+                        map.remove(&key);
+                        model.remove(&key);
                     }
                     Operation::Bump(key) => {
                         if let Some(value) = map.get_mut(&key) {
@@ -247,10 +248,6 @@ mod properties {
                             map.remove_range(&start, &end);
                             model.retain(|key, _| key < &start || key >= &end);
                         }
-                    }
-                    Operation::Clear => {
-                        map.clear();
-                        model.clear();
                     }
                 }
                 prop_assert_eq!(map.len(), model.len());

@@ -640,9 +640,11 @@ async fn read_again_on_replace<T>(
 }
 
 /// Runs `queued` in order, each as if alone: a command that fails leaves nothing behind, as a
-/// lone command's failure does (see [`Machine::apply`]). A failed command that staged part of
-/// its effect restarts the run without it (its reply kept): rare, and bounded by the commands.
-/// A MULTI/EXEC and a pipeline's run of writes both come here.
+/// lone command's failure does (see [`Machine::apply`]). First with nothing noted to undo, as
+/// failing commands nearly always fail before they stage anything; if one staged part of its
+/// effect, the run starts over with a savepoint before each command, rolled back to when it
+/// fails (so a run costs at most twice its commands). A MULTI/EXEC and a pipeline's run of
+/// writes both come here.
 async fn transaction(
     context: &mut Context<'_>,
     watched: &[(Vec<u8>, u64)],
@@ -653,22 +655,24 @@ async fn transaction(
             return Ok(Reply::NullArray);
         }
     }
-    // The replies of the commands left out, by position.
-    let mut left_out: Vec<Option<Reply>> = vec![None; queued.len()];
+    let mut careful = false;
     'run: loop {
         let mut replies = Vec::with_capacity(queued.len());
-        for (position, arguments) in queued.iter().enumerate() {
-            if let Some(reply) = &left_out[position] {
-                replies.push(reply.clone());
-                continue;
+        for arguments in queued {
+            if careful {
+                context.set_savepoint();
             }
             let before = context.staged();
             match commands::execute(context, arguments).await {
                 Ok(reply) => replies.push(reply),
                 Err(Fail::Reply(reply)) if context.staged() == before => replies.push(reply),
-                Err(Fail::Reply(reply)) => {
-                    left_out[position] = Some(reply);
+                Err(Fail::Reply(reply)) if careful => {
+                    context.rollback_to_savepoint();
+                    replies.push(reply);
+                }
+                Err(Fail::Reply(_)) => {
                     context.restart();
+                    careful = true;
                     continue 'run;
                 }
                 Err(Fail::Storage(error)) => return Err(Fail::Storage(error)),

@@ -299,6 +299,24 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// batch take, so a run's entry is refused only when its largest command would be.
 const PIPELINE_ENTRY_COMMANDS_MAX: usize = 64;
 const PIPELINE_ENTRY_BYTES_MAX: usize = 1 << 20;
+
+/// Whether what a write stages is bounded by its arguments, so that a run of such writes fits
+/// one entry and one store batch whenever each alone would. The others (COPY, the *STORE
+/// commands, LTRIM, a pop with a count, ...) stage as much as the collections they read: each
+/// goes in an entry of its own.
+fn writes_bounded_by_arguments(name: &str, arguments: &[Vec<u8>]) -> bool {
+    match name {
+        "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mset"
+        | "msetnx" | "append" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "del"
+        | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" | "hset"
+        | "hsetnx" | "hmset" | "hdel" | "hincrby" | "hincrbyfloat" | "lpush" | "rpush"
+        | "lpushx" | "rpushx" | "lset" | "sadd" | "srem" | "smove" | "zadd" | "zincrby"
+        | "zrem" => true,
+        // Without a count they pop one element.
+        "lpop" | "rpop" | "spop" | "zpopmin" | "zpopmax" => arguments.len() == 2,
+        _ => false,
+    }
+}
 /// Bytes of a short reply (`+OK`, a small integer or bulk string), to size a reply buffer.
 const REPLY_BYTES_TYPICAL: usize = 16;
 
@@ -633,13 +651,16 @@ impl<C: Cluster> Connection<C> {
         let mut entries = Vec::new();
         // Commands in each entry.
         let mut sizes = Vec::new();
+        let groupable =
+            |(arguments, name): &(Vec<Vec<u8>>, &str)| writes_bounded_by_arguments(name, arguments);
         let mut rest = run.as_slice();
         while !rest.is_empty() {
             let mut count = 1;
             let mut bytes = entry::command_len(&rest[0].0);
-            while let Some((arguments, _)) = rest.get(count) {
-                bytes += entry::command_len(arguments);
-                if count == PIPELINE_ENTRY_COMMANDS_MAX || bytes > PIPELINE_ENTRY_BYTES_MAX {
+            while let Some(next) = rest.get(count).filter(|_| groupable(&rest[0])) {
+                bytes += entry::command_len(&next.0);
+                let full = count == PIPELINE_ENTRY_COMMANDS_MAX || bytes > PIPELINE_ENTRY_BYTES_MAX;
+                if full || !groupable(next) {
                     break;
                 }
                 count += 1;
@@ -659,7 +680,9 @@ impl<C: Cluster> Connection<C> {
             sizes.push(count);
             rest = left;
         }
-        for (reply, count) in self.cluster.write_many(shard, entries).await.into_iter().zip(sizes) {
+        let results = self.cluster.write_many(shard, entries).await;
+        assert_eq!(results.len(), sizes.len(), "a result for each entry proposed");
+        for (reply, count) in results.into_iter().zip(sizes) {
             match reply {
                 Ok(reply) if count == 1 => resp::encode(&reply, self.protocol, out),
                 Ok(Reply::Array(replies)) if replies.len() == count => {

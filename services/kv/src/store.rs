@@ -74,6 +74,8 @@ pub struct Context<'a> {
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     /// Writes and range deletes staged so far (see [`Context::staged`]).
     writes_staged: u64,
+    /// While set, what each change undoes (see [`Context::set_savepoint`]).
+    savepoint: Option<Savepoint>,
     /// Every key whose metadata this context loaded: its stored deadline (0: none), `None` if
     /// absent from the store.
     loaded: KeyMap<Option<u64>>,
@@ -83,6 +85,31 @@ pub struct Context<'a> {
     count_reset: bool,
     pub effects: Vec<Effect>,
     random_state: u64,
+}
+
+/// The state a write context returns to: scalars as they were, and a change's undo for each
+/// change since (newest last).
+struct Savepoint {
+    undo: Vec<Undo>,
+    writes_staged: u64,
+    ranges: usize,
+    effects: usize,
+    count_delta: i64,
+    count_reset: bool,
+    generations_used: u64,
+    random_state: u64,
+}
+
+/// What one change of a write context undoes.
+enum Undo {
+    /// A staged write of `key`; `previous`: the overlay's value before (`None`: none).
+    Overlay { key: Vec<u8>, previous: Option<Option<Vec<u8>>> },
+    /// A range delete, which also removed these staged writes.
+    RangeDelete { removed: Vec<(Vec<u8>, Option<Vec<u8>>)> },
+    /// `key`'s loaded metadata before (`None`: not loaded).
+    Loaded { key: Vec<u8>, previous: Option<Option<u64>> },
+    /// FLUSHDB forgot every loaded key.
+    LoadedCleared(KeyMap<Option<u64>>),
 }
 
 impl<'a> Context<'a> {
@@ -118,6 +145,7 @@ impl<'a> Context<'a> {
             overlay: KeyMap::default(),
             ranges: Vec::new(),
             writes_staged: 0,
+            savepoint: None,
             loaded: KeyMap::default(),
             count_delta: 0,
             count_reset: false,
@@ -139,6 +167,51 @@ impl<'a> Context<'a> {
     /// Drops everything staged: the write context is as new, for the same entry.
     pub fn restart(&mut self) {
         *self = Context::for_apply(self.db, self.now_ms, self.index());
+    }
+
+    /// From here on, notes what each change undoes, so [`Context::rollback_to_savepoint`] can
+    /// return here (as RocksDB's write batches do); replaces the savepoint set before.
+    pub fn set_savepoint(&mut self) {
+        // The undo list keeps its room from one savepoint to the next.
+        let mut undo = self.savepoint.take().map(|old| old.undo).unwrap_or_default();
+        undo.clear();
+        self.savepoint = Some(Savepoint {
+            undo,
+            writes_staged: self.writes_staged,
+            ranges: self.ranges.len(),
+            effects: self.effects.len(),
+            count_delta: self.count_delta,
+            count_reset: self.count_reset,
+            generations_used: self.generations_used,
+            random_state: self.random_state,
+        });
+    }
+
+    /// Undoes every change since the savepoint, which stays set.
+    pub fn rollback_to_savepoint(&mut self) {
+        let mut savepoint = self.savepoint.take().expect("a savepoint is set");
+        while let Some(undo) = savepoint.undo.pop() {
+            match undo {
+                Undo::Overlay { key, previous: Some(value) } => self.overlay.insert(key, value),
+                Undo::Overlay { key, previous: None } => self.overlay.remove(&key),
+                Undo::RangeDelete { removed } => {
+                    for (key, value) in removed {
+                        self.overlay.insert(key, value);
+                    }
+                }
+                Undo::Loaded { key, previous: Some(value) } => self.loaded.insert(key, value),
+                Undo::Loaded { key, previous: None } => self.loaded.remove(&key),
+                Undo::LoadedCleared(loaded) => self.loaded = loaded,
+            }
+        }
+        self.writes_staged = savepoint.writes_staged;
+        self.ranges.truncate(savepoint.ranges);
+        self.effects.truncate(savepoint.effects);
+        self.count_delta = savepoint.count_delta;
+        self.count_reset = savepoint.count_reset;
+        self.generations_used = savepoint.generations_used;
+        self.random_state = savepoint.random_state;
+        self.savepoint = Some(savepoint);
     }
 
     fn index(&self) -> u64 {
@@ -174,15 +247,21 @@ impl<'a> Context<'a> {
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        assert!(self.is_write(), "a read context does not write");
-        self.writes_staged += 1;
-        self.overlay.insert(key, Some(value));
+        self.stage(key, Some(value));
     }
 
     pub fn delete_raw(&mut self, key: Vec<u8>) {
+        self.stage(key, None);
+    }
+
+    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         assert!(self.is_write(), "a read context does not write");
         self.writes_staged += 1;
-        self.overlay.insert(key, None);
+        if let Some(savepoint) = &mut self.savepoint {
+            let previous = self.overlay.get(&key).cloned();
+            savepoint.undo.push(Undo::Overlay { key: key.clone(), previous });
+        }
+        self.overlay.insert(key, value);
     }
 
     /// Deletes every record starting with `prefix`.
@@ -190,6 +269,11 @@ impl<'a> Context<'a> {
         assert!(self.is_write(), "a read context does not write");
         self.writes_staged += 1;
         let end = strata_lsm::prefix_end(prefix).expect("record prefixes never end in 0xff only");
+        if let Some(savepoint) = &mut self.savepoint {
+            let removed = self.overlay.range(prefix, Bound::Excluded(&end));
+            let removed = removed.map(|(key, value)| (key.clone(), value.clone())).collect();
+            savepoint.undo.push(Undo::RangeDelete { removed });
+        }
         self.overlay.remove_range(prefix, &end);
         self.ranges.push((prefix.to_vec(), end));
     }
@@ -242,8 +326,9 @@ impl<'a> Context<'a> {
     pub async fn meta(&mut self, key: &[u8]) -> Outcome<Option<Metadata>> {
         let stored = self.stored_meta(key).await?;
         let Some(metadata) = stored else {
-            if self.is_write() {
-                self.loaded.insert_if_absent(key, None);
+            if self.is_write() && !self.loaded.contains_key(key) {
+                self.journal_loaded(key);
+                self.loaded.insert(key.to_vec(), None);
             }
             return Ok(None);
         };
@@ -261,7 +346,16 @@ impl<'a> Context<'a> {
 
     /// Records that `metadata` is `key`'s stored metadata (before writing or deleting it).
     pub fn note_loaded(&mut self, key: &[u8], metadata: &Metadata) {
+        self.journal_loaded(key);
         self.loaded.insert(key.to_vec(), Some(metadata.deadline_ms));
+    }
+
+    /// Notes what `key`'s loaded metadata is before a change, if a savepoint is set.
+    fn journal_loaded(&mut self, key: &[u8]) {
+        if let Some(savepoint) = &mut self.savepoint {
+            let previous = self.loaded.get(key).copied();
+            savepoint.undo.push(Undo::Loaded { key: key.to_vec(), previous });
+        }
     }
 
     /// The metadata record as stored, expired or not.
@@ -296,6 +390,7 @@ impl<'a> Context<'a> {
 
     /// Writes `key`'s metadata (loaded before in this context), stamping its version.
     pub fn set_meta(&mut self, key: &[u8], metadata: &mut Metadata) {
+        self.journal_loaded(key);
         let loaded = self
             .loaded
             .get_mut(key)
@@ -319,6 +414,7 @@ impl<'a> Context<'a> {
 
     /// Deletes `key` (metadata loaded before in this context), its elements and expiry record.
     pub fn delete_key(&mut self, key: &[u8], metadata: &Metadata) {
+        self.journal_loaded(key);
         let loaded = self.loaded.get_mut(key).expect("metadata is loaded before a delete");
         let Some(old_deadline) = loaded.take() else { return };
         self.count_delta -= 1;
@@ -342,7 +438,10 @@ impl<'a> Context<'a> {
         for prefix in [layout::PREFIX_METADATA, layout::PREFIX_SUB, layout::PREFIX_EXPIRY] {
             self.delete_prefix(&[prefix]);
         }
-        self.loaded.clear();
+        let loaded = std::mem::take(&mut self.loaded);
+        if let Some(savepoint) = &mut self.savepoint {
+            savepoint.undo.push(Undo::LoadedCleared(loaded));
+        }
         self.count_delta = 0;
         self.count_reset = true;
         self.mark_deleted();
@@ -392,5 +491,70 @@ impl<'a> Context<'a> {
             };
         }
         (batch, self.effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use strata_sim::{FaultConfig, NodeOptions, Sim};
+
+    /// The changes made before a savepoint.
+    async fn stage(context: &mut Context<'_>) {
+        context.put_raw(b"sa".to_vec(), b"1".to_vec());
+        context.delete_raw(b"sb".to_vec());
+        assert_eq!(context.meta(b"key").await.expect("reads"), None, "loads an absent key");
+    }
+
+    /// Every kind of change a command makes, after the savepoint. FLUSHDB forgets what was
+    /// loaded before it, which `end` needs again.
+    async fn change_everything(context: &mut Context<'_>) {
+        context.put_raw(b"sa".to_vec(), b"2".to_vec());
+        context.put_raw(b"sc".to_vec(), b"3".to_vec());
+        context.delete_prefix(b"sa");
+        assert_eq!(context.meta(b"other").await.expect("reads"), None);
+        let mut metadata = context.new_meta(layout::TYPE_HASH);
+        context.set_meta(b"other", &mut metadata);
+        context.delete_key(b"other", &metadata);
+        context.effects.push(Effect::Ready { key: b"other".to_vec() });
+        context.random();
+        context.flush();
+    }
+
+    /// What a context ends as after `after` (the same in both contexts compared).
+    async fn end(mut context: Context<'_>) -> (WriteBatch, Vec<Effect>, u64, u64) {
+        let mut metadata = context.new_meta(layout::TYPE_STRING);
+        context.set_meta(b"key", &mut metadata);
+        let random = context.random();
+        let (batch, effects) = context.finish().await.expect("finishes");
+        (batch, effects, random, metadata.generation)
+    }
+
+    /// Rolling back to a savepoint leaves a context as if nothing had happened since: the same
+    /// batch (staged writes, range deletes, the key count), effects, draws and generations.
+    #[test]
+    fn a_rollback_undoes_every_change_since_the_savepoint() {
+        let mut sim = Sim::new(4, FaultConfig::none());
+        let node = sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+        let rt = sim.runtime(node);
+        let checked = Rc::new(Cell::new(false));
+        let done = checked.clone();
+        let _task = rt.clone().spawn(async move {
+            let options = crate::machine::store_options();
+            let db = Db::open(&rt, "db", options).await.expect("opens");
+            let mut untouched = Context::for_apply(&db, 1_000, 1);
+            stage(&mut untouched).await;
+            let mut rolled_back = Context::for_apply(&db, 1_000, 1);
+            stage(&mut rolled_back).await;
+            rolled_back.set_savepoint();
+            change_everything(&mut rolled_back).await;
+            rolled_back.rollback_to_savepoint();
+            assert_eq!(rolled_back.staged(), untouched.staged());
+            assert_eq!(end(rolled_back).await, end(untouched).await);
+            done.set(true);
+        });
+        assert!(sim.run_until(std::time::Duration::from_secs(60), || checked.get()));
     }
 }

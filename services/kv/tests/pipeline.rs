@@ -148,6 +148,23 @@ fn a_thousand_pipelined_incrs_answer_one_to_a_thousand_in_order() {
     });
 }
 
+/// Writes whose effect grows with the data they read (COPY) go in entries of their own; the
+/// writes around them share entries, and every reply stays in its place.
+#[test]
+fn a_copy_in_a_pipeline_of_writes_goes_alone() {
+    with_server(4, |rt, address, cluster| async move {
+        // One shard's keys (a hash tag), so the writes make one run.
+        let requests =
+            ["SET {t}a 1", "SET {t}b 2", "COPY {t}a {t}c", "INCR {t}c", "SET {t}d 4", "GET {t}c"];
+        let replies = pipeline(&rt, address, &requests).await;
+        let expected =
+            vec![ok(), ok(), Reply::Integer(1), Reply::Integer(2), ok(), Reply::bulk("2")];
+        assert_eq!(replies, expected);
+        // [SET SET] [COPY] [INCR SET], proposed together: the GET waits for all three.
+        assert_eq!(cluster.writes_in_flight_max.get(), 3, "entries in flight at most");
+    });
+}
+
 #[test]
 fn pipelined_reads_share_a_barrier_per_shard() {
     with_server(3, |rt, address, cluster| async move {
