@@ -523,7 +523,7 @@ mod tests {
         context.flush();
     }
 
-    /// What a context ends as after `after` (the same in both contexts compared).
+    /// What a context ends as after the same last changes (both contexts compared get them).
     async fn end(mut context: Context<'_>) -> (WriteBatch, Vec<Effect>, u64, u64) {
         let mut metadata = context.new_meta(layout::TYPE_STRING);
         context.set_meta(b"key", &mut metadata);
