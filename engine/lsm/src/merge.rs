@@ -251,6 +251,9 @@ mod tests {
                 builder.add(format!("key{number:05}").as_bytes(), 7, Kind::Put, value.as_bytes());
             }
             let (bytes, _) = builder.finish(&[]);
+            // A byte two fifths in: inside a data block (the index and filter come last).
+            let damaged_at = bytes.len() * 2 / 5;
+            let damaged_byte = !bytes[damaged_at];
             let file = rt.disk().create("table").await.expect("creates");
             file.write_at(bytes, 0).await.0.expect("writes");
             let cache = Rc::new(BlockCache::new(1 << 20));
@@ -262,6 +265,24 @@ mod tests {
                     let ahead = walk(&table, start, Reading::Ahead { bytes }).await;
                     assert_eq!(ahead, expected, "reading {bytes} bytes ahead from {start:?}");
                 }
+            }
+            // A damaged block in the middle of a span fails the walk, as it does read alone.
+            let file = rt.disk().open("table").await.expect("opens");
+            file.write_at(vec![damaged_byte], damaged_at as u64).await.0.expect("writes");
+            let cache = Rc::new(BlockCache::new(1 << 20));
+            let damaged =
+                Rc::new(Table::open(file, "table".into(), 2, cache).await.expect("opens"));
+            for reading in [Reading::Cached, Reading::Ahead { bytes: 1 << 20 }] {
+                let walked = async {
+                    let mut cursor =
+                        TableCursor::new(damaged.clone(), Bound::Unbounded, reading).await?;
+                    while cursor.current().is_some() {
+                        cursor.advance().await?;
+                    }
+                    Ok::<(), LsmError>(())
+                };
+                let error = walked.await.expect_err("the damage is found");
+                assert!(error.to_string().contains("checksum"), "{reading:?}: {error}");
             }
             done.set(true);
         });
