@@ -24,8 +24,8 @@ pub enum Reading {
     Ahead { bytes: usize },
 }
 
-/// Walks one table from a start key on, loading a block at a time. Between calls it rests on an
-/// entry, or has no block left.
+/// Walks one table from a start key on, loading blocks as its [`Reading`] says. Between calls it
+/// rests on an entry, or has no block left.
 pub struct TableCursor {
     table: Rc<Table>,
     block: Option<Rc<DataBlock>>,

@@ -300,6 +300,27 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 const PIPELINE_ENTRY_COMMANDS_MAX: usize = 64;
 const PIPELINE_ENTRY_BYTES_MAX: usize = 1 << 20;
 
+/// How many of `run`'s first writes go in one entry: those whose effect their arguments bound,
+/// up to the entry's bounds; any other write goes alone.
+fn first_entry_len(run: &[(Vec<Vec<u8>>, &str)]) -> usize {
+    let groupable =
+        |(arguments, name): &(Vec<Vec<u8>>, &str)| writes_bounded_by_arguments(name, arguments);
+    if !groupable(&run[0]) {
+        return 1;
+    }
+    let mut bytes = entry::command_len(&run[0].0);
+    let mut count = 1;
+    for next in &run[1..] {
+        bytes += entry::command_len(&next.0);
+        let full = count == PIPELINE_ENTRY_COMMANDS_MAX || bytes > PIPELINE_ENTRY_BYTES_MAX;
+        if full || !groupable(next) {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
 /// Whether what a write stages is bounded by its arguments, so that a run of such writes fits
 /// one entry and one store batch whenever each alone would. The others (COPY, the *STORE
 /// commands, LTRIM, a pop with a count, ...) stage as much as the collections they read: each
@@ -659,20 +680,9 @@ impl<C: Cluster> Connection<C> {
         let mut entries = Vec::new();
         // Commands in each entry.
         let mut sizes = Vec::new();
-        let groupable =
-            |(arguments, name): &(Vec<Vec<u8>>, &str)| writes_bounded_by_arguments(name, arguments);
         let mut rest = run.as_slice();
         while !rest.is_empty() {
-            let mut count = 1;
-            let mut bytes = entry::command_len(&rest[0].0);
-            while let Some(next) = rest.get(count).filter(|_| groupable(&rest[0])) {
-                bytes += entry::command_len(&next.0);
-                let full = count == PIPELINE_ENTRY_COMMANDS_MAX || bytes > PIPELINE_ENTRY_BYTES_MAX;
-                if full || !groupable(next) {
-                    break;
-                }
-                count += 1;
-            }
+            let count = first_entry_len(rest);
             let (taken, left) = rest.split_at(count);
             for (_, name) in taken {
                 self.count_command_at(Some(name), now);
@@ -1642,5 +1652,33 @@ fn command_command(a: &[Vec<u8>]) -> Reply {
             "ERR unknown subcommand '{}'. Try COMMAND HELP.",
             String::from_utf8_lossy(subcommand)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (Vec<Vec<u8>>, &'static str) {
+        let arguments: Vec<Vec<u8>> =
+            text.split(' ').map(|part| part.as_bytes().to_vec()).collect();
+        let spec = command::lookup(&arguments[0]).expect("a known command");
+        (arguments, spec.name)
+    }
+
+    /// Entries end at 64 commands, at 1 MiB of arguments, and around writes whose effect their
+    /// arguments do not bound.
+    #[test]
+    fn a_runs_entries_keep_their_bounds() {
+        let incrs: Vec<_> = (0..100).map(|_| write("INCR n")).collect();
+        assert_eq!(first_entry_len(&incrs), PIPELINE_ENTRY_COMMANDS_MAX);
+        let big = format!("SET k {}", "v".repeat(600 << 10));
+        let sets = [write(&big), write(&big), write("SET k v")];
+        assert_eq!(first_entry_len(&sets), 1, "two would pass 1 MiB");
+        assert_eq!(first_entry_len(&sets[1..]), 2);
+        let mixed = [write("SET a 1"), write("LPOP l"), write("LPOP l 5"), write("SET b 2")];
+        assert_eq!(first_entry_len(&mixed), 2, "a pop with a count ends the entry");
+        assert_eq!(first_entry_len(&mixed[2..]), 1, "and goes alone");
+        assert_eq!(first_entry_len(&[write("COPY a b"), write("SET c 1")]), 1);
     }
 }
