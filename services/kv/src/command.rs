@@ -535,6 +535,31 @@ const fn name_index() -> [u16; NAME_INDEX_SLOTS] {
     index
 }
 
+/// The keys of a request in argument order: those at fixed positions, then those counted (see
+/// [`CommandSpec::key_iter`]). Planning and executing each walk a request's keys: one
+/// comparison per key, not an iterator chain.
+pub struct Keys<'a> {
+    arguments: &'a [Vec<u8>],
+    /// The next fixed position and the last one; none left once `next` passes `last`.
+    next: usize,
+    last: usize,
+    step: usize,
+    counted: std::slice::Iter<'a, Vec<u8>>,
+}
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.next <= self.last {
+            let key = &self.arguments[self.next];
+            self.next += self.step;
+            return Some(key);
+        }
+        self.counted.next().map(Vec::as_slice)
+    }
+}
+
 impl CommandSpec {
     pub fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
@@ -551,6 +576,13 @@ impl CommandSpec {
 
     /// Positions of the key arguments in a request of `count` arguments.
     pub fn key_positions(&self, count: usize) -> impl Iterator<Item = usize> {
+        let (first, last) = self.key_span(count);
+        (first..=last).step_by(self.key_step())
+    }
+
+    /// The first and last fixed key position in a request of `count` arguments (the last
+    /// below the first: none).
+    fn key_span(&self, count: usize) -> (usize, usize) {
         let first = self.first_key.max(1) as usize;
         let last = if self.first_key <= 0 || count <= first {
             0 // Below `first`: none.
@@ -559,7 +591,11 @@ impl CommandSpec {
         } else {
             (self.last_key as usize).min(count - 1)
         };
-        (first..=last).step_by(self.step.max(1) as usize).filter(move |&position| position < count)
+        (first, last)
+    }
+
+    fn key_step(&self) -> usize {
+        self.step.max(1) as usize
     }
 
     /// The keys of `arguments` (a request of this command).
@@ -568,12 +604,15 @@ impl CommandSpec {
     }
 
     /// [`CommandSpec::keys`] without collecting them: planning a request looks at each once.
-    pub fn key_iter<'a>(&self, arguments: &'a [Vec<u8>]) -> impl Iterator<Item = &'a [u8]> {
-        let publish = self.name == "publish";
-        let fixed = self.key_positions(if publish { 0 } else { arguments.len() });
-        let channel = arguments.get(1).filter(|_| publish);
-        let fixed = fixed.map(|at| &arguments[at]);
-        fixed.chain(self.counted_keys(arguments)).chain(channel).map(Vec::as_slice)
+    /// PUBLISH's channel counts as its key (it places the message on a shard).
+    pub fn key_iter<'a>(&self, arguments: &'a [Vec<u8>]) -> Keys<'a> {
+        let (next, last) = if self.name == "publish" {
+            (1, if arguments.len() > 1 { 1 } else { 0 })
+        } else {
+            self.key_span(arguments.len())
+        };
+        let counted = self.counted_keys(arguments).iter();
+        Keys { arguments, next, last, step: self.key_step(), counted }
     }
 
     /// The keys after the key count argument, if any. None when the count is not a positive
@@ -760,6 +799,10 @@ mod tests {
         assert_eq!(keys("BZMPOP 0 2 a b MIN"), arguments("a b"));
         assert_eq!(keys("BZPOPMIN a b 0"), arguments("a b"));
         assert_eq!(keys("OBJECT ENCODING k"), arguments("k"));
+        assert_eq!(keys("MSET a 1 b 2"), arguments("a b"));
+        assert_eq!(keys("GET a"), arguments("a"));
+        assert_eq!(keys("PUBLISH channel message"), arguments("channel"));
+        assert!(keys("PING").is_empty());
         assert!(keys("OBJECT HELP").is_empty());
         // A count the arguments cannot hold, or not a positive integer: no counted keys.
         assert_eq!(keys("ZUNIONSTORE out 3 a b"), arguments("out"));

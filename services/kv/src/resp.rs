@@ -96,7 +96,7 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
     match reply {
         Reply::Simple(text) => line(out, b'+', text.as_bytes()),
         Reply::Error(text) => line(out, b'-', text.as_bytes()),
-        Reply::Integer(value) => line(out, b':', value.to_string().as_bytes()),
+        Reply::Integer(value) => header(out, b':', *value),
         Reply::Bulk(bytes) => bulk(out, b'$', bytes),
         Reply::Null if resp3 => out.extend_from_slice(b"_\r\n"),
         Reply::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
@@ -107,9 +107,9 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
         Reply::Push(items) => aggregate(out, if resp3 { b'>' } else { b'*' }, items, protocol),
         Reply::Map(pairs) => {
             if resp3 {
-                line(out, b'%', pairs.len().to_string().as_bytes());
+                length_header(out, b'%', pairs.len());
             } else {
-                line(out, b'*', (pairs.len() * 2).to_string().as_bytes());
+                length_header(out, b'*', pairs.len() * 2);
             }
             for (key, value) in pairs {
                 encode(key, protocol, out);
@@ -128,7 +128,7 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
         }
         Reply::Verbatim { text, .. } => bulk(out, b'$', text),
         Reply::Pairs(pairs) if resp3 => {
-            line(out, b'*', pairs.len().to_string().as_bytes());
+            length_header(out, b'*', pairs.len());
             for (first, second) in pairs {
                 line(out, b'*', b"2");
                 encode(first, protocol, out);
@@ -136,7 +136,7 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
             }
         }
         Reply::Pairs(pairs) => {
-            line(out, b'*', (pairs.len() * 2).to_string().as_bytes());
+            length_header(out, b'*', pairs.len() * 2);
             for (first, second) in pairs {
                 encode(first, protocol, out);
                 encode(second, protocol, out);
@@ -159,16 +159,40 @@ fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn bulk(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
+/// `kind`, `value` in decimal and a line end: an integer reply, or the header of a bulk or
+/// aggregate. Formatted on the stack: nearly every reply has one.
+fn header(out: &mut Vec<u8>, kind: u8, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
     out.push(kind);
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
     out.extend_from_slice(b"\r\n");
+}
+
+fn length_header(out: &mut Vec<u8>, kind: u8, length: usize) {
+    header(out, kind, i64::try_from(length).expect("lengths fit 63 bits"));
+}
+
+fn bulk(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
+    length_header(out, kind, bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
 
 fn aggregate(out: &mut Vec<u8>, kind: u8, items: &[Reply], protocol: Protocol) {
-    line(out, kind, items.len().to_string().as_bytes());
+    length_header(out, kind, items.len());
     for item in items {
         encode(item, protocol, out);
     }
@@ -270,10 +294,16 @@ fn parse_length(text: &[u8]) -> Option<i64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 18 {
         return None;
     }
-    let value = digits.iter().fold(0i64, |value, &digit| value * 10 + i64::from(digit - b'0'));
+    let mut value = 0i64;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(digit - b'0');
+    }
     Some(if negative { -value } else { value })
 }
 
@@ -417,7 +447,7 @@ fn split_one(text: &[u8], mut position: usize) -> Option<(Vec<u8>, usize)> {
 /// Encodes a request as a multibulk array (what clients send).
 pub fn encode_request(arguments: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    line(&mut out, b'*', arguments.len().to_string().as_bytes());
+    length_header(&mut out, b'*', arguments.len());
     for argument in arguments {
         bulk(&mut out, b'$', argument);
     }
@@ -634,6 +664,12 @@ mod tests {
         // RESP3 has one null: the null array comes back as the null.
         let expected = encode_to_vec(&decoded, Protocol::Resp3);
         assert_eq!(expected, bytes);
+        for (value, text) in
+            [(i64::MIN, "-9223372036854775808"), (0, "0"), (i64::MAX, "9223372036854775807")]
+        {
+            let bytes = encode_to_vec(&Reply::Integer(value), Protocol::Resp2);
+            assert_eq!(bytes, format!(":{text}\r\n").into_bytes());
+        }
     }
 }
 
@@ -667,6 +703,12 @@ mod properties {
             );
             let cut = cut % bytes.len();
             prop_assert_eq!(decode_request(&bytes[..cut]).unwrap(), Decoded::Incomplete);
+        }
+
+        #[test]
+        fn integers_encode_as_decimal(value in any::<i64>()) {
+            let bytes = encode_to_vec(&Reply::Integer(value), Protocol::Resp2);
+            prop_assert_eq!(bytes, format!(":{value}\r\n").into_bytes());
         }
 
         #[test]

@@ -28,7 +28,7 @@
 
 use crate::command::{self, CommandSpec};
 use crate::entry::{self, Entry, TRANSACTION_COMMANDS_MAX, WATCHED_KEYS_MAX};
-use crate::machine::{Machine, Shared, Subscriber, SUBSCRIPTIONS_MAX};
+use crate::machine::{Machine, Reader, Shared, Subscriber, SUBSCRIPTIONS_MAX};
 use crate::resp::{self, Decoded, Protocol, Reply};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -730,18 +730,26 @@ impl<C: Cluster> Connection<C> {
         let shards: BTreeSet<u32> = run.iter().map(|&(_, shard, _)| shard).collect();
         let barriers: Vec<_> =
             shards.iter().map(|&shard| self.cluster.read_barrier(shard)).collect();
-        let mut passed: BTreeMap<u32, Result<(), ClusterError>> = BTreeMap::new();
+        let mut passed: BTreeMap<u32, Result<Rc<Machine>, ClusterError>> = BTreeMap::new();
         for (shard, barrier) in shards.into_iter().zip(start_in_order(barriers).await) {
-            passed.insert(shard, barrier.finish().await);
+            let machine = barrier.finish().await.map(|()| self.cluster.machine(shard));
+            passed.insert(shard, machine);
         }
         // One clock reading for the run: its reads see one instant, a key that expires
-        // during the run alive (or gone) for all of them.
+        // during the run alive (or gone) for all of them. Those on one shard share a snapshot.
         let (now, now_ms) = (self.rt.now(), self.now_ms());
+        let mut readers: BTreeMap<u32, Result<Reader<'_>, &ClusterError>> = passed
+            .iter()
+            .map(|(&shard, machine)| {
+                (shard, machine.as_ref().map(|machine| machine.reader(now_ms)))
+            })
+            .collect();
         let mut spent = Vec::with_capacity(run.len());
         for (arguments, shard, spec) in run {
             self.count_command_at(Some(spec.name), now);
-            let reply = match &passed[&shard] {
-                Ok(()) => self.cluster.machine(shard).read_command(spec, &arguments, now_ms).await,
+            let reply = match readers.get_mut(&shard).expect("every shard of the run has a barrier")
+            {
+                Ok(reader) => reader.read(spec, &arguments).await,
                 Err(error) => Reply::error(format!("ERR {error}")),
             };
             resp::encode(&reply, self.protocol, out);

@@ -14,6 +14,7 @@ use crate::key_map::KeyMap;
 use crate::layout::{self, Metadata};
 use crate::resp::Reply;
 use std::cell::RefCell;
+use std::future::Future;
 use std::ops::Bound;
 use strata_lsm::{Db, LsmError, Snapshot, WriteBatch};
 
@@ -85,6 +86,15 @@ pub struct Context<'a> {
     count_reset: bool,
     pub effects: Vec<Effect>,
     random_state: u64,
+}
+
+/// `key`'s metadata record, read into `bytes`.
+fn decode_meta(key: &[u8], bytes: Vec<u8>) -> Outcome<Metadata> {
+    Metadata::decode_owned(bytes).map_err(|reason| {
+        Fail::Storage(LsmError::Invalid {
+            reason: format!("metadata of key {:?}: {reason}", String::from_utf8_lossy(key)),
+        })
+    })
 }
 
 /// The state a write context returns to: scalars as they were, and a change's undo for each
@@ -323,15 +333,33 @@ impl<'a> Context<'a> {
 
     /// The live metadata of `key`. In a write context an expired key is deleted on the spot
     /// (with the entry's `now_ms`, so on every replica alike).
-    pub async fn meta(&mut self, key: &[u8]) -> Outcome<Option<Metadata>> {
-        let stored = self.stored_meta(key).await?;
-        let Some(metadata) = stored else {
+    pub fn meta<'s>(
+        &'s mut self,
+        key: &'s [u8],
+    ) -> impl Future<Output = Outcome<Option<Metadata>>> + use<'s, 'a> {
+        self.live_meta(key, None)
+    }
+
+    /// The live metadata of `key` if it has type `kind`; WRONGTYPE if it has another.
+    pub fn meta_of<'s>(
+        &'s mut self,
+        key: &'s [u8],
+        kind: u8,
+    ) -> impl Future<Output = Outcome<Option<Metadata>>> + use<'s, 'a> {
+        self.live_meta(key, Some(kind))
+    }
+
+    /// [`Context::meta`], and [`Context::meta_of`] when `kind` is given: one future for both,
+    /// not one wrapping another (each layer of a future costs a small read's work).
+    async fn live_meta(&mut self, key: &[u8], kind: Option<u8>) -> Outcome<Option<Metadata>> {
+        let Some(bytes) = self.get_raw(&layout::metadata_key(key)).await? else {
             if self.is_write() && !self.loaded.contains_key(key) {
                 self.journal_loaded(key);
                 self.loaded.insert(key.to_vec(), None);
             }
             return Ok(None);
         };
+        let metadata = decode_meta(key, bytes)?;
         if self.is_write() {
             self.note_loaded(key, &metadata);
         }
@@ -341,7 +369,10 @@ impl<'a> Context<'a> {
             }
             return Ok(None);
         }
-        Ok(Some(metadata))
+        match kind {
+            Some(kind) if metadata.kind != kind => error(WRONGTYPE),
+            _ => Ok(Some(metadata)),
+        }
     }
 
     /// Records that `metadata` is `key`'s stored metadata (before writing or deleting it).
@@ -360,22 +391,9 @@ impl<'a> Context<'a> {
 
     /// The metadata record as stored, expired or not.
     pub async fn stored_meta(&self, key: &[u8]) -> Outcome<Option<Metadata>> {
-        let Some(bytes) = self.get_raw(&layout::metadata_key(key)).await? else {
-            return Ok(None);
-        };
-        match Metadata::decode_owned(bytes) {
-            Ok(metadata) => Ok(Some(metadata)),
-            Err(reason) => Err(Fail::Storage(LsmError::Invalid {
-                reason: format!("metadata of key {:?}: {reason}", String::from_utf8_lossy(key)),
-            })),
-        }
-    }
-
-    /// The live metadata of `key` if it has type `kind`; WRONGTYPE if it has another.
-    pub async fn meta_of(&mut self, key: &[u8], kind: u8) -> Outcome<Option<Metadata>> {
-        match self.meta(key).await? {
-            Some(metadata) if metadata.kind != kind => error(WRONGTYPE),
-            other => Ok(other),
+        match self.get_raw(&layout::metadata_key(key)).await? {
+            Some(bytes) => decode_meta(key, bytes).map(Some),
+            None => Ok(None),
         }
     }
 

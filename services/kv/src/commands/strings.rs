@@ -6,12 +6,16 @@ use super::{NOT_FLOAT, NOT_INTEGER, STRING_BYTES_MAX, SYNTAX};
 use crate::layout::{Metadata, TYPE_STRING};
 use crate::resp::Reply;
 use crate::store::{Context, Outcome};
+use std::future::Future;
 
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
 /// The live string at `key` (WRONGTYPE for another type).
-async fn load(context: &mut Context<'_>, key: &[u8]) -> Outcome<Option<Metadata>> {
-    context.meta_of(key, TYPE_STRING).await
+fn load<'s, 'a>(
+    context: &'s mut Context<'a>,
+    key: &'s [u8],
+) -> impl Future<Output = Outcome<Option<Metadata>>> + use<'s, 'a> {
+    context.meta_of(key, TYPE_STRING)
 }
 
 /// Writes `value` at `key` (already loaded), replacing whatever was there. `deadline_ms`: the new
