@@ -678,3 +678,38 @@ fn a_read_across_an_install_answers_from_the_installed_store() {
         assert_eq!(target.read(&dbsize, now_ms).await, Reply::Integer(NEW_KEYS as i64));
     });
 }
+
+/// Reads of one run share a snapshot; after an install replaced the store, the next read of
+/// the run answers from the new store (a fresh snapshot), not with an error or the old state.
+#[test]
+fn reads_sharing_a_snapshot_move_to_an_installed_store() {
+    let mut sim = Sim::new(9, FaultConfig::none());
+    sim.add_node(NodeOptions::SERVER, |_| Box::pin(async {}));
+    let rt = sim.runtime(NODE);
+    run(&mut sim, async move {
+        let now_ms = 1_700_000_000_000u64;
+        let set = |text: &[&str]| {
+            let text: Vec<String> = text.iter().map(|part| part.to_string()).collect();
+            Entry::Command { now_ms, arguments: args(&text) }.encode()
+        };
+        let source = open(&rt, "source").await;
+        apply_range(&source, &[set(&["SET", "k", "new"])], 1, 1).await;
+        let stream = source.snapshot().await.unwrap();
+        let target = open(&rt, "target").await;
+        let entries = [set(&["SET", "k", "old"]), set(&["SET", "gone", "old"])];
+        apply_range(&target, &entries, 1, 2).await;
+        let get = args(&["GET".into(), "k".into()]);
+        let spec = strata_kv::command::lookup(b"GET").unwrap();
+        let mut reader = target.reader(now_ms);
+        assert_eq!(reader.read(spec, &get).await, Reply::bulk("old"));
+        target.install(3, &mut transfer(stream, 4)).await.unwrap();
+        assert_eq!(reader.read(spec, &get).await, Reply::bulk("new"));
+        let dbsize = args(&["DBSIZE".into()]);
+        let dbsize_spec = strata_kv::command::lookup(b"DBSIZE").unwrap();
+        assert_eq!(reader.read(dbsize_spec, &dbsize).await, Reply::Integer(1));
+        // A run's reads see the one snapshot: a write between them is not seen.
+        target.apply(4, &set(&["SET", "k", "newer"])).await;
+        assert_eq!(reader.read(spec, &get).await, Reply::bulk("new"));
+        assert_eq!(target.reader(now_ms).read(spec, &get).await, Reply::bulk("newer"));
+    });
+}
