@@ -8,10 +8,14 @@
 //! 3. a 3-node Strata cluster on loopback (clients on the leader's node),
 //!
 //! printing requests/s and each Strata row's ratio to redis-server, then the servers' CPU time
-//! per request (user + system, over all their processes, from `/proc`): the steadier measure of
-//! efficiency where neighbours make rates noisy. The three run in rounds, in alternating order,
-//! and the tables show medians with the range of each ratio: this machine is shared, and one
-//! run of one side can be off by a fifth either way.
+//! per request (user + system, over all their processes, from `/proc`, including what a test
+//! leaves the server to do after it: each test waits for its server to go idle, so a flush or
+//! compaction is counted and does not slow the next test): the steadier measure of efficiency
+//! where neighbours make rates noisy. The three servers run side by side, each test on each in
+//! turn, so that the two samples of a ratio are seconds apart; each server sees the tests in
+//! the same order. Rounds alternate the order of the servers, and the tables show medians with
+//! the range of each ratio: this machine is shared, and one run of one side can be off by a
+//! fifth either way.
 //!
 //! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N
 //! [ROUNDS]]` (N requests per test, default 200000; ROUNDS default 3). `STRATA_NODE_BINARY` overrides where `node` is found
@@ -19,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strata_bench::scratch_dir;
@@ -38,9 +42,6 @@ struct Sample {
     /// The server's CPU time (user + system, all its processes) per request.
     cpu_micros: f64,
 }
-
-/// Samples per test name (upper case, as redis-benchmark prints it).
-type Rates = BTreeMap<String, Sample>;
 
 /// CPU time the processes `pids` used so far, in clock ticks (`/proc/PID/stat` utime + stime).
 fn cpu_ticks(pids: &[u32]) -> u64 {
@@ -63,40 +64,60 @@ fn ticks_per_second() -> f64 {
     text.ok().and_then(|text| text.parse().ok()).unwrap_or(100.0)
 }
 
-/// Runs each test on its own, to count the server's CPU time for it alone.
-fn benchmark(port: u16, pids: &[u32], requests: u64, pipeline: u32) -> Rates {
-    let tick_micros = 1e6 / ticks_per_second();
-    let mut rates = Rates::new();
-    for test in TESTS.split(',') {
-        let ticks_before = cpu_ticks(pids);
-        let output = Command::new("redis-benchmark")
-            .args(["-p", &port.to_string(), "-c", CLIENTS, "-t", test, "--csv"])
-            .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
-            .output()
-            .expect("run redis-benchmark (apt-get install redis-tools)");
-        // Also counts what the server does in the background meanwhile (a flush, a compaction),
-        // part of it for the test before.
-        let ticks = cpu_ticks(pids).saturating_sub(ticks_before);
-        let cpu_micros = ticks as f64 * tick_micros / requests as f64;
-        let text = String::from_utf8_lossy(&output.stdout);
-        for line in text.lines() {
-            let mut fields = line.split(',').map(|field| field.trim_matches('"'));
-            let (Some(name), Some(Ok(requests_per_second))) =
-                (fields.next(), fields.next().map(str::parse))
-            else {
-                continue;
-            };
-            rates.insert(name.to_string(), Sample { requests_per_second, cpu_micros });
-        }
-    }
-    rates
+/// One server under test: its client port and the processes whose CPU time counts.
+struct Side {
+    port: u16,
+    pids: Vec<u32>,
+    /// Stops the processes and removes their data when dropped (processes first).
+    _processes: Vec<Process>,
+    _dir: ScratchDir,
 }
 
-fn all_pipelines(port: u16, pids: &[u32], requests: u64) -> BTreeMap<u32, Rates> {
-    PIPELINES
-        .iter()
-        .map(|&pipeline| (pipeline, benchmark(port, pids, requests, pipeline)))
-        .collect()
+/// A scratch directory removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs one test against `side` and waits until the side is idle again, counting the CPU time
+/// of the work the test left behind (a flush, a compaction) as the test's, and keeping it off
+/// the next side's test.
+fn benchmark(side: &Side, test: &str, requests: u64, pipeline: u32) -> Sample {
+    let tick_micros = 1e6 / ticks_per_second();
+    let ticks_before = cpu_ticks(&side.pids);
+    let output = Command::new("redis-benchmark")
+        .args(["-p", &side.port.to_string(), "-c", CLIENTS, "-t", test, "--csv"])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .output()
+        .expect("run redis-benchmark (apt-get install redis-tools)");
+    wait_until_idle(&side.pids);
+    let ticks = cpu_ticks(&side.pids).saturating_sub(ticks_before);
+    let cpu_micros = ticks as f64 * tick_micros / requests as f64;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let requests_per_second = text
+        .lines()
+        .filter_map(|line| line.split(',').nth(1)?.trim_matches('"').parse().ok())
+        .next_back()
+        .unwrap_or(0.0);
+    Sample { requests_per_second, cpu_micros }
+}
+
+/// Waits (at most 20 s) until `pids` use no CPU for a quarter of a second: a 3-node cluster's
+/// heartbeats use less than that.
+fn wait_until_idle(pids: &[u32]) {
+    let started = Instant::now();
+    let mut last = cpu_ticks(pids);
+    while started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = cpu_ticks(pids);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn start_node(binary: &Path, dir: &Path, id: u32, ports: &[(u16, u16, u16)]) -> Process {
@@ -143,7 +164,7 @@ fn leader_port(ports: &[(u16, u16, u16)]) -> u16 {
     }
 }
 
-fn strata(binary: &Path, nodes: u32, requests: u64) -> BTreeMap<u32, Rates> {
+fn strata(binary: &Path, nodes: u32) -> Side {
     let dir = scratch_dir(&format!("redis-strata-{nodes}"));
     let ports: Vec<(u16, u16, u16)> =
         (0..nodes).map(|_| (free_port(), free_port(), free_port())).collect();
@@ -152,13 +173,10 @@ fn strata(binary: &Path, nodes: u32, requests: u64) -> BTreeMap<u32, Rates> {
     let port = leader_port(&ports);
     wait_until_writable(port);
     let pids: Vec<u32> = processes.iter().map(|process| process.0.id()).collect();
-    let rates = all_pipelines(port, &pids, requests);
-    drop(processes);
-    let _ = std::fs::remove_dir_all(&dir);
-    rates
+    Side { port, pids, _processes: processes, _dir: ScratchDir(dir) }
 }
 
-fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
+fn redis_server() -> Side {
     let dir = scratch_dir("redis-server");
     let port = free_port();
     let mut child = Command::new("redis-server")
@@ -172,37 +190,43 @@ fn redis_server(requests: u64) -> BTreeMap<u32, Rates> {
     wait_until_listening(port, &mut child, Duration::from_secs(30));
     let process = Process(child);
     wait_until_writable(port);
-    let rates = all_pipelines(port, &[process.0.id()], requests);
-    drop(process);
-    let _ = std::fs::remove_dir_all(&dir);
-    rates
+    Side { port, pids: vec![process.0.id()], _processes: vec![process], _dir: ScratchDir(dir) }
 }
 
-/// One round's rates: redis-server, 1-node Strata, 3-node Strata.
+/// One round's samples per pipeline depth and test: redis-server, 1-node Strata, 3-node Strata.
 struct Round {
-    anchor: BTreeMap<u32, Rates>,
-    single: BTreeMap<u32, Rates>,
-    cluster: BTreeMap<u32, Rates>,
+    anchor: Samples,
+    single: Samples,
+    cluster: Samples,
 }
 
-/// Runs the three sides, in an order that alternates between rounds: a shared machine drifts,
-/// and it drifts for neighbours alike.
+/// Samples per pipeline depth and test name (upper case).
+type Samples = BTreeMap<(u32, String), Sample>;
+
+/// Starts the three sides together and runs each test on each in turn, so that the samples a
+/// ratio compares are taken seconds apart, not minutes (a shared machine drifts). Each side
+/// still sees the tests in the same order; the order of the sides alternates between rounds.
 fn round(binary: &Path, requests: u64, index: usize) -> Round {
-    if index.is_multiple_of(2) {
-        let anchor = redis_server(requests);
-        let single = strata(binary, 1, requests);
-        let cluster = strata(binary, 3, requests);
-        Round { anchor, single, cluster }
-    } else {
-        let cluster = strata(binary, 3, requests);
-        let single = strata(binary, 1, requests);
-        let anchor = redis_server(requests);
-        Round { anchor, single, cluster }
+    let sides = [redis_server(), strata(binary, 1), strata(binary, 3)];
+    let mut order = [0, 1, 2];
+    if index % 2 == 1 {
+        order.reverse();
     }
+    let mut samples: [Samples; 3] = Default::default();
+    for pipeline in PIPELINES {
+        for test in TESTS.split(',') {
+            for side in order {
+                let sample = benchmark(&sides[side], test, requests, pipeline);
+                samples[side].insert((pipeline, test.to_uppercase()), sample);
+            }
+        }
+    }
+    let [anchor, single, cluster] = samples;
+    Round { anchor, single, cluster }
 }
 
-fn sample(rates: &BTreeMap<u32, Rates>, pipeline: u32, test: &str) -> Sample {
-    rates.get(&pipeline).and_then(|rates| rates.get(test)).copied().unwrap_or_default()
+fn sample(samples: &Samples, pipeline: u32, test: &str) -> Sample {
+    samples.get(&(pipeline, test.to_string())).copied().unwrap_or_default()
 }
 
 /// The median of `values` and their range.
@@ -224,15 +248,15 @@ fn print_table(
         "{:<8} {:>3} {:>14} {:>12} {:>19} {:>12} {:>19}",
         "test", "-P", headers[0], headers[1], "ratio [range]", headers[2], "ratio [range]"
     );
-    type Side = fn(&Round) -> &BTreeMap<u32, Rates>;
+    type Column = fn(&Round) -> &Samples;
     for pipeline in PIPELINES {
         for test in TESTS.split(',').map(str::to_uppercase) {
-            let column = |side: Side| {
+            let column = |side: Column| {
                 let values =
                     results.iter().map(|round| value(sample(side(round), pipeline, &test)));
                 median_and_range(values.collect())
             };
-            let ratios = |side: Side| {
+            let ratios = |side: Column| {
                 let values = results.iter().map(|round| {
                     let anchor = value(sample(&round.anchor, pipeline, &test));
                     let strata = value(sample(side(round), pipeline, &test));
