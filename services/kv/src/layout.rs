@@ -57,10 +57,16 @@ pub fn position(key: &[u8]) -> u64 {
 
 pub fn metadata_key(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + key.len());
+    metadata_key_into(key, &mut out);
+    out
+}
+
+/// [`metadata_key`] into `out` (cleared first): a buffer reused by every read of a context.
+pub fn metadata_key_into(key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     out.push(PREFIX_METADATA);
     out.extend_from_slice(&position(key).to_be_bytes());
     out.extend_from_slice(key);
-    out
 }
 
 /// The first metadata record key at or after `position`.

@@ -86,6 +86,8 @@ pub struct Context<'a> {
     count_reset: bool,
     pub effects: Vec<Effect>,
     random_state: u64,
+    /// A buffer for the metadata record key a read looks up (see [`Context::meta`]).
+    record_key: Vec<u8>,
 }
 
 /// `key`'s metadata record, read into `bytes`.
@@ -161,6 +163,7 @@ impl<'a> Context<'a> {
             count_reset: false,
             effects: Vec::new(),
             random_state: seed ^ 0x9e37_79b9_7f4a_7c15,
+            record_key: Vec::new(),
         }
     }
 
@@ -352,7 +355,13 @@ impl<'a> Context<'a> {
     /// [`Context::meta`], and [`Context::meta_of`] when `kind` is given: one future for both,
     /// not one wrapping another (each layer of a future costs a small read's work).
     async fn live_meta(&mut self, key: &[u8], kind: Option<u8>) -> Outcome<Option<Metadata>> {
-        let Some(bytes) = self.get_raw(&layout::metadata_key(key)).await? else {
+        // The record key is built in a buffer the context keeps: one allocation for all the
+        // reads of a run, not one per read.
+        let mut record = std::mem::take(&mut self.record_key);
+        layout::metadata_key_into(key, &mut record);
+        let stored = self.get_raw(&record).await;
+        self.record_key = record;
+        let Some(bytes) = stored? else {
             if self.is_write() && !self.loaded.contains_key(key) {
                 self.journal_loaded(key);
                 self.loaded.insert(key.to_vec(), None);
