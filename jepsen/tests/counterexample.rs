@@ -1,5 +1,7 @@
 //! Counterexamples name the operations that cannot be ordered, and render as text and HTML.
 
+mod common;
+
 use strata_jepsen::model::{RegisterInput, RegisterModel, RegisterOutput};
 use strata_jepsen::{check, Budget, History, OpId, Outcome, Verdict};
 
@@ -111,8 +113,7 @@ fn an_unknown_write_may_or_may_not_take_effect() {
 
 #[test]
 fn the_etcd_counterexample_names_operations_of_the_history() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/linearizability/jepsen/etcd_000.log");
+    let path = common::testdata().join("jepsen/etcd_000.log");
     let (_, history) = strata_jepsen::format::read_file(&path).unwrap();
     let strata_jepsen::format::AnyHistory::Register(history) = history else { panic!() };
     let Verdict::NotLinearizable(counterexample) =
@@ -137,8 +138,7 @@ fn the_etcd_counterexample_names_operations_of_the_history() {
 
 #[test]
 fn a_budget_returns_unknown() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/linearizability/jepsen/etcd_099.log");
+    let path = common::testdata().join("jepsen/etcd_099.log");
     let (_, history) = strata_jepsen::format::read_file(&path).unwrap();
     let strata_jepsen::format::AnyHistory::Register(history) = history else { panic!() };
     let budget = Budget { steps_max: Some(10_000), ..Budget::default() };

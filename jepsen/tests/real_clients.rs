@@ -73,7 +73,7 @@ fn http_get(address: SocketAddr, path: &str) -> (String, String) {
 }
 
 fn run(program: &str, script: &str, port: u16) {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let scripts = common::manifest_dir().join("tests/clients");
     let output = Command::new(program)
         .arg(scripts.join(script))
         .arg(port.to_string())

@@ -1,14 +1,11 @@
 //! Every history of the shared test data (Porcupine's) gets the verdict its `expected.tsv` lists.
 
-use std::path::PathBuf;
-
 use strata_jepsen::format::{self, AnyHistory};
 use strata_jepsen::model::{KvModel, RegisterModel};
 use strata_jepsen::{check, Budget, Verdict};
 
-fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/linearizability")
-}
+mod common;
+use common::testdata;
 
 fn verdict_of(path: &std::path::Path) -> Option<Verdict> {
     let (_, history) =

@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 use strata_jepsen::harness::resp;
 
+/// This package's directory, as the test runner gives it when the test runs (cargo and nextest
+/// set `CARGO_MANIFEST_DIR` then too). The path compiled in is only a fallback: builds shared
+/// between clones at different paths reuse a test binary compiled in another clone.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// The shared linearizability histories (Porcupine's test data).
+pub fn testdata() -> PathBuf {
+    manifest_dir().join("../../shared/testdata/linearizability")
+}
+
 /// A fresh scratch directory under the system's temporary directory.
 pub fn scratch(name: &str) -> PathBuf {
     let directory =
@@ -87,7 +100,7 @@ pub fn node_binary() -> Option<PathBuf> {
             candidates.push(target.join("release").join("node"));
         }
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    let workspace = manifest_dir().join("..").join("target");
     candidates.push(workspace.join("debug").join("node"));
     candidates.push(workspace.join("release").join("node"));
     candidates.into_iter().find(|path| path.is_file())
