@@ -2,8 +2,8 @@
 //! binary runs, on the simulator's backend) and three client nodes that speak RESP over the
 //! simulated network to random nodes, under the full fault model (lossy, reordering and
 //! partitioned network; crashes that lose unsynced writes; torn writes; I/O errors; pauses; clock
-//! jumps). Clients read, write and compare-and-set (`SET k v IFEQ old`) a few registers; the
-//! history is checked for linearizability per key. After the faults stop, every client must
+//! jumps). Clients read, write and compare-and-set (`SET k v IFEQ old`) a few registers, one
+//! request at a time or several pipelined; the history is checked for linearizability per key. After the faults stop, every client must
 //! complete operations again.
 //!
 //! `STRATA_KV_SIM_SEEDS=N STRATA_KV_SIM_FIRST_SEED=F cargo nextest run -p strata-node --test
@@ -170,28 +170,53 @@ async fn client(
                 continue;
             }
         }
-        let key = format!("k{}", rng.index(KEYS as usize));
-        next_value += 1;
-        let input = match rng.index(10) {
-            0..=3 => RegisterInput::Read,
-            4..=6 => RegisterInput::Write(next_value),
-            _ => RegisterInput::Cas {
-                from: Some(next_value - 1 - rng.index(3) as u64),
-                to: next_value,
-            },
-        };
-        let arguments = request(&key, &input);
-        let id = history.borrow_mut().invoke(process, KeyedInput { key, input });
-        let call = connection.as_mut().unwrap().call(&arguments);
-        let reply = rt.timeout(OPERATION_TIMEOUT, call).await.ok().flatten();
-        if reply.is_none() {
-            connection = None; // Its replies would no longer match its requests.
+        // A quarter of the turns send a pipeline of 2-4 operations: its runs of reads share a
+        // snapshot, its runs of writes an entry.
+        let count = if rng.index(4) == 0 { rng.range_inclusive(2, 4) } else { 1 };
+        let mut operations = Vec::new();
+        for _ in 0..count {
+            let key = format!("k{}", rng.index(KEYS as usize));
+            next_value += 1;
+            let input = match rng.index(10) {
+                0..=3 => RegisterInput::Read,
+                4..=6 => RegisterInput::Write(next_value),
+                _ => RegisterInput::Cas {
+                    from: Some(next_value - 1 - rng.index(3) as u64),
+                    to: next_value,
+                },
+            };
+            operations.push((key, input));
         }
-        let outcome = outcome(&input, reply);
-        if healed.get() && matches!(outcome, Outcome::Ok(_)) {
-            *completed_after_heal.borrow_mut().entry(process).or_default() += 1;
+        let bytes: Vec<u8> = operations
+            .iter()
+            .flat_map(|(key, input)| encode_request(&request(key, input)))
+            .collect();
+        let ids: Vec<_> = operations
+            .iter()
+            .map(|(key, input)| {
+                history.borrow_mut().invoke(process, KeyedInput { key: key.clone(), input: *input })
+            })
+            .collect();
+        let mut sent = connection.as_ref().unwrap().stream.write_all(bytes).await.is_ok();
+        for ((_, input), id) in operations.iter().zip(ids) {
+            let reply = match sent {
+                true => {
+                    let reply = connection.as_mut().unwrap().next_reply();
+                    rt.timeout(OPERATION_TIMEOUT, reply).await.ok().flatten()
+                }
+                false => None,
+            };
+            // Without a reply, the later replies would no longer match their requests.
+            sent &= reply.is_some();
+            let outcome = outcome(input, reply);
+            if healed.get() && matches!(outcome, Outcome::Ok(_)) {
+                *completed_after_heal.borrow_mut().entry(process).or_default() += 1;
+            }
+            history.borrow_mut().complete(id, outcome);
         }
-        history.borrow_mut().complete(id, outcome);
+        if !sent {
+            connection = None;
+        }
         rt.sleep(Duration::from_millis(rng.range_inclusive(1, 30))).await;
     }
 }
