@@ -9,8 +9,11 @@
 use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 
-/// Keys kept in the sorted vector before the map becomes a tree.
-pub const INLINE_KEYS_MAX: usize = 16;
+/// Keys kept in the sorted vector before the map becomes a tree: enough for most entries of a
+/// pipelined run (up to 64 commands of a key or two each; LPOP -P16 runs 11,691 instructions per
+/// request, 11,950 with 16 here), and few enough that an insert in the middle moves at most a
+/// few kilobytes. Small in unit tests, so that they reach the tree.
+pub const INLINE_KEYS_MAX: usize = if cfg!(test) { 16 } else { 128 };
 
 #[derive(Debug)]
 pub enum KeyMap<V> {

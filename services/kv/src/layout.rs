@@ -87,16 +87,16 @@ pub fn parse_metadata_key(record: &[u8]) -> Option<(u64, &[u8])> {
 
 /// The prefix of every element of a collection generation.
 pub fn sub_prefix(key: &[u8], generation: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(13 + key.len());
+    sub_key(key, generation, &[])
+}
+
+pub fn sub_key(key: &[u8], generation: u64, sub: &[u8]) -> Vec<u8> {
+    // Sized for the whole key at once: growing it for `sub` cost a reallocation per element.
+    let mut out = Vec::with_capacity(13 + key.len() + sub.len());
     out.push(PREFIX_SUB);
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&generation.to_be_bytes());
-    out
-}
-
-pub fn sub_key(key: &[u8], generation: u64, sub: &[u8]) -> Vec<u8> {
-    let mut out = sub_prefix(key, generation);
     out.extend_from_slice(sub);
     out
 }
