@@ -3,13 +3,27 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// A loopback port nothing listens on, never the same twice in one run, and below the kernel's
+/// ephemeral range (Linux: 32768 and up). A port the kernel picked could be given to an
+/// outgoing connection before the server that was to listen on it starts: a cluster's first
+/// node connects to its peers while the others are still starting.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a port")
-        .port()
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Runs at once start apart.
+    let start = std::process::id() % 600 * 20;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(offset < PORTS, "no free port left");
+        let port = u16::try_from(FIRST + (start + offset) % PORTS).expect("below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something listens on `port` (`timeout` at most), or panics if `child` exits.

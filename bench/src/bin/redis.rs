@@ -4,18 +4,18 @@
 //! 1. a single-node Strata (`node`, release build: every write committed through Raft and
 //!    fdatasync'ed to its WAL before the reply),
 //! 2. its anchor, Debian's `redis-server` with `appendonly yes` and `appendfsync always` (also
-//!    durable before the reply), and
+//!    durable before the reply; no snapshots or AOF rewrites), and
 //! 3. a 3-node Strata cluster on loopback (clients on the leader's node),
 //!
 //! printing requests/s and each Strata row's ratio to redis-server, then the servers' CPU time
-//! per request (user + system, over all their processes, from `/proc`, including what a test
-//! leaves the server to do after it: each test waits for its server to go idle, so a flush or
-//! compaction is counted and does not slow the next test): the steadier measure of efficiency
-//! where neighbours make rates noisy. The three servers run side by side, each test on each in
-//! turn, so that the two samples of a ratio are seconds apart; each server sees the tests in
-//! the same order. Rounds alternate the order of the servers, and the tables show medians with
-//! the range of each ratio: this machine is shared, and one run of one side can be off by a
-//! fifth either way.
+//! per request: user + system, over all their processes, from `/proc`. It includes what a test
+//! leaves its server to do (each test waits for the server to go idle, so a flush or a
+//! compaction is counted and does not slow the next test), less what the server uses idle,
+//! measured when it starts. That is the steadier measure of efficiency where neighbours make
+//! rates noisy. The three servers run side by side, each test on each in turn, so that the two
+//! samples of a ratio are seconds apart; each server sees the tests in the same order. Rounds
+//! alternate the order of the servers, and the tables show medians with the range of each
+//! ratio: this machine is shared, and one run of one side can be off by a fifth either way.
 //!
 //! `cargo build --release --bin node && cargo run --release -p strata-bench --bin redis [-- N
 //! [ROUNDS]]` (N requests per test, default 200000; ROUNDS default 3). `STRATA_NODE_BINARY` overrides where `node` is found
@@ -68,9 +68,26 @@ fn ticks_per_second() -> f64 {
 struct Side {
     port: u16,
     pids: Vec<u32>,
+    /// CPU ticks per second the side uses when idle (Raft heartbeats, expiry scans): taken off
+    /// the time a test waits for the side to go idle.
+    idle_ticks_per_second: f64,
     /// Stops the processes and removes their data when dropped (processes first).
     _processes: Vec<Process>,
     _dir: ScratchDir,
+}
+
+impl Side {
+    /// Waits for a started side to settle (elections, preallocated log segments) and measures
+    /// what it uses idle.
+    fn new(port: u16, processes: Vec<Process>, dir: PathBuf) -> Side {
+        let pids: Vec<u32> = processes.iter().map(|process| process.0.id()).collect();
+        wait_until_idle(&pids, 0.0);
+        let (before, started) = (cpu_ticks(&pids), Instant::now());
+        std::thread::sleep(Duration::from_secs(2));
+        let ticks = cpu_ticks(&pids).saturating_sub(before);
+        let idle_ticks_per_second = ticks as f64 / started.elapsed().as_secs_f64();
+        Side { port, pids, idle_ticks_per_second, _processes: processes, _dir: ScratchDir(dir) }
+    }
 }
 
 /// A scratch directory removed when dropped.
@@ -83,8 +100,9 @@ impl Drop for ScratchDir {
 }
 
 /// Runs one test against `side` and waits until the side is idle again, counting the CPU time
-/// of the work the test left behind (a flush, a compaction) as the test's, and keeping it off
-/// the next side's test.
+/// of the work the test left behind (a flush, a compaction) as the test's, less what the side
+/// uses idle meanwhile, and keeping that work off the next side's test. A run that failed gives
+/// no sample.
 fn benchmark(side: &Side, test: &str, requests: u64, pipeline: u32) -> Sample {
     let tick_micros = 1e6 / ticks_per_second();
     let ticks_before = cpu_ticks(&side.pids);
@@ -93,31 +111,42 @@ fn benchmark(side: &Side, test: &str, requests: u64, pipeline: u32) -> Sample {
         .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
         .output()
         .expect("run redis-benchmark (apt-get install redis-tools)");
-    wait_until_idle(&side.pids);
-    let ticks = cpu_ticks(&side.pids).saturating_sub(ticks_before);
-    let cpu_micros = ticks as f64 * tick_micros / requests as f64;
+    let waited = wait_until_idle(&side.pids, side.idle_ticks_per_second);
+    let ticks = cpu_ticks(&side.pids).saturating_sub(ticks_before) as f64;
+    let ticks = (ticks - side.idle_ticks_per_second * waited.as_secs_f64()).max(0.0);
     let text = String::from_utf8_lossy(&output.stdout);
-    let requests_per_second = text
+    let rate = text
         .lines()
-        .filter_map(|line| line.split(',').nth(1)?.trim_matches('"').parse().ok())
-        .next_back()
-        .unwrap_or(0.0);
-    Sample { requests_per_second, cpu_micros }
+        .filter_map(|line| line.split(',').nth(1)?.trim_matches('"').parse::<f64>().ok())
+        .next_back();
+    match rate {
+        Some(requests_per_second) if output.status.success() => {
+            Sample { requests_per_second, cpu_micros: ticks * tick_micros / requests as f64 }
+        }
+        _ => {
+            eprintln!("redis-benchmark -t {test} -P {pipeline} on port {} failed", side.port);
+            Sample::default()
+        }
+    }
 }
 
-/// Waits (at most 20 s) until `pids` use no CPU for a quarter of a second: a 3-node cluster's
-/// heartbeats use less than that.
-fn wait_until_idle(pids: &[u32]) {
+/// Waits until `pids` use no more CPU than idle (`idle_ticks_per_second`) for a quarter of a
+/// second, at most 20 s; returns how long it waited.
+fn wait_until_idle(pids: &[u32], idle_ticks_per_second: f64) -> Duration {
+    let window = Duration::from_millis(250);
+    let allowed = (idle_ticks_per_second * window.as_secs_f64()).ceil() as u64;
     let started = Instant::now();
     let mut last = cpu_ticks(pids);
     while started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(window);
         let now = cpu_ticks(pids);
-        if now == last {
-            return;
+        if now.saturating_sub(last) <= allowed {
+            return started.elapsed();
         }
         last = now;
     }
+    eprintln!("processes {pids:?} still busy after 20 s");
+    started.elapsed()
 }
 
 fn start_node(binary: &Path, dir: &Path, id: u32, ports: &[(u16, u16, u16)]) -> Process {
@@ -172,8 +201,7 @@ fn strata(binary: &Path, nodes: u32) -> Side {
         (0..nodes).map(|id| start_node(binary, &dir, id, &ports)).collect();
     let port = leader_port(&ports);
     wait_until_writable(port);
-    let pids: Vec<u32> = processes.iter().map(|process| process.0.id()).collect();
-    Side { port, pids, _processes: processes, _dir: ScratchDir(dir) }
+    Side::new(port, processes, dir)
 }
 
 fn redis_server() -> Side {
@@ -181,7 +209,9 @@ fn redis_server() -> Side {
     let port = free_port();
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--appendonly", "yes", "--appendfsync", "always"])
-        .args(["--save", ""])
+        // No snapshots, and no AOF rewrites: a rewrite's work runs in a forked child, which the
+        // CPU count does not see (so redis-server does less here than it would).
+        .args(["--save", "", "--auto-aof-rewrite-percentage", "0"])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
@@ -190,7 +220,7 @@ fn redis_server() -> Side {
     wait_until_listening(port, &mut child, Duration::from_secs(30));
     let process = Process(child);
     wait_until_writable(port);
-    Side { port, pids: vec![process.0.id()], _processes: vec![process], _dir: ScratchDir(dir) }
+    Side::new(port, vec![process], dir)
 }
 
 /// One round's samples per pipeline depth and test: redis-server, 1-node Strata, 3-node Strata.

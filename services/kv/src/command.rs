@@ -574,12 +574,6 @@ impl CommandSpec {
         }
     }
 
-    /// Positions of the key arguments in a request of `count` arguments.
-    pub fn key_positions(&self, count: usize) -> impl Iterator<Item = usize> {
-        let (first, last) = self.key_span(count);
-        (first..=last).step_by(self.key_step())
-    }
-
     /// The first and last fixed key position in a request of `count` arguments (the last
     /// below the first: none).
     fn key_span(&self, count: usize) -> (usize, usize) {
@@ -768,14 +762,19 @@ mod tests {
         assert_eq!(shard_of_slot(SLOTS - 1, 3), 2);
     }
 
+    fn keys(text: &str) -> Vec<Vec<u8>> {
+        let request = arguments(text);
+        let spec = lookup(&request[0]).unwrap();
+        spec.keys(&request).iter().map(|key| key.to_vec()).collect()
+    }
+
     #[test]
-    fn key_positions() {
-        let mset = lookup(b"MSET").unwrap();
-        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
-        let blpop = lookup(b"blpop").unwrap();
-        assert_eq!(blpop.key_positions(4).collect::<Vec<_>>(), vec![1, 2]);
-        let get = lookup(b"get").unwrap();
-        assert_eq!(get.key_positions(2).collect::<Vec<_>>(), vec![1]);
+    fn keys_at_fixed_positions() {
+        assert_eq!(keys("MSET a 1 b 2"), arguments("a b"));
+        assert_eq!(keys("BLPOP a b 0"), arguments("a b"));
+        assert_eq!(keys("GET a"), arguments("a"));
+        assert_eq!(keys("PUBLISH channel message"), arguments("channel"));
+        assert!(keys("PING").is_empty());
         assert!(lookup(b"nosuch").is_none());
     }
 
@@ -785,11 +784,6 @@ mod tests {
 
     #[test]
     fn counted_keys_follow_their_count() {
-        let keys = |text: &str| {
-            let request = arguments(text);
-            let spec = lookup(&request[0]).unwrap();
-            spec.keys(&request).iter().map(|key| key.to_vec()).collect::<Vec<_>>()
-        };
         assert_eq!(keys("ZRANGESTORE out in 0 -1"), arguments("out in"));
         assert_eq!(keys("ZUNIONSTORE out 2 a b WEIGHTS 1 2"), arguments("out a b"));
         assert_eq!(keys("ZINTER 1 a b"), arguments("a"));
@@ -799,10 +793,6 @@ mod tests {
         assert_eq!(keys("BZMPOP 0 2 a b MIN"), arguments("a b"));
         assert_eq!(keys("BZPOPMIN a b 0"), arguments("a b"));
         assert_eq!(keys("OBJECT ENCODING k"), arguments("k"));
-        assert_eq!(keys("MSET a 1 b 2"), arguments("a b"));
-        assert_eq!(keys("GET a"), arguments("a"));
-        assert_eq!(keys("PUBLISH channel message"), arguments("channel"));
-        assert!(keys("PING").is_empty());
         assert!(keys("OBJECT HELP").is_empty());
         // A count the arguments cannot hold, or not a positive integer: no counted keys.
         assert_eq!(keys("ZUNIONSTORE out 3 a b"), arguments("out"));

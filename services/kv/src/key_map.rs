@@ -12,22 +12,23 @@ use std::ops::Bound;
 /// Keys kept in the sorted vector before the map becomes a tree: enough for most entries of a
 /// pipelined run (up to 64 commands of a key or two each; LPOP -P16 runs 11,691 instructions per
 /// request, 11,950 with 16 here), and few enough that an insert in the middle moves at most a
-/// few kilobytes. Small in unit tests, so that they reach the tree.
-pub const INLINE_KEYS_MAX: usize = if cfg!(test) { 16 } else { 128 };
+/// few kilobytes.
+pub const INLINE_KEYS_MAX: usize = 128;
 
+/// `INLINE`: the most keys kept in the sorted vector (tests set a small one to reach the tree).
 #[derive(Debug)]
-pub enum KeyMap<V> {
+pub enum KeyMap<V, const INLINE: usize = INLINE_KEYS_MAX> {
     Inline(Vec<(Vec<u8>, V)>),
     Tree(BTreeMap<Vec<u8>, V>),
 }
 
-impl<V> Default for KeyMap<V> {
+impl<V, const INLINE: usize> Default for KeyMap<V, INLINE> {
     fn default() -> Self {
         KeyMap::Inline(Vec::new())
     }
 }
 
-impl<V> KeyMap<V> {
+impl<V, const INLINE: usize> KeyMap<V, INLINE> {
     pub fn len(&self) -> usize {
         match self {
             KeyMap::Inline(entries) => entries.len(),
@@ -64,7 +65,7 @@ impl<V> KeyMap<V> {
         match self {
             KeyMap::Inline(entries) => match Self::position(entries, &key) {
                 Ok(at) => entries[at].1 = value,
-                Err(at) if entries.len() < INLINE_KEYS_MAX => entries.insert(at, (key, value)),
+                Err(at) if entries.len() < INLINE => entries.insert(at, (key, value)),
                 Err(_) => {
                     let mut tree: BTreeMap<Vec<u8>, V> =
                         std::mem::take(entries).into_iter().collect();
@@ -140,7 +141,7 @@ impl<V> KeyMap<V> {
     }
 }
 
-impl<V> IntoIterator for KeyMap<V> {
+impl<V, const INLINE: usize> IntoIterator for KeyMap<V, INLINE> {
     type Item = (Vec<u8>, V);
     type IntoIter = IntoIter<V>;
 
@@ -226,7 +227,8 @@ mod properties {
             operations in proptest::collection::vec(operation(), 0..120),
             probes in proptest::collection::vec((key(), key(), any::<u8>()), 8),
         ) {
-            let mut map = KeyMap::default();
+            // A small inline bound, so that maps of the 85 keys drawn become trees.
+            let mut map: KeyMap<u32, 16> = KeyMap::default();
             let mut model: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
             for operation in operations {
                 match operation {

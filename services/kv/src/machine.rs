@@ -44,7 +44,7 @@ use crate::entry::Entry;
 use crate::layout;
 use crate::resp::{Protocol, Reply};
 use crate::snapshot::{SnapshotStream, StreamDecoder};
-use crate::store::{Context, Effect, Fail};
+use crate::store::{Context, Effect, Fail, Outcome};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -507,21 +507,11 @@ impl Machine {
         let Some(spec) = arguments.first().and_then(|name| crate::command::lookup(name)) else {
             return Reply::error("ERR unknown command");
         };
-        self.read_command(spec, arguments, now_ms).await
-    }
-
-    /// [`Machine::read`] for a caller that looked the command up already (`spec`: that of
-    /// `arguments[0]`): a name is looked up once per request, not at every layer.
-    pub async fn read_command(
-        &self,
-        spec: &'static CommandSpec,
-        arguments: &[Vec<u8>],
-        now_ms: u64,
-    ) -> Reply {
         self.reader(now_ms).read(spec, arguments).await
     }
 
-    /// Reads that share one snapshot of this shard, taken at the first of them (see [`Reader`]).
+    /// Reads that share one snapshot of this shard, taken at the first of them (see [`Reader`]):
+    /// those of a pipelined run, each command looked up once.
     pub fn reader(&self, now_ms: u64) -> Reader<'_> {
         Reader { machine: self, now_ms, context: None }
     }
@@ -538,12 +528,7 @@ impl Machine {
 
     /// The WATCH version of `key` now (see `layout`): compared again when EXEC applies.
     pub async fn watch_version(&self, key: &[u8], now_ms: u64) -> Result<u64, Reply> {
-        let read =
-            async || Context::for_read(&self.db, &self.cursors, now_ms, 0).watch_version(key).await;
-        read_again_on_replace(read).await.map_err(|fail| match fail {
-            Fail::Reply(reply) => reply,
-            Fail::Storage(error) => Reply::error(format!("ERR storage: {error}")),
-        })
+        self.reader(now_ms).watch_version(key).await
     }
 
     /// Takes a snapshot of the state as of the last entry applied, captured now; the future makes
@@ -566,7 +551,7 @@ impl Machine {
     /// [`SnapshotStream`] produced it), durably: once this returns `Ok`, `durable_index()` and
     /// `applied_index()` are `index`. The store changes in one step at the end (a crash or an
     /// error before leaves the old state, durable below `index`); reads running across it
-    /// answer an error rather than a mix. Never beside an apply (asserted). Blocked clients
+    /// start again on the new store rather than answer a mix. Never beside an apply (asserted). Blocked clients
     /// are woken to check again.
     pub async fn install(
         &self,
@@ -627,8 +612,10 @@ impl Drop for Applying<'_> {
 
 /// Read-only commands on one shard that share a snapshot and a read context: those of one
 /// pipelined run, after its read barrier. Each is linearized at the snapshot, taken after the
-/// barrier and so inside every one of their requests' spans. A snapshot and context per read
-/// cost a small read (a GET from the memtable) a tenth of its work.
+/// barrier and so inside every one of their requests' spans. (If an install replaces the
+/// store, the read running then and those after it take a newer snapshot: still inside their
+/// spans.) A snapshot and context per read cost a small read (a GET from the memtable) a tenth
+/// of its work.
 pub struct Reader<'a> {
     machine: &'a Machine,
     /// Unix ms, the node's clock: one instant for all of the reads.
@@ -637,7 +624,7 @@ pub struct Reader<'a> {
     context: Option<Context<'a>>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     /// Evaluates one read-only command (`spec`: that of `arguments[0]`).
     pub async fn read(&mut self, spec: &'static CommandSpec, arguments: &[Vec<u8>]) -> Reply {
         if spec.has(crate::command::WRITE) {
@@ -645,38 +632,50 @@ impl Reader<'_> {
         }
         let mut attempts = 0;
         let outcome = loop {
-            let context = match &mut self.context {
-                Some(context) => context,
-                None => self.context.insert(self.machine.read_context(self.now_ms)),
-            };
-            match commands::execute_command(context, spec, arguments).await {
-                // The new store is at least as recent as the read barrier asked for.
-                Err(Fail::Storage(LsmError::Replaced)) if attempts < READ_ATTEMPTS_MAX => {
-                    self.context = None;
-                    attempts += 1;
-                }
-                done => break done,
+            let outcome = commands::execute_command(self.context(), spec, arguments).await;
+            if !self.again(&outcome, &mut attempts) {
+                break outcome;
             }
         };
-        match outcome {
-            Ok(reply) | Err(Fail::Reply(reply)) => reply,
-            Err(Fail::Storage(error)) => Reply::error(format!("ERR storage: {error}")),
+        outcome.unwrap_or_else(failed_read_reply)
+    }
+
+    /// The WATCH version of `key` (see [`Machine::watch_version`]).
+    pub async fn watch_version(&mut self, key: &[u8]) -> Result<u64, Reply> {
+        let mut attempts = 0;
+        loop {
+            let outcome = self.context().watch_version(key).await;
+            if !self.again(&outcome, &mut attempts) {
+                return outcome.map_err(failed_read_reply);
+            }
         }
+    }
+
+    fn context(&mut self) -> &mut Context<'a> {
+        let (machine, now_ms) = (self.machine, self.now_ms);
+        self.context.get_or_insert_with(|| machine.read_context(now_ms))
+    }
+
+    /// Whether a read runs again: when an install replaced the store under its snapshot, at
+    /// most [`READ_ATTEMPTS_MAX`] times, on a new snapshot (of a store at least as recent as
+    /// the read barrier asked for).
+    fn again<T>(&mut self, outcome: &Outcome<T>, attempts: &mut u32) -> bool {
+        let replaced = matches!(outcome, Err(Fail::Storage(LsmError::Replaced)));
+        if !replaced || *attempts == READ_ATTEMPTS_MAX {
+            return false;
+        }
+        *attempts += 1;
+        self.context = None;
+        true
     }
 }
 
-/// Runs `read` again while an install swapped the store under it (each run takes a new
-/// snapshot): the new store is at least as recent as the read barrier asked for.
-async fn read_again_on_replace<T>(
-    mut read: impl AsyncFnMut() -> Result<T, Fail>,
-) -> Result<T, Fail> {
-    for _ in 0..READ_ATTEMPTS_MAX {
-        match read().await {
-            Err(Fail::Storage(LsmError::Replaced)) => {}
-            done => return done,
-        }
+/// What a client is told of a read that failed.
+fn failed_read_reply(fail: Fail) -> Reply {
+    match fail {
+        Fail::Reply(reply) => reply,
+        Fail::Storage(error) => Reply::error(format!("ERR storage: {error}")),
     }
-    read().await
 }
 
 /// Runs `queued` in order, each as if alone: a command that fails leaves nothing behind, as a

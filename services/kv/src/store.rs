@@ -86,7 +86,7 @@ pub struct Context<'a> {
     count_reset: bool,
     pub effects: Vec<Effect>,
     random_state: u64,
-    /// A buffer for the metadata record key a read looks up (see [`Context::meta`]).
+    /// A buffer for the metadata record key [`Context::meta`] looks up.
     record_key: Vec<u8>,
 }
 

@@ -3,8 +3,10 @@
 //! simulated network to random nodes, under the full fault model (lossy, reordering and
 //! partitioned network; crashes that lose unsynced writes; torn writes; I/O errors; pauses; clock
 //! jumps). Clients read, write and compare-and-set (`SET k v IFEQ old`) a few registers, one
-//! request at a time or several pipelined; the history is checked for linearizability per key. After the faults stop, every client must
-//! complete operations again.
+//! request at a time or several pipelined; the history is checked for linearizability per key.
+//! (A pipeline's operations are recorded as concurrent: the checker does not hold them to
+//! request order, which `pipelined_writes_through_followers_apply_in_order` checks for writes.)
+//! After the faults stop, every client must complete operations again.
 //!
 //! `STRATA_KV_SIM_SEEDS=N STRATA_KV_SIM_FIRST_SEED=F cargo nextest run -p strata-node --test
 //! simulation` sweeps seeds F..F+N (default 0..300).
