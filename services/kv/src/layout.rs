@@ -64,6 +64,8 @@ pub fn metadata_key(key: &[u8]) -> Vec<u8> {
 /// [`metadata_key`] into `out` (cleared first): a buffer reused by every read of a context.
 pub fn metadata_key_into(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    // Room for all of it at once: a fresh buffer would otherwise grow three times.
+    out.reserve(9 + key.len());
     out.push(PREFIX_METADATA);
     out.extend_from_slice(&position(key).to_be_bytes());
     out.extend_from_slice(key);
