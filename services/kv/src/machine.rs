@@ -551,8 +551,8 @@ impl Machine {
     /// [`SnapshotStream`] produced it), durably: once this returns `Ok`, `durable_index()` and
     /// `applied_index()` are `index`. The store changes in one step at the end (a crash or an
     /// error before leaves the old state, durable below `index`); reads running across it
-    /// start again on the new store rather than answer a mix. Never beside an apply (asserted). Blocked clients
-    /// are woken to check again.
+    /// start again on the new store rather than answer a mix. Never beside an apply
+    /// (asserted). Blocked clients are woken to check again.
     pub async fn install(
         &self,
         index: u64,

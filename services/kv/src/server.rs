@@ -20,8 +20,8 @@
 //!   (`Cluster::write_many`: a follower forwards them to the leader as one unit, so they append
 //!   in that order); consecutive plain reads share one read barrier per shard, taken after
 //!   they arrived, and one snapshot per shard, taken after it (`Machine::reader`); a run starts
-//!   only when the one before it completed. Anything else (transactions, WATCH, blocking, pub/sub, fan-out, connection
-//!   commands, errors) runs alone, as it would unpipelined. Replies of a batch go out together.
+//!   only when the one before it completed. Anything else (transactions, WATCH, blocking,
+//!   pub/sub, fan-out, connection commands, errors) runs alone, as it would unpipelined. Replies of a batch go out together.
 //! - Bounds: connections (`connections_max`), query buffer (`query_buffer_bytes_max`), argument
 //!   count and size (the RESP decoder), queued transaction commands, subscriptions, blocked
 //!   clients, pushes pending per subscriber.

@@ -688,28 +688,26 @@ fn reads_sharing_a_snapshot_move_to_an_installed_store() {
     let rt = sim.runtime(NODE);
     run(&mut sim, async move {
         let now_ms = 1_700_000_000_000u64;
-        let set = |text: &[&str]| {
-            let text: Vec<String> = text.iter().map(|part| part.to_string()).collect();
-            Entry::Command { now_ms, arguments: args(&text) }.encode()
-        };
         let source = open(&rt, "source").await;
-        apply_range(&source, &[set(&["SET", "k", "new"])], 1, 1).await;
+        source.apply(1, &command_entry(now_ms, &["SET", "k", "new"])).await;
         let stream = source.snapshot().await.unwrap();
         let target = open(&rt, "target").await;
-        let entries = [set(&["SET", "k", "old"]), set(&["SET", "gone", "old"])];
-        apply_range(&target, &entries, 1, 2).await;
-        let get = args(&["GET".into(), "k".into()]);
-        let spec = strata_kv::command::lookup(b"GET").unwrap();
+        target.apply(1, &command_entry(now_ms, &["SET", "k", "old"])).await;
+        target.apply(2, &command_entry(now_ms, &["SET", "gone", "old"])).await;
+        let read = async |reader: &mut strata_kv::machine::Reader<'_>, items: &[&str]| {
+            let arguments: Vec<Vec<u8>> =
+                items.iter().map(|item| item.as_bytes().to_vec()).collect();
+            let spec = strata_kv::command::lookup(&arguments[0]).unwrap();
+            reader.read(spec, &arguments).await
+        };
         let mut reader = target.reader(now_ms);
-        assert_eq!(reader.read(spec, &get).await, Reply::bulk("old"));
+        assert_eq!(read(&mut reader, &["GET", "k"]).await, Reply::bulk("old"));
         target.install(3, &mut transfer(stream, 4)).await.unwrap();
-        assert_eq!(reader.read(spec, &get).await, Reply::bulk("new"));
-        let dbsize = args(&["DBSIZE".into()]);
-        let dbsize_spec = strata_kv::command::lookup(b"DBSIZE").unwrap();
-        assert_eq!(reader.read(dbsize_spec, &dbsize).await, Reply::Integer(1));
+        assert_eq!(read(&mut reader, &["GET", "k"]).await, Reply::bulk("new"));
+        assert_eq!(read(&mut reader, &["DBSIZE"]).await, Reply::Integer(1));
         // A run's reads see the one snapshot: a write between them is not seen.
-        target.apply(4, &set(&["SET", "k", "newer"])).await;
-        assert_eq!(reader.read(spec, &get).await, Reply::bulk("new"));
-        assert_eq!(target.reader(now_ms).read(spec, &get).await, Reply::bulk("newer"));
+        target.apply(4, &command_entry(now_ms, &["SET", "k", "newer"])).await;
+        assert_eq!(read(&mut reader, &["GET", "k"]).await, Reply::bulk("new"));
+        assert_eq!(read(&mut target.reader(now_ms), &["GET", "k"]).await, Reply::bulk("newer"));
     });
 }
