@@ -104,6 +104,11 @@ fn a_node_joins_and_another_leaves_through_raft() {
         free_addresses(3 * NODES).chunks(3).map(|chunk| [chunk[0], chunk[1], chunk[2]]).collect();
     let mut nodes: Vec<Option<Node>> =
         (1..=NODES).map(|id| Some(start(id, &directory, &addresses))).collect();
+    // A node that is no voter yet may still be opening its storage when the voters have
+    // elected a leader (seen on a loaded machine): every node listens before it is asked.
+    eventually("every node listens", || {
+        nodes.iter().flatten().all(|node| TcpStream::connect(node.http).is_ok())
+    });
     eventually("the first three elect a leader and take a write", || {
         redis_cli(node(&nodes, 1), &["SET", "before", "1"]) == "OK"
     });
