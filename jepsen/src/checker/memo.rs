@@ -277,7 +277,7 @@ impl Visited {
 
     /// Inserts the configuration; returns whether it was new.
     pub(crate) fn insert(&mut self, linearized: &mut Linearized, state: u32) -> bool {
-        let key = linearized.hash() ^ splitmix64(u64::from(state));
+        let key = Self::key(linearized, state);
         let encoded = linearized.encode();
         let new_index = u32::try_from(self.entries.len()).expect("fewer than 2^32 memo entries");
         let first = match self.heads.entry(key) {
@@ -287,16 +287,8 @@ impl Visited {
                 u32::MAX
             }
         };
-        let mut chain = first;
-        while chain != u32::MAX {
-            let entry = self.entries[chain as usize];
-            if entry.state == state && entry.words_len as usize == encoded.len() {
-                let start = entry.words_start as usize;
-                if &self.words[start..start + encoded.len()] == encoded {
-                    return false;
-                }
-            }
-            chain = entry.next;
+        if self.chain_holds(first, encoded, state) {
+            return false;
         }
         self.entries.push(Entry {
             state,
@@ -309,6 +301,34 @@ impl Visited {
             self.heads.insert(key, new_index);
         }
         true
+    }
+
+    /// Whether the configuration was visited, without inserting it.
+    pub(crate) fn contains(&self, linearized: &mut Linearized, state: u32) -> bool {
+        let Some(&first) = self.heads.get(&Self::key(linearized, state)) else { return false };
+        self.chain_holds(first, linearized.encode(), state)
+    }
+
+    #[inline]
+    fn key(linearized: &Linearized, state: u32) -> u64 {
+        linearized.hash() ^ splitmix64(u64::from(state))
+    }
+
+    /// Whether the chain of entries from `first` holds (`encoded`, `state`).
+    #[inline]
+    fn chain_holds(&self, first: u32, encoded: &[u64], state: u32) -> bool {
+        let mut chain = first;
+        while chain != u32::MAX {
+            let entry = self.entries[chain as usize];
+            if entry.state == state && entry.words_len as usize == encoded.len() {
+                let start = entry.words_start as usize;
+                if &self.words[start..start + encoded.len()] == encoded {
+                    return true;
+                }
+            }
+            chain = entry.next;
+        }
+        false
     }
 
     /// Approximate bytes held.

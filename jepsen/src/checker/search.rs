@@ -9,6 +9,11 @@
 //! undoing the last linearization. The history is linearizable when the list of known outcomes
 //! empties (operations of unknown outcome left over simply never took effect), and not when the
 //! search must backtrack past the start.
+//!
+//! A configuration is also not searched when one with fewer unknown outcomes taken and the same
+//! state was: an unknown outcome may never take effect, so the smaller one can go every way this
+//! one can. An unknown write that a later write overwrote is then searched once, not once per
+//! subset of the unknown writes taken before it (etcd's histories: 622,509 steps to 35,143).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -63,6 +68,9 @@ pub(crate) enum SearchEnd<S> {
 }
 
 const NO_STATE: u32 = u32::MAX;
+/// Up to this many unknown outcomes taken, a configuration is checked against every subset of
+/// them left out (2^n - 1 lookups); past it, against each one left out alone.
+const SUBSETS_CHECKED_UNKNOWNS_MAX: usize = 4;
 const CHECK_EVERY: u64 = 1 << 12;
 const _: () = assert!(CHECK_EVERY.is_power_of_two());
 
@@ -92,6 +100,8 @@ pub(crate) struct Search<'o, 'a, M: Model> {
     step_memo: FxMap<u64, u32>,
     visited: Visited,
     linearized: Linearized,
+    /// The operations of unknown outcome in `linearized`, in the order they were taken.
+    unknowns_taken: Vec<u32>,
     state: u32,
     stack: Vec<Frame>,
     depth_max: usize,
@@ -203,6 +213,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                     .map(|operation| operation.return_time == u64::MAX)
                     .collect::<Vec<_>>(),
             ),
+            unknowns_taken: Vec::new(),
             state,
             stack: Vec::new(),
             depth_max: 0,
@@ -268,20 +279,65 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
         next_state
     }
 
-    /// Tries to linearize `operation` next; on success records it as visited and moves there.
+    /// Tries to linearize `operation`, of unknown outcome, next; on success records it as
+    /// visited and moves there.
     #[inline]
-    fn try_linearize(&mut self, operation: usize) -> Option<u32> {
+    fn try_linearize_unknown(&mut self, operation: usize) -> Option<u32> {
         let next_state = self.step(operation);
         if next_state == NO_STATE {
             return None;
         }
         self.linearized.set(operation);
-        if self.visited.insert(&mut self.linearized, next_state) {
+        self.unknowns_taken.push(operation as u32);
+        if self.enter(next_state) {
             Some(next_state)
         } else {
             self.linearized.clear(operation);
+            self.unknowns_taken.pop();
             None
         }
+    }
+
+    /// Records the configuration (`linearized`, `state`) as visited; returns false if it needs no
+    /// search: it was visited, or one like it with fewer unknown outcomes taken and the same
+    /// state was. That one dominates it: an unknown outcome may also never take effect, so every
+    /// way on from here is a way on from there, and a visited configuration either failed or is
+    /// an ancestor still trying its other ways on.
+    #[inline]
+    fn enter(&mut self, state: u32) -> bool {
+        if !self.visited.insert(&mut self.linearized, state) {
+            return false;
+        }
+        let count = self.unknowns_taken.len();
+        if count == 0 {
+            return true;
+        }
+        // Every subset of a few unknown outcomes; beyond that, each one alone (the check runs on
+        // every step, and a pending write that never took effect is the usual case).
+        let dominated = if count <= SUBSETS_CHECKED_UNKNOWNS_MAX {
+            (1..1u32 << count)
+                .any(|mask| self.visited_without(state, |index| mask >> index & 1 == 1))
+        } else {
+            (0..count).any(|removed| self.visited_without(state, |index| index == removed))
+        };
+        !dominated
+    }
+
+    /// Whether (`linearized` without the unknown outcomes taken whose positions `removed` picks,
+    /// `state`) was visited.
+    fn visited_without(&mut self, state: u32, removed: impl Fn(usize) -> bool) -> bool {
+        for (index, &operation) in self.unknowns_taken.iter().enumerate() {
+            if removed(index) {
+                self.linearized.clear(operation as usize);
+            }
+        }
+        let visited = self.visited.contains(&mut self.linearized, state);
+        for (index, &operation) in self.unknowns_taken.iter().enumerate() {
+            if removed(index) {
+                self.linearized.set(operation as usize);
+            }
+        }
+        visited
     }
 
     /// Runs until the search ends (`Some`) or `steps_count` more steps are taken (`None`).
@@ -335,7 +391,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                 // a configuration already explored, this whole node fails.
                 let forced = self.read_only[operation];
                 self.linearized.set(operation);
-                if !self.visited.insert(&mut self.linearized, next_state) {
+                if !self.enter(next_state) {
                     self.linearized.clear(operation);
                     if forced {
                         if !self.backtrack() {
@@ -379,7 +435,7 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
                         continue;
                     }
                 }
-                if let Some(next_state) = self.try_linearize(operation) {
+                if let Some(next_state) = self.try_linearize_unknown(operation) {
                     self.stack.push(Frame {
                         item: operation as u32,
                         is_info: true,
@@ -422,6 +478,8 @@ impl<'o, 'a, M: Model> Search<'o, 'a, M> {
             if frame.is_info {
                 let operation = frame.item as usize;
                 self.linearized.clear(operation);
+                let taken_last = self.unknowns_taken.pop();
+                assert_eq!(taken_last, Some(frame.item), "unknown outcomes are undone in order");
                 info_unlift(&mut self.info_next, &mut self.info_previous, operation);
                 self.in_info_phase = true;
                 self.limit = frame.limit as usize;
