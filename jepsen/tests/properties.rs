@@ -262,10 +262,11 @@ proptest! {
 }
 
 /// Found while reproducing a failure of the property test above (a CI run of 2026-12-07 hit its
-/// step budget) by sweeping its parameters: ten clients on one key, 25% appends, and two appends of unknown outcome never seen by a read. Every order of
-/// eight concurrent appends is a different value until the read after them, and each pending
-/// unknown append may sit anywhere among them. The checker runs out of steps; it must not call the
-/// history not linearizable (a smarter search may decide it).
+/// step budget) by sweeping its parameters: ten clients on one key, 25% appends, and two appends
+/// of unknown outcome never seen by a read. Every order of eight concurrent appends is a different
+/// value until the read after them, and each pending unknown append may sit anywhere among them.
+/// The checker runs out of steps; it must not call the history not linearizable (a smarter search
+/// may decide it).
 #[test]
 fn hard_append_burst_runs_out_of_budget_without_a_wrong_verdict() {
     let workload = Workload {
